@@ -1,0 +1,36 @@
+"""refiner: multi-round hyperparameter search refinement on KerasTuner.
+
+A coarse random round, a surrogate that finds the promising region, a narrowed space with one
+explained decision per hyperparameter, then Bayesian rounds on it, warm-started.
+"""
+
+from refiner.errors import RefinerError, ValidationError
+from refiner.space import Boolean, Choice, Condition, Fixed, Float, Int, SearchSpace
+from refiner.trial import Objective, Trial, TrialState
+
+__all__ = [
+    "Refiner",
+    "SearchSpace",
+    "Float",
+    "Int",
+    "Choice",
+    "Boolean",
+    "Fixed",
+    "Condition",
+    "Objective",
+    "Trial",
+    "TrialState",
+    "RefinerError",
+    "ValidationError",
+]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The agent imports KerasTuner (and so TensorFlow); load it only when asked for.
+    if name == "Refiner":
+        from refiner.agent import Refiner
+
+        return Refiner
+    raise AttributeError(f"module 'refiner' has no attribute {name!r}")

@@ -1,0 +1,39 @@
+"""Exceptions refiner raises for bad input, each carrying a one-line message.
+
+The CLI turns any :class:`RefinerError` into that line on stderr and exit code 2,
+so every message names the field (a JSON path where there is one) and the rule.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RefinerError", "ValidationError", "RunFolderError", "SettingsChangedError", "RoundFailedError"]
+
+
+class RefinerError(Exception):
+    """Base class for errors caused by the user's input or the run folder's state."""
+
+
+class ValidationError(RefinerError, ValueError):
+    """A document (space, run config, run file) breaks a rule.
+
+    ``problems`` holds one ``"<json path>: <rule>"`` line per broken rule; ``str()`` joins
+    them with ``"; "`` so the first line is always a complete message.
+    """
+
+    def __init__(self, problems: list[str] | str, source: str | None = None):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.source = source
+        prefix = f"{source}: " if source else ""
+        super().__init__(prefix + "; ".join(self.problems))
+
+
+class RunFolderError(RefinerError):
+    """The run folder is missing, corrupt, or does not match what was asked for."""
+
+
+class SettingsChangedError(RunFolderError):
+    """A resumed run was given settings that differ from the ones it started with."""
+
+
+class RoundFailedError(RefinerError):
+    """Every trial of a round failed; the run stops with all state kept."""

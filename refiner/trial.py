@@ -1,0 +1,110 @@
+"""The frozen record of one finished trial, as stored in ``rounds/<k>/trials.jsonl``."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+__all__ = ["TrialState", "Trial", "Objective", "best_trial"]
+
+
+class TrialState(str, enum.Enum):
+    """How a trial ended. Only ``COMPLETE`` trials with a finite score reach the surrogate."""
+
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What to optimise: a metric name and a direction (``"max"`` or ``"min"``).
+
+    KerasTuner guesses the direction from the name and gets e.g. ``val_f1_score`` wrong,
+    so refiner always carries it explicitly.
+    """
+
+    name: str
+    direction: str = "max"
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("max", "min"):
+            raise ValueError(f"objective direction must be 'max' or 'min', got {self.direction!r}")
+        if not self.name:
+            raise ValueError("objective name must not be empty")
+
+    @classmethod
+    def coerce(cls, value: "Objective | str | Mapping[str, str]") -> "Objective":
+        """Accept an ``Objective``, a dict, or a bare name (loss-like names minimise, others maximise)."""
+        if isinstance(value, Objective):
+            return value
+        if isinstance(value, Mapping):
+            return cls(value["name"], value.get("direction", "max"))
+        if isinstance(value, str):
+            lowered = value.lower()
+            minimise = any(w in lowered for w in ("loss", "error", "mse", "mae", "regret"))
+            return cls(value, "min" if minimise else "max")
+        raise TypeError(f"objective must be an Objective, a dict or a metric name, got {value!r}")
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether score ``a`` is strictly better than ``b``."""
+        return a > b if self.direction == "max" else a < b
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "direction": self.direction}
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One finished evaluation: hyperparameters in, score and metrics out."""
+
+    trial_id: str
+    round: int
+    hyperparameters: Mapping[str, Any]
+    score: float | None
+    status: TrialState
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    duration_s: float = 0.0
+    message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Completed with a finite score: usable by the surrogate and eligible as best."""
+        return self.status is TrialState.COMPLETE and self.score is not None and math.isfinite(self.score)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "trial_id": self.trial_id,
+            "round": self.round,
+            "hyperparameters": dict(self.hyperparameters),
+            "score": self.score,
+            "status": self.status.value,
+            "metrics": {k: v for k, v in self.metrics.items() if v is not None and math.isfinite(v)},
+            "duration_s": round(float(self.duration_s), 6),
+        }
+        if self.message:
+            out["message"] = self.message
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Trial":
+        return cls(
+            trial_id=d["trial_id"],
+            round=d["round"],
+            hyperparameters=dict(d["hyperparameters"]),
+            score=d["score"],
+            status=TrialState(d["status"]),
+            metrics=dict(d.get("metrics", {})),
+            duration_s=float(d.get("duration_s", 0.0)),
+            message=d.get("message"),
+        )
+
+
+def best_trial(trials: "list[Trial]", objective: Objective) -> Trial | None:
+    """The best usable trial (first one wins ties), or None."""
+    best = None
+    for t in trials:
+        if t.ok and (best is None or objective.better(t.score, best.score)):  # type: ignore[arg-type]
+            best = t
+    return best
