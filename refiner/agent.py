@@ -1,0 +1,364 @@
+"""The refinement loop: round -> surrogate -> narrowing -> next round, recorded in the run folder.
+
+::
+
+    agent = refiner.Refiner(hypermodel=build_model, objective="val_accuracy", rounds=3,
+                            trials_per_round=10, directory="runs", project_name="mnist_cnn", seed=0)
+    agent.search(x_train, y_train, epochs=10, validation_split=0.2)
+    agent.get_best_hyperparameters()[0].values
+    agent.refined_space.to_json("space.json")
+
+Round 0 is a KerasTuner random search over the full space; every later round is a Bayesian
+optimisation over the space the previous round's analysis narrowed, warm-started with the
+earlier trials inside it. After every round (the last one too) a surrogate is fitted on all
+completed trials and :func:`refiner.narrowing.refine` proposes the next space with one decision
+per hyperparameter; the last round's proposal is the refined space.
+
+Calling :meth:`Refiner.search` again on the same folder resumes: finished rounds are skipped,
+a half-finished round continues from its last recorded trial, and settings that differ from
+the ones the run started with are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from refiner import __version__, report
+from refiner.errors import RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
+from refiner.narrowing import NarrowingConfig, refine
+from refiner.space import SearchSpace
+from refiner.store import RunStore, now_iso
+from refiner.surrogate import fit_surrogate
+from refiner.trial import Objective, Trial, best_trial
+
+__all__ = ["Refiner"]
+
+log = logging.getLogger(__name__)
+
+
+class Refiner:
+    """Multi-round search refinement over a KerasTuner hypermodel or a plain Python function.
+
+    Args:
+        hypermodel: ``build_model(hp)`` as for KerasTuner; its space is discovered from it.
+        function: ``f(params: dict) -> float`` (or a dict of metrics holding the objective).
+            Exactly one of ``hypermodel`` and ``function``.
+        space: a :class:`SearchSpace`; required with ``function``, and with ``hypermodel`` it
+            overrides the ranges ``build_model`` declares.
+        objective: a metric name (``"val_accuracy"``; names with loss/error minimise) or an
+            :class:`Objective` with an explicit direction.
+        rounds: how many rounds (round 0 random, then Bayesian).
+        trials_per_round: new trials per round.
+        executions_per_trial: models trained per trial (hypermodel only), averaged as in KerasTuner.
+        directory, project_name: the run folder is ``directory/project_name``.
+        seed: makes proposals, surrogates and narrowing reproducible; ``None`` for fresh randomness.
+        narrowing: a :class:`NarrowingConfig` or a dict of its fields.
+        overwrite: start afresh, deleting an existing run folder of that name.
+    """
+
+    def __init__(
+        self,
+        hypermodel: Callable[[Any], Any] | None = None,
+        *,
+        function: Callable[[dict[str, Any]], Any] | None = None,
+        space: SearchSpace | None = None,
+        objective: Objective | str | Mapping[str, str] = "val_accuracy",
+        rounds: int = 3,
+        trials_per_round: int = 10,
+        executions_per_trial: int = 1,
+        directory: str | os.PathLike[str] = "runs",
+        project_name: str = "refiner",
+        seed: int | None = 0,
+        narrowing: NarrowingConfig | Mapping[str, Any] | None = None,
+        overwrite: bool = False,
+        target_name: str | None = None,
+        config_path: str | None = None,
+    ):
+        if (hypermodel is None) == (function is None):
+            raise ValueError("give exactly one of `hypermodel` and `function`")
+        if function is not None and space is None:
+            raise ValueError("`space` is required with `function` (a plain function declares no space)")
+        for name, value in (("rounds", rounds), ("trials_per_round", trials_per_round),
+                            ("executions_per_trial", executions_per_trial)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise ValueError(f"`seed` must be an integer or None, got {seed!r}")
+        self.hypermodel = hypermodel
+        self.function = function
+        self.space = space
+        self.objective = Objective.coerce(objective)
+        self.rounds = rounds
+        self.trials_per_round = trials_per_round
+        self.executions_per_trial = executions_per_trial
+        self.seed = seed
+        self.narrowing = narrowing if isinstance(narrowing, NarrowingConfig) else NarrowingConfig.from_dict(dict(narrowing or {}))
+        self.overwrite = overwrite
+        self.store = RunStore(Path(directory) / project_name)
+        self.project_name = project_name
+        target = hypermodel if hypermodel is not None else function
+        self.target_name = target_name or f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', repr(target))}"
+        self.config_path = config_path
+        self._trials: list[Trial] = []
+        self._refined: SearchSpace | None = None
+
+    # -- results -------------------------------------------------------------------------------
+    @property
+    def trials(self) -> list[Trial]:
+        """Every finished trial of the run, in order."""
+        return list(self._trials)
+
+    @property
+    def best_trial(self) -> Trial | None:
+        return best_trial(self._trials, self.objective)
+
+    @property
+    def refined_space(self) -> SearchSpace:
+        """The space proposed after the last round (also in ``refined_space.json``)."""
+        if self._refined is None:
+            if self.store.refined_space_file.exists():
+                self._refined = self.store.read_refined_space()
+            else:
+                raise RefinerError("no refined space yet: run search() first")
+        return self._refined
+
+    def get_best_hyperparameters(self, num_trials: int = 1) -> list[Any]:
+        """The best ``num_trials`` configurations as ``keras_tuner.HyperParameters``, best first."""
+        import keras_tuner as kt
+
+        ranked = sorted((t for t in self._trials if t.ok), key=lambda t: t.score,  # type: ignore[arg-type, return-value]
+                        reverse=self.objective.direction == "max")
+        out = []
+        for t in ranked[:num_trials]:
+            space = self.store.read_space(t.round) if self.store.has_space(t.round) else self.refined_space
+            hp: kt.HyperParameters = space.to_keras_tuner()
+            hp.values = dict(t.hyperparameters)
+            out.append(hp)
+        return out
+
+    # -- the loop ------------------------------------------------------------------------------
+    def search(self, *fit_args: Any, **fit_kwargs: Any) -> "Refiner":
+        """Run (or resume) every round. Positional and keyword arguments go to ``model.fit``."""
+        store = self.store
+        initial_space = self._initial_space()
+        settings = self._settings(initial_space, fit_args, fit_kwargs)
+        self._open_run(settings)
+        try:
+            for k in range(self.rounds):
+                space = self._round_space(k, initial_space)
+                self._run_round(k, space, fit_args, fit_kwargs)
+                self._analyse_round(k, space, initial_space)
+        except RoundFailedError as exc:
+            store.update_state(status="failed", message=str(exc))
+            store.event("run_failed", message=str(exc))
+            raise
+        except (KeyboardInterrupt, Exception) as exc:
+            # Whatever stopped us, the record is intact: say how to carry on.
+            if store.exists():
+                store.update_state(status="interrupted", message=f"{type(exc).__name__}: {exc}"[:500])
+                store.event("run_interrupted", message=f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        refined = self._next_space_from_decisions(self.rounds - 1)
+        store.write_refined_space(refined)
+        self._refined = refined
+        best = self.best_trial
+        store.update_state(status="finished", current_round=self.rounds - 1, message=None, best=_best_dict(best))
+        store.event("run_finished", best_score=None if best is None else best.score)
+        log.info("run finished: best %s = %s; refined space written to %s",
+                 self.objective.name, report.fmt(best.score if best else None), store.refined_space_file)
+        return self
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _initial_space(self) -> SearchSpace:
+        if self.hypermodel is None:
+            assert self.space is not None
+            return self.space
+        from refiner.engines.keras_tuner import discover_space
+
+        self.store.root.mkdir(parents=True, exist_ok=True)
+        declared = discover_space(self.hypermodel, self.store.root)
+        return declared.override_with(self.space) if self.space is not None else declared
+
+    def _settings(self, space: SearchSpace, fit_args: tuple, fit_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        settings: dict[str, Any] = {
+            "mode": "hypermodel" if self.hypermodel is not None else "function",
+            "target": self.target_name,
+            "objective": self.objective.to_dict(),
+            "rounds": self.rounds,
+            "trials_per_round": self.trials_per_round,
+            "executions_per_trial": self.executions_per_trial,
+            "seed": self.seed,
+            "initial_space": space.to_dict(),
+            "narrowing": self.narrowing.to_dict(),
+            "config": self.config_path,
+        }
+        if self.hypermodel is not None:
+            settings["fit"] = _describe_fit(fit_args, fit_kwargs)
+        return settings
+
+    def _open_run(self, settings: dict[str, Any]) -> None:
+        store = self.store
+        if store.exists() and self.overwrite:
+            log.info("--overwrite: deleting the earlier run in %s", store.root)
+            shutil.rmtree(store.root)
+        if store.exists():
+            run = store.read_run()
+            changed = _changed_settings(run["settings"], settings)
+            if changed:
+                raise SettingsChangedError(
+                    f"{store.root}: the run was started with other settings ({'; '.join(changed)}); "
+                    "use --overwrite (overwrite=True) to start afresh or another run name"
+                )
+            self._trials = store.all_trials()
+            store.update_state(status="running", message=None)
+            store.event("run_resumed", trials_so_far=len(self._trials))
+            log.info("resuming %s: %d trials recorded so far", store.root, len(self._trials))
+            return
+        # A folder without run.json (e.g. left by a crash before the first write) is started afresh;
+        # anything else in it is kept.
+        store.root.mkdir(parents=True, exist_ok=True)
+        store.write_run({
+            "format_version": 1,
+            "name": self.project_name,
+            "settings": settings,
+            "state": {"status": "running", "current_round": 0, "message": None, "best": None},
+            "versions": _versions(),
+            "created_at": now_iso(),
+            "updated_at": now_iso(),
+        })
+        store.event("run_started", rounds=self.rounds, trials_per_round=self.trials_per_round)
+        self._trials = []
+
+    def _round_space(self, k: int, initial_space: SearchSpace) -> SearchSpace:
+        store = self.store
+        if store.has_space(k):
+            return store.read_space(k)
+        space = initial_space if k == 0 else self._next_space_from_decisions(k - 1)
+        store.write_space(k, space)
+        return space
+
+    def _next_space_from_decisions(self, k: int) -> SearchSpace:
+        decisions = self.store.read_decisions(k)
+        if decisions is None:
+            raise RunFolderError(f"{self.store.round_dir(k)}: decisions.json is missing, so round {k + 1} has no space")
+        try:
+            return SearchSpace.from_dict(decisions["next_space"], source=str(self.store.round_dir(k) / "decisions.json"))
+        except RefinerError as exc:
+            raise RunFolderError(str(exc)) from None
+
+    def _run_round(self, k: int, space: SearchSpace, fit_args: tuple, fit_kwargs: Mapping[str, Any]) -> None:
+        from refiner.engines.keras_tuner import RoundSpec, run_round
+
+        store = self.store
+        done = store.read_trials(k)
+        remaining = self.trials_per_round - len(done)
+        store.update_state(current_round=k)
+        if remaining <= 0:
+            return
+        earlier = [t for t in self._trials if t.round < k and t.ok and space.contains(t.hyperparameters)]
+        kind = "random" if k == 0 else "bayesian"
+        store.event("round_started", round=k, kind=kind, budget=remaining, warm_trials=len(earlier),
+                    resumed_after=len(done))
+        log.info("round %d (%s search): %d trials%s%s", k, "random" if k == 0 else "Bayesian", remaining,
+                 f", warm-started with {len(earlier)} earlier trials" if earlier else "",
+                 f", resuming after {len(done)} recorded" if done else "")
+        counter = {"n": len(done)}
+
+        def on_trial(trial: Trial) -> None:
+            store.append_trial(trial)
+            self._trials.append(trial)
+            counter["n"] += 1
+            store.event("trial_finished", round=k, trial_id=trial.trial_id, status=trial.status.value,
+                        score=trial.score)
+            log.info("%s", report.trial_line(trial, counter["n"], self.trials_per_round, self.best_trial, self.objective))
+
+        run_round(RoundSpec(
+            round_index=k, kind=kind, space=space, objective=self.objective, budget=remaining,
+            project_dir=store.kt_dir(k), seed=self.seed, function=self.function, hypermodel=self.hypermodel,
+            executions_per_trial=self.executions_per_trial, warm_trials=earlier, done_trials=done,
+            fit_args=fit_args, fit_kwargs=fit_kwargs,
+        ), on_trial)
+        round_trials = store.read_trials(k)
+        if round_trials and not any(t.ok for t in round_trials):
+            last = round_trials[-1].message or "no message"
+            raise RoundFailedError(
+                f"every trial of round {k} failed ({len(round_trials)} trials; last error: {last}); "
+                f"the run stopped with all state kept in {store.root}"
+            )
+
+    def _analyse_round(self, k: int, space: SearchSpace, initial_space: SearchSpace) -> None:
+        store = self.store
+        if store.read_decisions(k) is not None:
+            return  # analysed before an interruption; deterministic, so nothing to redo
+        completed = [t for t in self._trials if t.ok]
+        seed = None if self.seed is None else self.seed + 1000 * (k + 1)
+        surrogate = fit_surrogate(space, completed, self.objective, seed=seed,
+                                  min_cv_score=self.narrowing.min_cv_score)
+        store.write_surrogate(k, {"round": k, **surrogate.to_dict()})
+        next_space, decisions = refine(space, completed, surrogate, objective=self.objective,
+                                       original_space=initial_space, config=self.narrowing, seed=seed)
+        store.write_decisions(k, {
+            "format_version": 1,
+            "round": k,
+            "n_trials": len(completed),
+            "surrogate_trusted": bool(surrogate.trusted),
+            "decisions": [d.to_dict() for d in decisions],
+            "next_space": next_space.to_dict(),
+        })
+        store.event("round_analysed", round=k, model=surrogate.model_name, cv_score=surrogate.cv_score,
+                    actions={d.name: d.action for d in decisions})
+        round_trials = [t for t in self._trials if t.round == k]
+        log.info("%s", report.round_table(k, round_trials, self.best_trial, surrogate, decisions, self.objective))
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"refiner": __version__, "python": platform.python_version()}
+    for dist in ("keras-tuner", "keras", "tensorflow", "optuna", "scikit-learn", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _describe_fit(fit_args: tuple, fit_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-able summary of the fit arguments; arrays by shape and dtype so a changed dataset is noticed."""
+
+    def describe(value: Any) -> Any:
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            return value
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            return f"array{tuple(int(s) for s in value.shape)} {value.dtype}"
+        if isinstance(value, (list, tuple)):
+            return [describe(v) for v in value]
+        if isinstance(value, Mapping):
+            return {str(k): describe(v) for k, v in value.items()}
+        return type(value).__name__
+
+    out = {k: describe(v) for k, v in fit_kwargs.items() if k not in ("callbacks", "verbose")}
+    if fit_args:
+        out["args"] = [describe(v) for v in fit_args]
+    return out
+
+
+def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            before, after = report.short(old.get(key)), report.short(new.get(key))
+            changed.append(f"{key}: was {before}, now {after}")
+    return changed
+
+
+def _best_dict(best: Trial | None) -> dict[str, Any] | None:
+    if best is None:
+        return None
+    return {"trial_id": best.trial_id, "round": best.round, "score": best.score,
+            "hyperparameters": dict(best.hyperparameters)}

@@ -1,0 +1,205 @@
+"""The ``refiner`` command: run, show, export, validate, app.
+
+The CLI owns the console: the library only logs. Bad input (a malformed space, a wrong config,
+a corrupt run folder) prints one ``refiner: error: …`` line per problem and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from refiner.errors import RefinerError, RoundFailedError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="refiner",
+        description="Multi-round hyperparameter search refinement on KerasTuner: a random round, "
+        "surrogate-guided narrowing with one explained decision per hyperparameter, Bayesian rounds.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run (or resume) the search a TOML config describes")
+    run.add_argument("config", type=Path, help="run config (TOML), see schemas/run_config.schema.json")
+    run.add_argument("--run-dir", type=Path, default=None, help="run folder (default: <directory>/<name> from the config)")
+    run.add_argument("--overwrite", action="store_true", help="delete an existing run folder and start afresh")
+    run.add_argument("--quiet", action="store_true", help="only the final summary")
+
+    show = sub.add_parser("show", help="summarise a run folder: per round its space, best score, decisions")
+    show.add_argument("run_dir", type=Path)
+
+    export = sub.add_parser("export", help="write the refined space as JSON, KerasTuner code or Optuna code")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--format", choices=("json", "keras-tuner", "optuna"), default="json")
+    export.add_argument("-o", "--output", type=Path, default=None, help="file to write (default: standard output)")
+
+    validate = sub.add_parser("validate", help="check a search-space JSON or a run config; exit 2 on problems")
+    validate.add_argument("file", type=Path)
+
+    app = sub.add_parser("app", help="open the review app (Streamlit) on 127.0.0.1")
+    app.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run folders (default: runs)")
+    app.add_argument("--port", type=int, default=8501)
+    app.add_argument("--address", default="127.0.0.1", help="address to bind (default: loopback only)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _quiet_tensorflow()
+    try:
+        return {"run": _run, "show": _show, "export": _export, "validate": _validate, "app": _app}[args.command](args)
+    except RoundFailedError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    except RefinerError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _error("interrupted; everything finished so far is kept - run the same command again to resume")
+        return EXIT_INTERRUPTED
+
+
+def _error(message: str) -> None:
+    print(f"refiner: error: {message}", file=sys.stderr)
+
+
+def _quiet_tensorflow() -> None:
+    # TensorFlow's C++ start-up chatter drowns the progress lines; errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _console_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("refiner")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def _run(args: argparse.Namespace) -> int:
+    from refiner.config import load_run_config
+
+    config = load_run_config(args.config)
+    run_dir = args.run_dir or Path(config.directory) / config.name
+    _console_logging(args.quiet)
+    target = config.resolve_target()
+    fit_kwargs: dict[str, Any] = {}
+    if config.hypermodel is not None:
+        fit_kwargs = _fit_kwargs(config.resolve_data()(), config.fit)
+
+    from refiner.agent import Refiner
+
+    agent = Refiner(
+        hypermodel=target if config.hypermodel is not None else None,
+        function=target if config.function is not None else None,
+        space=config.space,
+        objective=config.objective,
+        rounds=config.rounds,
+        trials_per_round=config.trials_per_round,
+        executions_per_trial=config.executions_per_trial,
+        directory=run_dir.parent,
+        project_name=run_dir.name,
+        seed=config.seed,
+        narrowing=config.narrowing,
+        overwrite=args.overwrite,
+        target_name=config.hypermodel or config.function,
+        config_path=str(config.source),
+    )
+    agent.search(**fit_kwargs)
+    best = agent.best_trial
+    print(f"run folder: {run_dir}")
+    if best is not None:
+        values = ", ".join(f"{k}={v}" for k, v in best.hyperparameters.items())
+        print(f"best {config.objective.name}: {best.score:.6g} (trial {best.trial_id}): {values}")
+    print(f"refined space: {agent.store.refined_space_file}  (refiner export {run_dir} --format json|keras-tuner|optuna)")
+    return EXIT_OK
+
+
+def _fit_kwargs(data: Any, fit: dict[str, Any]) -> dict[str, Any]:
+    """The data loader returns fit keyword arguments (a dict) or ``(x, y)``; the config adds the rest."""
+    if isinstance(data, dict):
+        kwargs = dict(data)
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        kwargs = {"x": data[0], "y": data[1]}
+    else:
+        raise RefinerError(f"data: the loader must return a dict of fit arguments or (x, y), got {type(data).__name__}")
+    clash = sorted(set(kwargs) & set(fit))
+    if clash:
+        raise RefinerError(f"fit: {clash} given both by the data loader and the [fit] table; keep one")
+    return {**kwargs, **fit}
+
+
+def _show(args: argparse.Namespace) -> int:
+    from refiner.report import run_summary
+
+    store = _existing_run(args.run_dir)
+    print(run_summary(store))
+    return EXIT_OK
+
+
+def _existing_run(path: Path) -> Any:
+    from refiner.errors import RunFolderError
+    from refiner.store import RunStore
+
+    store = RunStore(path)
+    if not store.exists():
+        raise RunFolderError(f"{path}: not a run folder (no run.json)")
+    store.read_run()  # validates
+    return store
+
+
+def _export(args: argparse.Namespace) -> int:
+    from refiner.errors import RunFolderError
+    from refiner.export import render
+    from refiner.store import atomic_write_text
+
+    store = _existing_run(args.run_dir)
+    if not store.refined_space_file.exists():
+        raise RunFolderError(f"{store.refined_space_file}: missing - the run has not finished; "
+                             f"run `refiner run` again to finish it")
+    text = render(store.read_refined_space(), args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(args.output, text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from refiner.validate import validate_file
+
+    problems = validate_file(args.file)
+    for line in problems:
+        print(f"{args.file}: {line}", file=sys.stderr)
+    if problems:
+        return EXIT_USAGE
+    print(f"{args.file}: valid")
+    return EXIT_OK
+
+
+def _app(args: argparse.Namespace) -> int:
+    import subprocess
+
+    app_file = Path(__file__).resolve().parent.parent / "app.py"
+    if not app_file.exists():
+        raise RefinerError(f"app.py not found next to the package ({app_file})")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_file),
+           "--server.address", args.address, "--server.port", str(args.port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--", "--runs", str(args.runs)]
+    return subprocess.call(cmd)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,335 @@
+"""Run one round on KerasTuner: ``RandomSearch`` (round 0) or ``BayesianOptimization`` (later rounds).
+
+What this adds to the stock tuners, and why (facts in DESIGN.md §5):
+
+* **Override space.** The round's space is registered in full on a ``HyperParameters`` passed to
+  the oracle with ``tune_new_entries=False``; KerasTuner keeps the first registration of a name,
+  so it overrides the ranges ``build_model`` declares.
+* **Warm start.** Earlier completed trials that lie inside the round's space are injected into
+  ``oracle.trials`` as COMPLETED trials, so Bayesian optimisation's initial random points are
+  not spent rediscovering what is known. Trials already finished in this round (a resumed run)
+  are injected too, so nothing is run twice.
+* **No repeats.** Stock Bayesian optimisation proposes the same configuration again on discrete
+  spaces; a repeated proposal is replaced by a fresh random one, and the round stops when the
+  space is exhausted.
+* **Failures.** A trial that raises, or whose objective is NaN/inf, is recorded as failed at once
+  (no retries; stock KerasTuner would turn +inf into 0, which looks best) and never ends the round.
+* **Determinism.** The oracle's random state is re-seeded from (seed, trials so far) before each
+  proposal, so a resumed round proposes what the uninterrupted one would have.
+
+The project folder is a cache: ``trials.jsonl`` is the record. A resumed round moves an old
+``kt/`` aside (``kt.interrupted-N``, nothing deleted) and rebuilds the oracle from the record.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from refiner.space import SearchSpace
+from refiner.trial import Objective, Trial, TrialState
+
+__all__ = ["RoundSpec", "run_round", "discover_space"]
+
+log = logging.getLogger(__name__)
+
+TrialCallback = Callable[[Trial], None]
+
+
+@dataclass
+class RoundSpec:
+    """Everything one round needs; the engine knows nothing about the run folder."""
+
+    round_index: int
+    kind: str  # "random" | "bayesian"
+    space: SearchSpace
+    objective: Objective
+    budget: int  # new trials to run in this round
+    project_dir: Path
+    seed: int | None
+    function: Callable[[dict[str, Any]], Any] | None = None
+    hypermodel: Callable[[Any], Any] | None = None
+    executions_per_trial: int = 1
+    warm_trials: Sequence[Trial] = ()  # ok trials from earlier rounds, inside `space`
+    done_trials: Sequence[Trial] = ()  # trials of this round already recorded (resume)
+    fit_args: tuple = ()
+    fit_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _kt():
+    import keras_tuner as kt  # imports TensorFlow: only when a round actually runs
+
+    return kt
+
+
+def _derive_seed(*parts: Any) -> int:
+    """A stable, non-zero 31-bit seed (KerasTuner replaces a seed of 0 by a random one)."""
+    return zlib.crc32(repr(parts).encode()) % (2**31 - 2) + 1
+
+
+def discover_space(hypermodel: Callable[[Any], Any], workdir: Path) -> SearchSpace:
+    """The space ``build_model(hp)`` declares, found the way KerasTuner finds it.
+
+    KerasTuner builds the model repeatedly, setting parent values until every conditional scope
+    has been active once; a throw-away tuner does exactly that.
+    """
+    kt = _kt()
+    tmp = workdir / ".discover"
+    try:
+        tuner = kt.RandomSearch(hypermodel, objective="loss", max_trials=1, directory=str(tmp),
+                                project_name="space", overwrite=True)
+        space = SearchSpace.from_keras_tuner(tuner.oracle.get_space())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _clear_keras_session()
+    return space
+
+
+def _clear_keras_session() -> None:
+    try:
+        import keras
+
+        keras.backend.clear_session()
+    except Exception:  # pragma: no cover - clearing is a memory nicety only
+        pass
+
+
+def _oracle_mixin(base: type) -> type:
+    """Add refiner's re-seeding and no-repeat rule to a KerasTuner oracle class."""
+
+    class Oracle(base):  # type: ignore[misc, valid-type]
+        refiner_seed: int = 1
+
+        def populate_space(self, trial_id: str) -> dict[str, Any]:
+            kt = _kt()
+            n = len(self.trials)
+            seed = _derive_seed(self.refiner_seed, n)
+            self._seed_state = seed
+            if hasattr(self, "_random_state"):
+                self._random_state = np.random.RandomState(seed)
+            response = super().populate_space(trial_id)
+            values = response.get("values")
+            if response["status"] == kt.engine.trial.TrialStatus.RUNNING and values is not None:
+                probe = self.hyperparameters.copy()
+                probe.values = dict(values)
+                probe.ensure_active_values()
+                if self._duplicate(probe.values):
+                    # Stock Bayesian optimisation repeats itself on discrete spaces: draw a new point.
+                    log.debug("trial %s: proposal repeats an earlier configuration; drawing a random one", trial_id)
+                    values = self._random_values()
+                    if values is None:
+                        log.info("round space exhausted: every configuration has been tried")
+                        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+                    response = {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
+            return response
+
+        def _vectorize_trials(self) -> tuple[np.ndarray, np.ndarray]:
+            # Stock Bayesian optimisation drops failed trials, so it keeps proposing the region
+            # where they fail. Show them to the GP at the worst observed score instead.
+            x, y = super()._vectorize_trials()
+            failed = [t for t in self.trials.values() if t.status in ("FAILED", "INVALID")]
+            if not failed or len(y) == 0:
+                return x, y
+            rows = []
+            for t in failed:
+                hps = t.hyperparameters
+                rows.append([hp.value_to_prob(hps.values[hp.name] if hps.is_active(hp) and hp.name in hps.values
+                                              else hp.default) for hp in self._nonfixed_space()])
+            worst = float(np.max(y))  # KerasTuner frames everything as minimisation here
+            return np.vstack([x, np.asarray(rows)]), np.concatenate([y, np.full(len(rows), worst)])
+
+    Oracle.__name__ = f"Refiner{base.__name__}"
+    return Oracle
+
+
+def _make_tuner_class(kt: Any) -> type:
+    class RefinerTuner(kt.Tuner):
+        """A KerasTuner ``Tuner`` that records every finished trial through a callback."""
+
+        def __init__(self, *args: Any, spec: RoundSpec, on_trial: TrialCallback, **kwargs: Any):
+            self._spec = spec
+            self._on_trial = on_trial
+            self._started: dict[str, float] = {}
+            super().__init__(*args, **kwargs)
+
+        def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
+            spec = self._spec
+            if spec.function is not None:
+                result = spec.function(dict(trial.hyperparameters.values))
+                metrics = _function_metrics(result, spec.objective)
+            else:
+                result = super().run_trial(trial, *args, **kwargs)
+                metrics = kt.engine.tuner_utils.convert_to_metrics_dict(result, self.oracle.objective)
+            value = metrics.get(spec.objective.name)
+            if value is None or not math.isfinite(float(value)):
+                raise kt.errors.FailedTrialError(
+                    f"objective {spec.objective.name!r} is {value!r}; the trial counts as failed"
+                )
+            return metrics
+
+        def on_trial_begin(self, trial: Any) -> None:
+            self._started[trial.trial_id] = time.perf_counter()
+            super().on_trial_begin(trial)
+
+        def on_trial_end(self, trial: Any) -> None:
+            # Record first, then let KerasTuner save: the record is what a resume trusts.
+            self._on_trial(self._to_record(trial))
+            super().on_trial_end(trial)
+            _clear_keras_session()
+
+        def _to_record(self, trial: Any) -> Trial:
+            spec = self._spec
+            duration = time.perf_counter() - self._started.pop(trial.trial_id, time.perf_counter())
+            kt_metrics = self.oracle.get_trial(trial.trial_id).metrics
+            metrics: dict[str, float] = {}
+            for name in kt_metrics.metrics:
+                best = kt_metrics.get_best_value(name) if name == spec.objective.name else kt_metrics.get_last_value(name)
+                if best is not None and math.isfinite(float(best)):
+                    metrics[name] = float(best)
+            ok = trial.status == kt.engine.trial.TrialStatus.COMPLETED and spec.objective.name in metrics
+            message = None if ok else _last_line(trial.message) or "the trial failed"
+            if not ok and trial.message:
+                log.debug("trial %s failed:\n%s", trial.trial_id, trial.message)
+            return Trial(
+                trial_id=f"{spec.round_index}-{trial.trial_id}",
+                round=spec.round_index,
+                hyperparameters=_plain(trial.hyperparameters.values),
+                score=metrics[spec.objective.name] if ok else None,
+                status=TrialState.COMPLETE if ok else TrialState.FAILED,
+                metrics=metrics,
+                duration_s=duration,
+                message=message,
+            )
+
+    return RefinerTuner
+
+
+def _function_metrics(result: Any, objective: Objective) -> dict[str, float]:
+    if isinstance(result, Mapping):
+        if objective.name not in result:
+            raise ValueError(f"the function returned metrics {sorted(result)} without the objective {objective.name!r}")
+        return {k: float(v) for k, v in result.items()}
+    return {objective.name: float(result)}
+
+
+def _last_line(message: str | None) -> str | None:
+    if not message:
+        return None
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else None
+
+
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """numpy scalars -> Python scalars, so records are JSON."""
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in values.items()}
+
+
+def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
+    """Run up to ``spec.budget`` new trials; ``on_trial`` receives each finished one. Returns how many ran."""
+    kt = _kt()
+    hp = spec.space.to_keras_tuner()
+    tunable = len(spec.space.tunable())
+    if spec.kind == "random":
+        oracle_cls = _oracle_mixin(kt.oracles.RandomSearchOracle)
+        extra: dict[str, Any] = {}
+    elif spec.kind == "bayesian":
+        oracle_cls = _oracle_mixin(kt.oracles.BayesianOptimizationOracle)
+        # Warm trials count towards the initial random points: they are why the round is warm.
+        extra = {"num_initial_points": max(2, min(3 * tunable, spec.budget // 2 + 1))}
+    else:
+        raise ValueError(f"round kind must be 'random' or 'bayesian', got {spec.kind!r}")
+
+    injected = list(spec.warm_trials) + list(spec.done_trials)
+    oracle = oracle_cls(
+        objective=kt.Objective(spec.objective.name, spec.objective.direction),
+        max_trials=len(injected) + spec.budget,
+        hyperparameters=hp,
+        tune_new_entries=False,
+        allow_new_entries=True,
+        seed=_derive_seed(spec.seed, spec.round_index),
+        max_retries_per_trial=0,
+        max_consecutive_failed_trials=spec.budget + len(injected) + 1,
+        **extra,
+    )
+    oracle.refiner_seed = _derive_seed(spec.seed, spec.round_index, "proposals")
+
+    _move_aside(spec.project_dir)
+    tuner_cls = _make_tuner_class(kt)
+    ran = 0
+
+    def record(trial: Trial) -> None:
+        nonlocal ran
+        ran += 1
+        on_trial(trial)
+
+    tuner = tuner_cls(
+        oracle=oracle,
+        hypermodel=spec.hypermodel,
+        executions_per_trial=spec.executions_per_trial,
+        directory=str(spec.project_dir.parent),
+        project_name=spec.project_dir.name,
+        overwrite=True,
+        spec=spec,
+        on_trial=record,
+    )
+    oracle.verbose = 0  # the agent reports progress through logging
+    _inject(kt, oracle, injected, spec)
+    if spec.budget > 0:
+        fit_kwargs = dict(spec.fit_kwargs)
+        if spec.hypermodel is not None:
+            fit_kwargs.setdefault("verbose", 0)
+        # KerasTuner ships with DEBUG on, printing every failed trial's traceback to stdout;
+        # refiner records the error and logs the traceback at debug level instead.
+        from keras_tuner.src import config as kt_config
+
+        debug, kt_config.DEBUG = kt_config.DEBUG, False
+        try:
+            tuner.search(*spec.fit_args, **fit_kwargs)
+        finally:
+            kt_config.DEBUG = debug
+    return ran
+
+
+def _move_aside(project_dir: Path) -> None:
+    """Keep an interrupted round's KerasTuner folder (checkpoints) instead of deleting it."""
+    if not project_dir.exists():
+        return
+    n = 1
+    while project_dir.with_name(f"{project_dir.name}.interrupted-{n}").exists():
+        n += 1
+    target = project_dir.with_name(f"{project_dir.name}.interrupted-{n}")
+    project_dir.rename(target)
+    log.info("kept the interrupted round's KerasTuner folder as %s", target)
+
+
+def _inject(kt: Any, oracle: Any, trials: Sequence[Trial], spec: RoundSpec) -> None:
+    """Put finished trials into the oracle as if it had run them (KerasTuner has no public warm start)."""
+    TrialStatus = kt.engine.trial.TrialStatus
+    for i, record in enumerate(trials):
+        hps = oracle.hyperparameters.copy()
+        values = {name: record.hyperparameters[name] for name in spec.space.active_names(record.hyperparameters)
+                  if name in record.hyperparameters}
+        hps.values = values
+        hps.ensure_active_values()
+        trial = kt.engine.trial.Trial(hyperparameters=hps, trial_id=f"w{i:04d}",
+                                      status=TrialStatus.COMPLETED if record.ok else TrialStatus.FAILED)
+        if record.ok:
+            trial.metrics.register(spec.objective.name, direction=spec.objective.direction)
+            trial.metrics.update(spec.objective.name, float(record.score))  # type: ignore[arg-type]
+            trial.score = float(record.score)  # type: ignore[arg-type]
+            trial.best_step = 0
+        oracle.trials[trial.trial_id] = trial
+        oracle.start_order.append(trial.trial_id)
+        oracle.end_order.append(trial.trial_id)
+        oracle._run_times[trial.trial_id] = 1
+        oracle._record_values(trial)
+    if trials:
+        oracle.save()

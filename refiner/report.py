@@ -1,0 +1,155 @@
+"""Plain-text tables and lines for the terminal: per-trial progress, per-round tables, ``refiner show``.
+
+Pure formatting: every function returns a string, so the library can log it and the CLI can
+print it, and neither needs to know how it was laid out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from typing import Any, Iterable, Mapping, Sequence
+
+from refiner.space import parameter_from_dict
+from refiner.trial import Objective, Trial
+
+__all__ = ["fmt", "short", "table", "trial_line", "round_table", "decision_table", "run_summary"]
+
+
+def fmt(value: Any) -> str:
+    """Numbers to 4 significant digits; None as a dash."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}"
+    return str(value)
+
+
+def short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], wrap: Mapping[int, int] | None = None) -> str:
+    """Left-aligned columns separated by two spaces; ``wrap`` maps a column index to a wrap width."""
+    wrap = wrap or {}
+    cells = [[str(h) for h in headers]]
+    for row in rows:
+        cells.append([fmt(c) if not isinstance(c, str) else c for c in row])
+    # Wrap long cells into several physical lines.
+    physical: list[list[str]] = []
+    for row in cells:
+        parts = [textwrap.wrap(c, wrap[i]) or [""] if i in wrap else [c] for i, c in enumerate(row)]
+        height = max(len(p) for p in parts)
+        for line in range(height):
+            physical.append([p[line] if line < len(p) else "" for p in parts])
+    widths = [max(len(r[i]) for r in physical) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(physical):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _params(values: Mapping[str, Any], limit: int = 6) -> str:
+    items = [f"{k}={fmt(v)}" for k, v in values.items()]
+    if len(items) > limit:
+        items = items[:limit] + [f"(+{len(items) - limit})"]
+    return " ".join(items)
+
+
+def trial_line(trial: Trial, n: int, total: int, best: Trial | None, objective: Objective) -> str:
+    """One progress line: ``round 1  trial 3/10  val_accuracy 0.912  best 0.930  1.2s  lr=…``."""
+    if trial.ok:
+        result = f"{objective.name} {fmt(trial.score)}"
+        if best is not None and best.trial_id == trial.trial_id:
+            result += " (new best)"
+    else:
+        result = f"FAILED: {trial.message or 'no message'}"[:120]
+    best_text = f"best {fmt(best.score)}" if best is not None else "best -"
+    return (f"round {trial.round}  trial {n}/{total}  {result}  {best_text}  "
+            f"{trial.duration_s:.1f}s  {_params(trial.hyperparameters)}")
+
+
+def describe_param(document: Mapping[str, Any] | None) -> str:
+    if not document:
+        return "-"
+    return parameter_from_dict(document).describe()
+
+
+def decision_table(decisions: Sequence[Mapping[str, Any]], width: int = 60) -> str:
+    """parameter / before / after / action / reason, one row per decision."""
+    rows = []
+    for d in decisions:
+        reason = d.get("reason", "")
+        if d.get("override"):
+            reason = f"[overridden by a person] {reason}"
+        rows.append([d["name"], describe_param(d.get("before")), describe_param(d.get("after")), d["action"], reason])
+    return table(["parameter", "before", "after", "action", "reason"], rows, wrap={4: width})
+
+
+def round_table(k: int, trials: Sequence[Trial], best: Trial | None, surrogate: Any,
+                decisions: Sequence[Any], objective: Objective) -> str:
+    """The end-of-round report the agent logs: scores, surrogate and the decision table."""
+    ok = [t for t in trials if t.ok]
+    failed = len(trials) - len(ok)
+    round_best = None
+    for t in ok:
+        if round_best is None or objective.better(t.score, round_best.score):  # type: ignore[arg-type]
+            round_best = t
+    head = (f"round {k}: {len(trials)} trials ({failed} failed), best this round "
+            f"{fmt(round_best.score if round_best else None)}, best so far {fmt(best.score if best else None)}")
+    model = getattr(surrogate, "model_name", None)
+    cv = getattr(surrogate, "cv_score", None)
+    trusted = getattr(surrogate, "trusted", False)
+    surrogate_line = (f"surrogate: {model or 'none'}, cross-validated rank correlation {fmt(cv)}"
+                      f" ({'trusted' if trusted else 'not trusted: ranges kept'})")
+    docs = [d.to_dict() if hasattr(d, "to_dict") else d for d in decisions]
+    return "\n".join([head, surrogate_line, decision_table(docs)])
+
+
+def run_summary(store: Any) -> str:
+    """What ``refiner show RUN_DIR`` prints: the run, then per round its space, best, trials, decisions."""
+    run = store.read_run()
+    settings, state = run["settings"], run["state"]
+    objective = Objective(settings["objective"]["name"], settings["objective"]["direction"])
+    out = [
+        f"run {run['name']}  ({store.root})",
+        f"status: {state['status']}" + (f" - {state['message']}" if state.get("message") else ""),
+        f"target: {settings['target']} ({settings['mode']})",
+        f"objective: {objective.name} ({objective.direction}),  rounds: {settings['rounds']},  "
+        f"trials per round: {settings['trials_per_round']},  seed: {settings['seed']}",
+    ]
+    best = state.get("best")
+    if best:
+        out.append(f"best: {objective.name} {fmt(best['score'])} (trial {best['trial_id']})  {_params(best['hyperparameters'], 99)}")
+    for k in store.rounds():
+        trials = store.read_trials(k)
+        ok = [t for t in trials if t.ok]
+        scores = [t.score for t in ok]
+        round_best = (max if objective.direction == "max" else min)(scores) if scores else None
+        out.append("")
+        out.append(f"== round {k} ({'random' if k == 0 else 'Bayesian'}): {len(trials)} trials, "
+                   f"{len(trials) - len(ok)} failed, best {fmt(round_best)}")
+        if store.has_space(k):
+            space = store.read_space(k)
+            out.append("space: " + ", ".join(f"{p.name} {p.describe()}" for p in space))
+        surrogate = store.read_surrogate(k)
+        if surrogate:
+            out.append(f"surrogate: {surrogate.get('model_name') or surrogate.get('model') or 'none'}, "
+                       f"CV rank correlation {fmt(surrogate.get('cv_score'))}, "
+                       f"{'trusted' if surrogate.get('trusted') else 'not trusted'}")
+        decisions = store.read_decisions(k)
+        if decisions:
+            out.append(decision_table(decisions["decisions"]))
+    if store.refined_space_file.exists():
+        refined = store.read_refined_space()
+        out.append("")
+        out.append("refined space: " + ", ".join(f"{p.name} {p.describe()}" for p in refined))
+    return "\n".join(out)

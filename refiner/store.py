@@ -1,0 +1,240 @@
+"""The run folder (DESIGN.md §3): the single source of truth for the loop, resume, CLI and app.
+
+::
+
+    <run>/run.json                  settings (fixed at start) and state
+    <run>/events.jsonl              append-only log of what happened
+    <run>/rounds/<k>/space.json     the space searched in round k
+    <run>/rounds/<k>/trials.jsonl   one line per finished trial of round k
+    <run>/rounds/<k>/surrogate.json the regressor chosen, CV scores, importances, partial dependence
+    <run>/rounds/<k>/decisions.json one decision per hyperparameter -> the next space
+    <run>/rounds/<k>/kt/            KerasTuner's own project folder for the round
+    <run>/refined_space.json        the result
+
+Every JSON document is checked against its schema on write and on read, written atomically
+(temporary file, fsync, ``os.replace``) and with ``allow_nan=False``. JSON-lines files are
+appended one fsync'ed line at a time; a torn last line (a crash mid-write) is ignored on read
+and cut off before the next append, so a reader never sees half a record.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from refiner import schemas
+from refiner.errors import RunFolderError, ValidationError
+from refiner.space import SearchSpace
+from refiner.trial import Trial
+
+__all__ = ["RunStore", "atomic_write_text", "write_json", "read_json", "now_iso"]
+
+log = logging.getLogger(__name__)
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` so that readers see either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _dumps(document: Any, indent: int | None = 2) -> str:
+    return json.dumps(document, indent=indent, allow_nan=False, sort_keys=False)
+
+
+def write_json(path: Path, document: Any, schema: str) -> None:
+    """Validate ``document`` against ``schema`` and write it atomically."""
+    schemas.validate(document, schema, source=str(path))
+    atomic_write_text(path, _dumps(document) + "\n")
+
+
+def read_json(path: Path, schema: str) -> Any:
+    """Read and validate; a missing, unparsable or invalid file raises :class:`RunFolderError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunFolderError(f"{path}: missing") from None
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(f"{path}: line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})") from None
+    found = schemas.problems(document, schema)
+    if found:
+        raise RunFolderError(f"{path}: " + "; ".join(found))
+    return document
+
+
+class RunStore:
+    """Reads and writes one run folder. Holds no state of its own beyond the path."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+
+    # -- paths ----------------------------------------------------------------------------------
+    @property
+    def run_file(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def events_file(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def refined_space_file(self) -> Path:
+        return self.root / "refined_space.json"
+
+    def round_dir(self, k: int) -> Path:
+        return self.root / "rounds" / str(k)
+
+    def kt_dir(self, k: int) -> Path:
+        return self.round_dir(k) / "kt"
+
+    def exists(self) -> bool:
+        return self.run_file.exists()
+
+    def rounds(self) -> list[int]:
+        """Round numbers that have a folder, in order."""
+        base = self.root / "rounds"
+        if not base.is_dir():
+            return []
+        return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+    # -- run.json -------------------------------------------------------------------------------
+    def read_run(self) -> dict[str, Any]:
+        return read_json(self.run_file, "run")
+
+    def write_run(self, run: dict[str, Any]) -> None:
+        run = dict(run, updated_at=now_iso())
+        write_json(self.run_file, run, "run")
+
+    def update_state(self, **changes: Any) -> dict[str, Any]:
+        run = self.read_run()
+        run["state"] = {**run["state"], **changes}
+        self.write_run(run)
+        return run
+
+    # -- events ---------------------------------------------------------------------------------
+    def event(self, kind: str, **data: Any) -> None:
+        self._append_line(self.events_file, {"time": now_iso(), "event": kind, **data})
+
+    def read_events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self._complete_lines(self.events_file)]
+
+    # -- rounds ---------------------------------------------------------------------------------
+    def write_space(self, k: int, space: SearchSpace) -> None:
+        write_json(self.round_dir(k) / "space.json", space.to_dict(), "search_space")
+
+    def read_space(self, k: int) -> SearchSpace:
+        path = self.round_dir(k) / "space.json"
+        return _space_from(read_json(path, "search_space"), path)
+
+    def has_space(self, k: int) -> bool:
+        return (self.round_dir(k) / "space.json").exists()
+
+    def append_trial(self, trial: Trial) -> None:
+        record = trial.to_dict()
+        path = self.round_dir(trial.round) / "trials.jsonl"
+        schemas.validate(record, "trial", source=str(path))
+        self._append_line(path, record)
+
+    def read_trials(self, k: int) -> list[Trial]:
+        path = self.round_dir(k) / "trials.jsonl"
+        trials = []
+        for n, line in enumerate(self._complete_lines(path), start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RunFolderError(f"{path}: line {n}: not valid JSON ({exc.msg})") from None
+            found = schemas.problems(record, "trial")
+            if found:
+                raise RunFolderError(f"{path}: line {n}: " + "; ".join(found))
+            trials.append(Trial.from_dict(record))
+        return trials
+
+    def all_trials(self) -> list[Trial]:
+        return [t for k in self.rounds() for t in self.read_trials(k)]
+
+    def write_surrogate(self, k: int, report: dict[str, Any]) -> None:
+        write_json(self.round_dir(k) / "surrogate.json", report, "surrogate")
+
+    def read_surrogate(self, k: int) -> dict[str, Any] | None:
+        path = self.round_dir(k) / "surrogate.json"
+        return read_json(path, "surrogate") if path.exists() else None
+
+    def write_decisions(self, k: int, document: dict[str, Any]) -> None:
+        write_json(self.round_dir(k) / "decisions.json", document, "decisions")
+
+    def read_decisions(self, k: int) -> dict[str, Any] | None:
+        path = self.round_dir(k) / "decisions.json"
+        return read_json(path, "decisions") if path.exists() else None
+
+    def write_refined_space(self, space: SearchSpace) -> None:
+        write_json(self.refined_space_file, space.to_dict(), "search_space")
+
+    def read_refined_space(self) -> SearchSpace:
+        return _space_from(read_json(self.refined_space_file, "search_space"), self.refined_space_file)
+
+    # -- JSON lines -----------------------------------------------------------------------------
+    def _complete_lines(self, path: Path) -> Iterable[str]:
+        """Lines that end in a newline; a torn last line from a crash is left out."""
+        try:
+            data = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        lines = data.split("\n")
+        # The piece after the last newline is either "" or a torn write.
+        return [line for line in lines[:-1] if line.strip()]
+
+    def _append_line(self, path: Path, record: dict[str, Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        line = _dumps(record, indent=None) + "\n"
+        with open(path, "a+b") as fh:
+            _drop_torn_tail(fh, path)
+            fh.write(line.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _drop_torn_tail(fh: Any, path: Path) -> None:
+    """Cut a last line that has no newline (left by a crash mid-append) before appending."""
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    if size == 0:
+        return
+    fh.seek(size - 1)
+    if fh.read(1) == b"\n":
+        return
+    fh.seek(0)
+    data = fh.read()
+    keep = data.rfind(b"\n") + 1
+    log.warning("%s: dropping a torn last line (%d bytes) left by an interrupted write", path, size - keep)
+    fh.truncate(keep)
+    fh.seek(0, os.SEEK_END)
+
+
+def _space_from(document: dict[str, Any], path: Path) -> SearchSpace:
+    try:
+        return SearchSpace.from_dict(document, source=str(path))
+    except ValidationError as exc:
+        raise RunFolderError(str(exc)) from None
