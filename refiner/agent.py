@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 
 from refiner import __version__, report
 from refiner.errors import RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
-from refiner.narrowing import NarrowingConfig, refine
+from refiner.narrowing import NarrowingConfig, decisions_document, refine
 from refiner.space import SearchSpace
 from refiner.store import RunStore, now_iso
 from refiner.surrogate import fit_surrogate
@@ -102,7 +102,9 @@ class Refiner:
         self.store = RunStore(Path(directory) / project_name)
         self.project_name = project_name
         target = hypermodel if hypermodel is not None else function
-        self.target_name = target_name or f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', repr(target))}"
+        # Recorded in run.json and compared on resume, so it must not contain a memory address.
+        qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+        self.target_name = target_name or f"{getattr(target, '__module__', None) or type(target).__module__}:{qualname}"
         self.config_path = config_path
         self._trials: list[Trial] = []
         self._refined: SearchSpace | None = None
@@ -302,14 +304,9 @@ class Refiner:
         store.write_surrogate(k, {"round": k, **surrogate.to_dict()})
         next_space, decisions = refine(space, completed, surrogate, objective=self.objective,
                                        original_space=initial_space, config=self.narrowing, seed=seed)
-        store.write_decisions(k, {
-            "format_version": 1,
-            "round": k,
-            "n_trials": len(completed),
-            "surrogate_trusted": bool(surrogate.trusted),
-            "decisions": [d.to_dict() for d in decisions],
-            "next_space": next_space.to_dict(),
-        })
+        document = decisions_document(decisions, round_index=k, n_trials=len(completed),
+                                      surrogate_trusted=bool(surrogate.trusted), config=self.narrowing)
+        store.write_decisions(k, {**document, "next_space": next_space.to_dict()})
         store.event("round_analysed", round=k, model=surrogate.model_name, cv_score=surrogate.cv_score,
                     actions={d.name: d.action for d in decisions})
         round_trials = [t for t in self._trials if t.round == k]

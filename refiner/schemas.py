@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import referencing
 
 from refiner.errors import ValidationError
 
@@ -36,11 +37,22 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 @functools.cache
+def _registry() -> referencing.Registry:
+    # Schemas refer to each other by file name relative to their $id (decisions -> search_space),
+    # so one definition of a parameter serves every document that holds one.
+    resources = []
+    for path in sorted(schema_dir().glob("*.schema.json")):
+        resource = referencing.Resource.from_contents(load_schema(path.name[: -len(".schema.json")]))
+        resources.append((resource.id(), resource))
+    return referencing.Registry().with_resources(resources)
+
+
+@functools.cache
 def _validator(name: str) -> jsonschema.protocols.Validator:
     schema = load_schema(name)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return cls(schema, registry=_registry(), format_checker=cls.FORMAT_CHECKER)
 
 
 def json_path(parts: Any) -> str:

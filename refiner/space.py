@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+MAX_NAME_LENGTH = 200  # as in schemas/search_space.schema.json
 Scalar = Union[str, int, float, bool]
 
 
@@ -82,8 +84,8 @@ class _Base:
     type_name = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"a parameter name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.name, str) or not 1 <= len(self.name) <= MAX_NAME_LENGTH:
+            raise ValueError(f"a parameter name must be a string of 1 to {MAX_NAME_LENGTH} characters, got {self.name!r}")
         object.__setattr__(
             self,
             "conditions",
@@ -124,6 +126,9 @@ class _Numeric(_Base):
             if self.log:
                 raise ValueError(f"`step` cannot be combined with `log` for {self.name!r} (as in Optuna); drop one")
             span = (self.high - self.low) / self.step
+            if not math.isfinite(span):
+                raise ValueError(f"`high - low` must be a finite multiple of `step` for {self.name!r}, "
+                                 f"got low={self.low}, high={self.high}, step={self.step}")
             if abs(span - round(span)) > 1e-8 * max(1.0, abs(span)):
                 raise ValueError(
                     f"`high - low` must be a multiple of `step` for {self.name!r}, "
@@ -139,10 +144,11 @@ class _Numeric(_Base):
 
     def to_unit(self, value: float) -> float:
         """Position of ``value`` in [0, 1] (log space for log parameters; 0.5 for a zero-width range)."""
+        if self.log:
+            span = math.log(self.high) - math.log(self.low)
+            return 0.5 if span == 0 else (math.log(value) - math.log(self.low)) / span
         if self.high == self.low:
             return 0.5
-        if self.log:
-            return (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
         return (value - self.low) / (self.high - self.low)
 
     def from_unit(self, u: float) -> float:
@@ -162,7 +168,10 @@ class _Numeric(_Base):
         return value
 
     def contains(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            return False
+        value = float(value)
+        if not math.isfinite(value):
             return False
         tol = 1e-9 * max(1.0, abs(self.high), abs(self.low))
         if value < self.low - tol or value > self.high + tol:
@@ -199,6 +208,13 @@ class Float(_Numeric):
         if self.step is not None:
             object.__setattr__(self, "step", float(self.step))
         self._check_numeric()
+        if self.step is not None:
+            # 0.1 + 3 * 0.2 is 0.7000000000000001 in binary; store the decimal 0.7 that the user
+            # meant, which is also what Optuna's step check accepts unchanged.
+            n = round((self.high - self.low) / self.step)
+            exact = float(Decimal(repr(self.low)) + n * Decimal(repr(self.step)))
+            if exact != self.high and abs(exact - self.high) <= 1e-8 * max(1.0, abs(self.high)):
+                object.__setattr__(self, "high", exact)
 
     def snap(self, value: float) -> float:
         return float(super().snap(value))
@@ -328,6 +344,8 @@ class Fixed(_Base):
             object.__setattr__(self, "value", self.value.item())
         if _value_kind(self.value) is None:
             raise ValueError(f"`value` must be a str, int, float or bool for {self.name!r}, got {self.value!r}")
+        if isinstance(self.value, float) and not math.isfinite(self.value):
+            raise ValueError(f"`value` must be finite for {self.name!r}, got {self.value!r}")
 
     def contains(self, value: Any) -> bool:
         return _same_scalar(value, self.value)
@@ -387,6 +405,15 @@ class SearchSpace:
             raise ValidationError(problems)
         self._params = params
         self._by_name = {p.name: p for p in params}
+        # Condition values take the parent's own type (1 -> 1.0 under a float choice), so equal
+        # spaces compare equal and KerasTuner, which casts values to the first one's type, agrees.
+        params = tuple(
+            replace(p, conditions=tuple(Condition(c.parent, tuple(_parent_typed(self, c))) for c in p.conditions))
+            if p.conditions else p
+            for p in params
+        )
+        self._params = params
+        self._by_name = {p.name: p for p in params}
 
     # -- collection protocol ------------------------------------------------------------------
     @property
@@ -412,11 +439,15 @@ class SearchSpace:
         except KeyError:
             raise KeyError(f"no parameter named {name!r}; the space has {self.names}") from None
 
+    def _canonical(self) -> str:
+        # JSON text tells True from 1 and 1 from 1.0, which == on dicts does not.
+        return json.dumps(self.to_dict(), sort_keys=True)
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, SearchSpace) and self.to_dict() == other.to_dict()
+        return isinstance(other, SearchSpace) and self._canonical() == other._canonical()
 
     def __hash__(self) -> int:
-        return hash(json.dumps(self.to_dict(), sort_keys=True))
+        return hash(self._canonical())
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{p.name}={p.describe()}" for p in self._params)
@@ -457,7 +488,9 @@ class SearchSpace:
                 out[p.name] = p.value
             elif isinstance(p, (Float, Int)):
                 if isinstance(p, Int) and not p.log:
-                    out[p.name] = int(rng.choice(p.values()))
+                    # Draw the grid index, never the list of values (a range may be huge).
+                    n_steps = (p.high - p.low) // p.grid_step
+                    out[p.name] = p.low + int(rng.integers(0, n_steps + 1)) * p.grid_step
                 else:
                     out[p.name] = p.from_unit(rng.uniform())
             else:
@@ -505,6 +538,8 @@ class SearchSpace:
                 text = Path(path_or_text).read_text(encoding="utf-8")
             except OSError as exc:
                 raise ValidationError(f"cannot read the file ({exc.strerror})", source=source) from None
+            except UnicodeDecodeError:
+                raise ValidationError("cannot read the file (not UTF-8 text)", source=source) from None
         try:
             document = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -520,13 +555,13 @@ class SearchSpace:
         """
         import keras_tuner as kt
 
+        problems = keras_tuner_problems(self)
+        if problems:
+            raise ValidationError(problems)
         hp = kt.HyperParameters() if hp is None else hp
         for p in self._params:
-            if p.conditions:
-                # KerasTuner's scopes take one parent each; nest them for several conditions.
-                _register_nested(hp, p, list(p.conditions))
-            else:
-                _register(hp, p)
+            # KerasTuner's scopes take one parent each; nest them for several conditions.
+            _register_nested(hp, p, [(c.parent, list(c.values)) for c in p.conditions])
         return hp
 
     @classmethod
@@ -632,21 +667,57 @@ def _register(hp: Any, p: Parameter) -> None:
         hp.Float(p.name, p.low, p.high, step=p.step, sampling="log" if p.log else "linear")
     elif isinstance(p, Int):
         hp.Int(p.name, p.low, p.high, step=p.step if not p.log else None, sampling="log" if p.log else "linear")
+    elif isinstance(p, Choice) and isinstance(p.values[0], bool):
+        # KerasTuner stores a choice of booleans as 0/1; Boolean and Fixed keep real booleans.
+        if len(p.values) == 1:
+            hp.Fixed(p.name, p.values[0])
+        else:
+            hp.Boolean(p.name)
     elif isinstance(p, Choice):
-        hp.Choice(p.name, list(p.values), ordered=p.ordered if len(p.values) > 1 else None)
+        # Explicit even when False (KerasTuner otherwise marks every numeric choice ordered);
+        # KerasTuner orders numeric choices only, so an ordered string choice goes in unordered.
+        numeric = not isinstance(p.values[0], str)
+        hp.Choice(p.name, list(p.values), ordered=p.ordered if numeric else None)
     elif isinstance(p, Boolean):
         hp.Boolean(p.name)
     else:
         hp.Fixed(p.name, p.value)
 
 
-def _register_nested(hp: Any, p: Parameter, conditions: list[Condition]) -> None:
+def _register_nested(hp: Any, p: Parameter, conditions: list[tuple[str, list[Any]]]) -> None:
     if not conditions:
         _register(hp, p)
         return
-    head, *rest = conditions
-    with hp.conditional_scope(head.parent, list(head.values)):
+    (parent, values), *rest = conditions
+    with hp.conditional_scope(parent, values):
         _register_nested(hp, p, rest)
+
+
+def keras_tuner_problems(space: SearchSpace) -> list[str]:
+    """Why ``space`` cannot be written as KerasTuner conditional scopes (empty list: it can).
+
+    KerasTuner opens ``hp.conditional_scope(parent, ...)`` only when ``parent`` was registered under
+    exactly the scopes already open, so a parameter's conditions must form a chain: the parent of
+    condition ``k`` must carry conditions ``0..k-1`` and nothing else.
+    """
+    problems = []
+    for i, p in enumerate(space):
+        for k, c in enumerate(p.conditions):
+            parent_conditions = space[c.parent].conditions
+            if tuple(parent_conditions) != tuple(p.conditions[:k]):
+                problems.append(
+                    f"parameters[{i}].conditions[{k}]: KerasTuner cannot hold this: it needs the conditions of "
+                    f"{p.name!r} to repeat those of its parent {c.parent!r} first, in order "
+                    f"(got {[x.to_dict() for x in p.conditions]}, parent has {[x.to_dict() for x in parent_conditions]})"
+                )
+    return problems
+
+
+def _parent_typed(space: SearchSpace, c: Condition) -> list[Any]:
+    """The condition's values as the parent holds them (1 -> 1.0 for a float choice)."""
+    parent = space[c.parent]
+    own = (parent.value,) if isinstance(parent, Fixed) else tuple(parent.values)  # type: ignore[union-attr]
+    return [next((v for v in own if Condition(c.parent, (v,)).holds({c.parent: w})), w) for w in c.values]
 
 
 def _space_problems(params: tuple[Parameter, ...]) -> list[str]:

@@ -135,8 +135,8 @@ class RunStore:
         return run
 
     # -- events ---------------------------------------------------------------------------------
-    def event(self, kind: str, **data: Any) -> None:
-        self._append_line(self.events_file, {"time": now_iso(), "event": kind, **data})
+    def event(self, name: str, /, **data: Any) -> None:
+        self._append_line(self.events_file, {"time": now_iso(), "event": name, **data})
 
     def read_events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self._complete_lines(self.events_file)]
