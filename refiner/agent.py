@@ -306,7 +306,8 @@ class Refiner:
                                        original_space=initial_space, config=self.narrowing, seed=seed)
         document = decisions_document(decisions, round_index=k, n_trials=len(completed),
                                       surrogate_trusted=bool(surrogate.trusted), config=self.narrowing)
-        store.write_decisions(k, {**document, "next_space": next_space.to_dict()})
+        assert document["next_space"] == next_space.to_dict(), "decisions must describe the space refine returned"
+        store.write_decisions(k, document)
         store.event("round_analysed", round=k, model=surrogate.model_name, cv_score=surrogate.cv_score,
                     actions={d.name: d.action for d in decisions})
         round_trials = [t for t in self._trials if t.round == k]

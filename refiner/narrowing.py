@@ -170,6 +170,8 @@ def decisions_document(
         "n_trials": int(n_trials),
         "surrogate_trusted": bool(surrogate_trusted),
         "decisions": [d.to_dict() for d in decisions],
+        # The space the decisions produce: each decision's `after`, in order.
+        "next_space": SearchSpace([parameter_from_dict(d.after) for d in decisions]).to_dict(),
     }
     if config is not None:
         out["config"] = config.to_dict()
@@ -330,7 +332,7 @@ def refine(
             decision = dataclasses.replace(decision, reason=f"{decision.reason} Its condition was updated: {lost}.")
         decisions.append(decision)
         new_params.append(parameter_from_dict(decision.after))
-        logger.info("%s: %s: %s", p.name, decision.action, decision.reason)
+        logger.debug("%s: %s: %s", p.name, decision.action, decision.reason)
     return SearchSpace(new_params), decisions
 
 

@@ -213,7 +213,7 @@ class Surrogate(BaseEstimator):
         )
         self._analyse()
         self.fit_seconds_ = time.perf_counter() - started
-        logger.info(
+        logger.debug(
             "surrogate %s fitted on %d trials in %.2fs, CV Spearman %.3f",
             best, len(usable), self.fit_seconds_, self.cv_score_,
         )
