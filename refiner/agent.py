@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping
 from refiner import __version__, report
 from refiner.errors import RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
+from refiner.overrides import decisions_with_overrides, read_overrides
 from refiner.space import SearchSpace
 from refiner.store import RunStore, now_iso
 from refiner.surrogate import fit_surrogate
@@ -245,9 +246,20 @@ class Refiner:
         return space
 
     def _next_space_from_decisions(self, k: int) -> SearchSpace:
-        decisions = self.store.read_decisions(k)
-        if decisions is None:
-            raise RunFolderError(f"{self.store.round_dir(k)}: decisions.json is missing, so round {k + 1} has no space")
+        """Round ``k``'s proposal, with a person's overrides (``overrides.json``) applied if any."""
+        store = self.store
+        recorded = store.read_decisions(k)
+        if recorded is None:
+            raise RunFolderError(f"{store.round_dir(k)}: decisions.json is missing, so round {k + 1} has no space")
+        overrides = read_overrides(store, k)
+        decisions = decisions_with_overrides(store, k) if overrides is not None else recorded
+        assert decisions is not None
+        if decisions != recorded:
+            # The record keeps what refiner proposed and what the person chose.
+            store.write_decisions(k, decisions)
+            names = [o["name"] for o in overrides["overrides"]] if overrides else []
+            store.event("overrides_applied", round=k, names=names)
+            log.info("round %d: applied a person's overrides for %s", k, ", ".join(names))
         try:
             return SearchSpace.from_dict(decisions["next_space"], source=str(self.store.round_dir(k) / "decisions.json"))
         except RefinerError as exc:

@@ -161,13 +161,14 @@ def _existing_run(path: Path) -> Any:
 def _export(args: argparse.Namespace) -> int:
     from refiner.errors import RunFolderError
     from refiner.export import render
+    from refiner.overrides import refined_space
     from refiner.store import atomic_write_text
 
     store = _existing_run(args.run_dir)
     if not store.refined_space_file.exists():
         raise RunFolderError(f"{store.refined_space_file}: missing - the run has not finished; "
                              f"run `refiner run` again to finish it")
-    text = render(store.read_refined_space(), args.format)
+    text = render(refined_space(store), args.format)
     if args.output is None:
         sys.stdout.write(text)
     else:

@@ -1,0 +1,131 @@
+"""A person's edits of narrowing decisions (``rounds/<k>/overrides.json``) and how they apply.
+
+An override either rejects a decision (the parameter keeps the range round k searched) or
+replaces its outcome with an edited parameter. Applying overrides to a decisions document keeps
+both sides: ``proposed`` holds what refiner proposed, ``after`` what the person chose, and
+``override`` the edit itself; ``next_space`` is rebuilt from the ``after`` fields and must be a
+valid space. The loop applies them before the next round starts; ``refined_space`` applies the
+last round's to the exported result. One implementation serves the loop, the CLI and the app.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping, Sequence
+
+from refiner import schemas
+from refiner.errors import RefinerError, ValidationError
+from refiner.space import SearchSpace, parameter_from_dict
+from refiner.store import RunStore, now_iso, read_json, write_json
+
+__all__ = ["override_problems", "apply_overrides", "read_overrides", "write_overrides", "decisions_with_overrides",
+           "refined_space"]
+
+
+def override_problems(decisions: Mapping[str, Any], overrides: Mapping[str, Any]) -> list[str]:
+    """Every reason ``overrides`` cannot apply to ``decisions``, as ``"<json path>: <rule>"`` lines."""
+    found = schemas.problems(overrides, "overrides")
+    if found:
+        return found
+    if overrides["round"] != decisions["round"]:
+        return [f"round: must be {decisions['round']}, the round of the decisions it edits, got {overrides['round']}"]
+    names = {d["name"] for d in decisions["decisions"]}
+    seen: set[str] = set()
+    for i, o in enumerate(overrides["overrides"]):
+        where = f"overrides[{i}]"
+        if o["name"] not in names:
+            found.append(f"{where}.name: must name a parameter of round {decisions['round']}, got {o['name']!r}")
+        if o["name"] in seen:
+            found.append(f"{where}.name: each parameter may be overridden once, {o['name']!r} appears twice")
+        seen.add(o["name"])
+        if o["action"] == "edit":
+            if o["after"]["name"] != o["name"]:
+                found.append(f"{where}.after.name: must be {o['name']!r}, the parameter being edited, got {o['after']['name']!r}")
+            try:
+                parameter_from_dict(o["after"])
+            except ValueError as exc:
+                found.append(f"{where}.after: {exc}")
+    if found:
+        return found
+    try:
+        _apply(decisions, overrides)
+    except ValidationError as exc:
+        found.extend(f"next space: {p}" for p in exc.problems)
+    return found
+
+
+def apply_overrides(decisions: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``decisions`` with ``overrides`` applied (a new document); raises :class:`ValidationError` if they can't be."""
+    if overrides is None:
+        return copy.deepcopy(dict(decisions))
+    found = override_problems(decisions, overrides)
+    if found:
+        raise ValidationError(found)
+    return _apply(decisions, overrides)
+
+
+def _apply(decisions: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(decisions))
+    by_name = {o["name"]: o for o in overrides["overrides"]}
+    for d in out["decisions"]:
+        o = by_name.get(d["name"])
+        if o is None:
+            continue
+        proposed = d.get("proposed", d["after"])  # re-applying keeps refiner's original proposal
+        d["proposed"] = proposed
+        d["after"] = copy.deepcopy(d["before"] if o["action"] == "reject" else o["after"])
+        d["override"] = {k: v for k, v in o.items() if k != "name"}
+    space = SearchSpace([parameter_from_dict(d["after"]) for d in out["decisions"]])
+    out["next_space"] = space.to_dict()
+    return out
+
+
+def read_overrides(store: RunStore, k: int) -> dict[str, Any] | None:
+    path = store.round_dir(k) / "overrides.json"
+    return read_json(path, "overrides") if path.exists() else None
+
+
+def write_overrides(store: RunStore, k: int, overrides: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Validate ``overrides`` against round ``k``'s decisions and write them; returns the document."""
+    decisions = store.read_decisions(k)
+    if decisions is None:
+        raise RefinerError(f"round {k} has no decisions yet, so there is nothing to override")
+    stamped = [{**o, "timestamp": o.get("timestamp") or now_iso()} for o in overrides]
+    document = {"format_version": 1, "round": k, "overrides": stamped}
+    found = override_problems(_proposal(decisions), document)
+    if found:
+        raise ValidationError(found, source=str(store.round_dir(k) / "overrides.json"))
+    write_json(store.round_dir(k) / "overrides.json", document, "overrides")
+    store.event("overrides_written", round=k, names=[o["name"] for o in overrides])
+    return document
+
+
+def _proposal(decisions: Mapping[str, Any]) -> dict[str, Any]:
+    """The decisions as refiner proposed them (undoing an earlier application of overrides)."""
+    out = copy.deepcopy(dict(decisions))
+    for d in out["decisions"]:
+        if "proposed" in d:
+            d["after"] = d.pop("proposed")
+            d.pop("override", None)
+    out["next_space"] = SearchSpace([parameter_from_dict(d["after"]) for d in out["decisions"]]).to_dict()
+    return out
+
+
+def decisions_with_overrides(store: RunStore, k: int) -> dict[str, Any] | None:
+    """Round ``k``'s decisions as they stand: refiner's proposal with any overrides applied."""
+    decisions = store.read_decisions(k)
+    if decisions is None:
+        return None
+    return apply_overrides(_proposal(decisions), read_overrides(store, k))
+
+
+def refined_space(store: RunStore) -> SearchSpace:
+    """The run's result: ``refined_space.json``, with overrides of the last round applied if any."""
+    run = store.read_run()
+    last = run["settings"]["rounds"] - 1
+    space = store.read_refined_space()
+    if read_overrides(store, last) is not None:
+        decisions = decisions_with_overrides(store, last)
+        assert decisions is not None
+        space = SearchSpace.from_dict(decisions["next_space"])
+    return space
