@@ -253,20 +253,7 @@ def _missing_module(ref: str, base_dir: Path) -> str | None:
 
 
 def _load_space(path: Path) -> SearchSpace:
-    # Read the text here rather than via SearchSpace.from_json, which takes an argument that
-    # starts with "{" for JSON text and anything else for a path.
-    source = str(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise ValidationError(f"cannot read the file ({exc.strerror})", source=source) from None
-    except UnicodeDecodeError:
-        raise ValidationError("cannot read the file (not UTF-8 text)", source=source) from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})", source=source) from None
-    return SearchSpace.from_dict(document, source=source)
+    return SearchSpace.from_json(Path(path))
 
 
 # -- importing --------------------------------------------------------------------------------------

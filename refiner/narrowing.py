@@ -354,6 +354,21 @@ def _gate(n_trials: int, surrogate: Any, cv_score: float | None, model_name: str
     return None
 
 
+def _weak_evidence(p: Parameter, current: Parameter, n_active: int, ev: "_Evidence", cfg: NarrowingConfig,
+                   evidence: dict) -> Decision | None:
+    """A "keep" decision when this parameter has too few trials or no effect worth acting on."""
+    if n_active < cfg.min_trials:
+        return _keep(p, current, (
+            f"Kept: only {n_active} completed trials have `{p.name}` active, fewer than min_trials={cfg.min_trials}."
+        ), evidence)
+    importance = ev.importances.get(p.name)
+    if importance is not None and importance < MIN_IMPORTANCE:
+        return _keep(p, current, (
+            f"Kept: its importance is {importance:.3f}, below {MIN_IMPORTANCE}; the surrogate sees no effect worth narrowing on."
+        ), evidence)
+    return None
+
+
 def _keep(p: Parameter, current: Parameter, reason: str, evidence: dict) -> Decision:
     return Decision(p.name, "keep", p.to_dict(), current.to_dict(), reason, evidence)
 
@@ -397,15 +412,9 @@ def _decide_numeric(p: Float | Int, current: Float | Int, ev: _Evidence) -> Deci
     n_active = int(np.sum(~np.isnan(trial_u)))
     if p.high == p.low:
         return _keep(p, current, f"Kept: the range of `{p.name}` is the single value {_fmt(p.low)}.", evidence)
-    if n_active < cfg.min_trials:
-        return _keep(p, current, (
-            f"Kept: only {n_active} completed trials have `{p.name}` active, fewer than min_trials={cfg.min_trials}."
-        ), evidence)
-    importance = ev.importances.get(p.name)
-    if importance is not None and importance < MIN_IMPORTANCE:
-        return _keep(p, current, (
-            f"Kept: its importance is {importance:.3f}, below {MIN_IMPORTANCE}; the surrogate sees no effect worth narrowing on."
-        ), evidence)
+    weak = _weak_evidence(p, current, n_active, ev, cfg, evidence)
+    if weak is not None:
+        return weak
 
     good_u = ev.good_codes[p.name]
     good_u = good_u[~np.isnan(good_u)]
@@ -592,15 +601,9 @@ def _decide_choice(
 
     if k == 1:
         return _keep(p, current, f"Kept: `{p.name}` has a single value.", evidence)
-    if n_active < cfg.min_trials:
-        return _keep(p, current, (
-            f"Kept: only {n_active} completed trials have `{p.name}` active, fewer than min_trials={cfg.min_trials}."
-        ), evidence)
-    importance = ev.importances.get(p.name)
-    if importance is not None and importance < MIN_IMPORTANCE:
-        return _keep(p, current, (
-            f"Kept: its importance is {importance:.3f}, below {MIN_IMPORTANCE}; the surrogate sees no effect worth narrowing on."
-        ), evidence)
+    weak = _weak_evidence(p, current, n_active, ev, cfg, evidence)
+    if weak is not None:
+        return weak
 
     oriented = ev.oriented(scores)
     incumbent = evidence["incumbent"]

@@ -529,10 +529,10 @@ class SearchSpace:
 
     @classmethod
     def from_json(cls, path_or_text: str | os.PathLike[str]) -> "SearchSpace":
-        """Load from a file path, or from JSON text when the argument starts with ``{``."""
+        """Load from a file path (a ``Path`` always is one), or from JSON text starting with ``{``."""
         text = str(path_or_text)
         source = None
-        if not text.lstrip().startswith("{"):
+        if isinstance(path_or_text, os.PathLike) or not text.lstrip().startswith("{"):
             source = str(path_or_text)
             try:
                 text = Path(path_or_text).read_text(encoding="utf-8")
