@@ -26,10 +26,24 @@ def branin_run(tmp_path_factory):
     return run_dir
 
 
-def test_run_writes_a_finished_run_and_prints_the_best(branin_run, capsys):
+def test_run_writes_a_finished_run_whose_files_all_validate(branin_run):
     store = RunStore(branin_run)
     assert store.read_run()["state"]["status"] == "finished"
     assert [len(store.read_trials(k)) for k in store.rounds()] == [10, 10, 10]
+    by_name = {"space.json": "search_space", "surrogate.json": "surrogate", "decisions.json": "decisions",
+               "run.json": "run", "refined_space.json": "search_space", "trials.jsonl": "trial", "events.jsonl": None}
+    checked = 0
+    for path in branin_run.rglob("*.json*"):
+        if "kt" in path.relative_to(branin_run).parts:
+            continue  # KerasTuner's own files
+        schema = by_name[path.name]
+        lines = path.read_text().splitlines() if path.suffix == ".jsonl" else [path.read_text()]
+        for line in lines:
+            document = json.loads(line)
+            if schema is not None:
+                schemas.validate(document, schema, source=str(path))
+            checked += 1
+    assert checked > 30 + 3 * 3
 
 
 def test_running_a_finished_run_again_resumes_without_new_trials(branin_run, capsys):
