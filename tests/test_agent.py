@@ -223,3 +223,15 @@ def test_space_file_overrides_the_ranges_build_model_declares(tmp_path):
     assert all(t.hyperparameters["units"] in (16, 24) and t.hyperparameters["activation"] == "tanh"
                for t in agent.trials)
     assert np.isfinite([t.score for t in agent.trials]).all()
+
+
+@pytest.mark.slow
+def test_keras_runs_with_the_same_seed_train_the_same_models(tmp_path):
+    x, y = _tiny_data()
+    scores = []
+    for name in ("a", "b"):
+        agent = refiner.Refiner(hypermodel=tiny_build_model, objective="val_accuracy", rounds=1, trials_per_round=2,
+                                directory=tmp_path, project_name=name, seed=3)
+        agent.search(x, y, epochs=1, validation_split=0.25, batch_size=64)
+        scores.append([(t.hyperparameters, t.score) for t in agent.trials])
+    assert scores[0] == scores[1]

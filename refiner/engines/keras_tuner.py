@@ -219,6 +219,12 @@ def _make_tuner_class(kt: Any) -> type:
                 result = spec.function(dict(trial.hyperparameters.values))
                 metrics = _function_metrics(result, spec.objective)
             else:
+                if spec.seed is not None:
+                    # Weight initialisation, dropout and shuffling: seeded per trial, so a run with
+                    # a seed trains the same models again (and a resumed trial matches).
+                    import keras
+
+                    keras.utils.set_random_seed(_derive_seed(spec.seed, spec.round_index, trial.trial_id))
                 result = super().run_trial(trial, *args, **kwargs)
                 from keras_tuner.src.engine import tuner_utils  # not re-exported publicly
 
