@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping
 
 from refiner import __version__, report
 from refiner.errors import RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
+from refiner.failpoints import checkpoint
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
 from refiner.overrides import decisions_with_overrides, read_overrides
 from refiner.space import SearchSpace
@@ -210,6 +211,7 @@ class Refiner:
             log.info("--overwrite: deleting the earlier run in %s", store.root)
             shutil.rmtree(store.root)
         if store.exists():
+            store.remove_stale_temporaries()
             run = store.read_run()
             changed = _changed_settings(run["settings"], settings)
             if changed:
@@ -284,7 +286,9 @@ class Refiner:
         counter = {"n": len(done)}
 
         def on_trial(trial: Trial) -> None:
+            checkpoint("trial_evaluated")  # ran, not yet recorded: a crash here re-runs this trial
             store.append_trial(trial)
+            checkpoint("trial_recorded")
             self._trials.append(trial)
             counter["n"] += 1
             store.event("trial_finished", round=k, trial_id=trial.trial_id, status=trial.status.value,
@@ -311,15 +315,19 @@ class Refiner:
             return  # analysed before an interruption; deterministic, so nothing to redo
         completed = [t for t in self._trials if t.ok]
         seed = None if self.seed is None else self.seed + 1000 * (k + 1)
+        checkpoint("surrogate_fit")
         surrogate = fit_surrogate(space, completed, self.objective, seed=seed,
                                   min_cv_score=self.narrowing.min_cv_score)
         store.write_surrogate(k, {"round": k, **surrogate.to_dict()})
+        checkpoint("narrowing")
         next_space, decisions = refine(space, completed, surrogate, objective=self.objective,
                                        original_space=initial_space, config=self.narrowing, seed=seed)
         document = decisions_document(decisions, round_index=k, n_trials=len(completed),
                                       surrogate_trusted=bool(surrogate.trusted), config=self.narrowing)
         assert document["next_space"] == next_space.to_dict(), "decisions must describe the space refine returned"
+        checkpoint("decisions_write")
         store.write_decisions(k, document)
+        checkpoint("decisions_written")
         store.event("round_analysed", round=k, model=surrogate.model_name, cv_score=surrogate.cv_score,
                     actions={d.name: d.action for d in decisions})
         round_trials = [t for t in self._trials if t.round == k]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a search-space JSON or a run config; exit 2 on problems")
     validate.add_argument("file", type=Path)
 
+    bench = sub.add_parser("bench", help="benchmark refiner against stock KerasTuner, Optuna and bayes_opt")
+    from refiner.bench.cli import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bench)
+
     app = sub.add_parser("app", help="open the review app (Streamlit) on 127.0.0.1")
     app.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run folders (default: runs)")
     app.add_argument("--port", type=int, default=8501)
@@ -56,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_tensorflow()
     try:
-        return {"run": _run, "show": _show, "export": _export, "validate": _validate, "app": _app}[args.command](args)
+        return {"run": _run, "show": _show, "export": _export, "validate": _validate, "app": _app,
+                "bench": _bench}[args.command](args)
     except RoundFailedError as exc:
         _error(str(exc))
         return EXIT_FAILED
@@ -92,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
     config = load_run_config(args.config)
     run_dir = args.run_dir or Path(config.directory) / config.name
     _console_logging(args.quiet)
+    _stop_on_sigterm()
     target = config.resolve_target()
     fit_kwargs: dict[str, Any] = {}
     if config.hypermodel is not None:
@@ -123,6 +131,15 @@ def _run(args: argparse.Namespace) -> int:
         print(f"best {config.objective.name}: {best.score:.6g} (trial {best.trial_id}): {values}")
     print(f"refined space: {agent.store.refined_space_file}  (refiner export {run_dir} --format json|keras-tuner|optuna)")
     return EXIT_OK
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler, ``kill``) stops like Ctrl-C: the loop records the interruption first."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _fit_kwargs(data: Any, fit: dict[str, Any]) -> dict[str, Any]:
@@ -189,17 +206,30 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from refiner.bench.cli import run as run_bench
+
+    return run_bench(args)
+
+
 def _app(args: argparse.Namespace) -> int:
     import subprocess
 
-    app_file = Path(__file__).resolve().parent.parent / "app.py"
+    # The page ships inside the package (refiner/review_app.py), so this works from a wheel too.
+    app_file = Path(__file__).resolve().parent / "review_app.py"
     if not app_file.exists():
-        raise RefinerError(f"app.py not found next to the package ({app_file})")
+        raise RefinerError(f"the review app is missing from the installed package ({app_file})")
+    runs = args.runs.resolve()
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_file),
            "--server.address", args.address, "--server.port", str(args.port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--", "--runs", str(args.runs)]
-    return subprocess.call(cmd)
+           "--", "--runs", str(runs)]
+    print(f"refiner review app: http://{args.address}:{args.port}  (runs folder {runs}; Ctrl+C stops it)",
+          file=sys.stderr)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

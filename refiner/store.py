@@ -29,6 +29,7 @@ from typing import Any, Iterable
 
 from refiner import schemas
 from refiner.errors import RunFolderError, ValidationError
+from refiner.failpoints import armed, checkpoint
 from refiner.space import SearchSpace
 from refiner.trial import Trial
 
@@ -50,6 +51,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        checkpoint("before_replace")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -119,6 +121,18 @@ class RunStore:
         if not base.is_dir():
             return []
         return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete temporary files a crash left between writing and renaming (never part of the record)."""
+        removed = 0
+        for path in self.root.rglob(".*.tmp"):
+            if "kt" in path.relative_to(self.root).parts[:-1]:
+                continue  # KerasTuner's folder is not ours to tidy
+            path.unlink(missing_ok=True)
+            removed += 1
+        if removed:
+            log.info("removed %d temporary files left by an interrupted write in %s", removed, self.root)
+        return removed
 
     # -- run.json -------------------------------------------------------------------------------
     def read_run(self) -> dict[str, Any]:
@@ -208,10 +222,15 @@ class RunStore:
 
     def _append_line(self, path: Path, record: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        line = _dumps(record, indent=None) + "\n"
+        data = (_dumps(record, indent=None) + "\n").encode("utf-8")
         with open(path, "a+b") as fh:
             _drop_torn_tail(fh, path)
-            fh.write(line.encode("utf-8"))
+            if armed("torn_append"):
+                # A crash test asked to die here: leave half a line behind, as a power cut would.
+                fh.write(data[: len(data) // 2])
+                fh.flush()
+            checkpoint("torn_append")
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
 

@@ -95,3 +95,14 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
 def test_missing_run_json_is_a_clear_error(tmp_path):
     with pytest.raises(RunFolderError, match="run.json: missing"):
         RunStore(tmp_path).read_run()
+
+
+def test_stale_temporaries_from_a_crash_are_removed_but_kerastuner_files_kept(tmp_path):
+    store = RunStore(tmp_path)
+    store.round_dir(0).mkdir(parents=True)
+    (tmp_path / ".run.json.abc.tmp").write_text("{")
+    (store.round_dir(0) / ".space.json.x1.tmp").write_text("")
+    store.kt_dir(0).mkdir()
+    (store.kt_dir(0) / ".theirs.tmp").write_text("")
+    assert store.remove_stale_temporaries() == 2
+    assert [p.name for p in tmp_path.rglob("*.tmp")] == [".theirs.tmp"]
