@@ -161,6 +161,8 @@ class Refiner:
             store.update_state(status="failed", message=str(exc))
             store.event("run_failed", message=str(exc))
             raise
+        except RefinerError:
+            raise  # bad input or a damaged folder: refused as it is, nothing recorded
         except (KeyboardInterrupt, Exception) as exc:
             # Whatever stopped us, the record is intact: say how to carry on.
             if store.exists():
@@ -211,6 +213,7 @@ class Refiner:
             log.info("--overwrite: deleting the earlier run in %s", store.root)
             shutil.rmtree(store.root)
         if store.exists():
+            store.check()  # a damaged run is refused before anything in it is touched
             store.remove_stale_temporaries()
             run = store.read_run()
             changed = _changed_settings(run["settings"], settings)
@@ -313,7 +316,8 @@ class Refiner:
         store = self.store
         if store.read_decisions(k) is not None:
             return  # analysed before an interruption; deterministic, so nothing to redo
-        completed = [t for t in self._trials if t.ok]
+        # Only what was known when round k ended: a recomputed analysis must equal the original.
+        completed = [t for t in self._trials if t.ok and t.round <= k]
         seed = None if self.seed is None else self.seed + 1000 * (k + 1)
         checkpoint("surrogate_fit")
         surrogate = fit_surrogate(space, completed, self.objective, seed=seed,

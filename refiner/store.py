@@ -69,21 +69,39 @@ def write_json(path: Path, document: Any, schema: str) -> None:
     atomic_write_text(path, _dumps(document) + "\n")
 
 
+# How to repair each damaged file, appended to the error so a person knows what is safe to do.
+_REPAIR = {
+    "run.json": "restore it from a backup, or start afresh with --overwrite",
+    "surrogate.json": "delete it and run again: refiner recomputes it from the trials",
+    "decisions.json": "delete it and run again: refiner recomputes it from the trials (overrides are kept apart)",
+    "space.json": "delete it and run again: it is rebuilt from the config or the previous round's decisions",
+    "refined_space.json": "delete it and run again: it is rebuilt from the last round's decisions",
+    "overrides.json": "fix it in the review app or delete it",
+    "trials.jsonl": "fix or delete the damaged line (that trial then runs again)",
+    "events.jsonl": "fix or delete the damaged line (the log is informational)",
+}
+
+
+def damaged(path: Path, reason: str) -> RunFolderError:
+    hint = _REPAIR.get(path.name)
+    return RunFolderError(f"{path}: {reason}" + (f" - to repair, {hint}" if hint else ""))
+
+
 def read_json(path: Path, schema: str) -> Any:
     """Read and validate; a missing, unparsable or invalid file raises :class:`RunFolderError`."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RunFolderError(f"{path}: missing") from None
-    except OSError as exc:
-        raise RunFolderError(f"{path}: cannot read ({exc.strerror})") from None
+        raise damaged(path, "missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise damaged(path, f"cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RunFolderError(f"{path}: line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})") from None
+        raise damaged(path, f"line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})") from None
     found = schemas.problems(document, schema)
     if found:
-        raise RunFolderError(f"{path}: " + "; ".join(found))
+        raise damaged(path, "; ".join(found))
     return document
 
 
@@ -122,6 +140,25 @@ class RunStore:
             return []
         return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
 
+    def check(self) -> None:
+        """Read and validate every file of the run; the first damaged one raises :class:`RunFolderError`.
+
+        A resume calls this before writing anything, so a damaged run is refused untouched.
+        """
+        self.read_run()
+        self.read_events()
+        for k in self.rounds():
+            if self.has_space(k):
+                self.read_space(k)
+            self.read_trials(k)
+            self.read_surrogate(k)
+            self.read_decisions(k)
+            path = self.round_dir(k) / "overrides.json"
+            if path.exists():
+                read_json(path, "overrides")
+        if self.refined_space_file.exists():
+            self.read_refined_space()
+
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files a crash left between writing and renaming (never part of the record)."""
         removed = 0
@@ -153,7 +190,13 @@ class RunStore:
         self._append_line(self.events_file, {"time": now_iso(), "event": name, **data})
 
     def read_events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self._complete_lines(self.events_file)]
+        events = []
+        for n, line in enumerate(self._complete_lines(self.events_file), start=1):
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise damaged(self.events_file, f"line {n}: not valid JSON ({exc.msg})") from None
+        return events
 
     # -- rounds ---------------------------------------------------------------------------------
     def write_space(self, k: int, space: SearchSpace) -> None:
@@ -179,10 +222,10 @@ class RunStore:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise RunFolderError(f"{path}: line {n}: not valid JSON ({exc.msg})") from None
+                raise damaged(path, f"line {n}: not valid JSON ({exc.msg})") from None
             found = schemas.problems(record, "trial")
             if found:
-                raise RunFolderError(f"{path}: line {n}: " + "; ".join(found))
+                raise damaged(path, f"line {n}: " + "; ".join(found))
             trials.append(Trial.from_dict(record))
         return trials
 
@@ -254,6 +297,6 @@ def _drop_torn_tail(fh: Any, path: Path) -> None:
 
 def _space_from(document: dict[str, Any], path: Path) -> SearchSpace:
     try:
-        return SearchSpace.from_dict(document, source=str(path))
+        return SearchSpace.from_dict(document)
     except ValidationError as exc:
-        raise RunFolderError(str(exc)) from None
+        raise damaged(path, "; ".join(exc.problems)) from None

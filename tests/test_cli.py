@@ -140,3 +140,21 @@ def test_console_script_exits_2_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "bogus" in result.stderr
+
+
+def test_a_damaged_run_is_refused_with_a_repair_hint_and_repairing_it_restores_the_run(branin_run, tmp_path, capsys):
+    copy = tmp_path / "damaged"
+    shutil.copytree(branin_run, copy)
+    decisions = copy / "rounds" / "1" / "decisions.json"
+    original = json.loads(decisions.read_text())
+    edited = json.loads(decisions.read_text())
+    edited["decisions"][0]["action"] = "shrink"  # a hand edit that breaks the schema
+    decisions.write_text(json.dumps(edited))
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and p != decisions}
+    assert main(["run", str(EXAMPLES / "branin.toml"), "--run-dir", str(copy), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "decisions.json" in err and "decisions[0].action" in err and "to repair, delete it and run again" in err
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and p != decisions} == before  # nothing touched
+    decisions.unlink()
+    assert main(["run", str(EXAMPLES / "branin.toml"), "--run-dir", str(copy), "--quiet"]) == 0
+    assert json.loads(decisions.read_text()) == original  # recomputed exactly
