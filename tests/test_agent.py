@@ -235,3 +235,20 @@ def test_keras_runs_with_the_same_seed_train_the_same_models(tmp_path):
         agent.search(x, y, epochs=1, validation_split=0.25, batch_size=64)
         scores.append([(t.hyperparameters, t.score) for t in agent.trials])
     assert scores[0] == scores[1]
+
+
+def test_a_hypermodel_that_returns_no_model_or_raises_is_bad_input(tmp_path):
+    from refiner.errors import ValidationError
+
+    def no_model(hp):
+        hp.Int("units", 1, 4)
+        return None
+
+    def broken(hp):
+        raise KeyError("layers")
+
+    with pytest.raises(ValidationError, match=r"^hypermodel: build_model\(hp\) must return a keras.Model, got NoneType$"):
+        refiner.Refiner(hypermodel=no_model, directory=tmp_path, project_name="a").search()
+    with pytest.raises(ValidationError, match=r"^hypermodel: build_model\(hp\) failed .*KeyError: 'layers'"):
+        refiner.Refiner(hypermodel=broken, directory=tmp_path, project_name="b").search()
+    assert not (tmp_path / "a" / "run.json").exists()  # refused before the run was recorded

@@ -36,6 +36,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from refiner.errors import ValidationError
 from refiner.space import SearchSpace
 from refiner.trial import Objective, Trial, TrialState
 
@@ -84,14 +85,29 @@ def discover_space(hypermodel: Callable[[Any], Any], workdir: Path) -> SearchSpa
     has been active once; a throw-away tuner does exactly that.
     """
     kt = _kt()
+    import keras
+
+    built: list[Any] = []
+
+    def probe(hp: Any) -> Any:
+        model = hypermodel(hp)
+        built.append(model)
+        return model
+
     tmp = workdir / ".discover"
     try:
-        tuner = kt.RandomSearch(hypermodel, objective="loss", max_trials=1, directory=str(tmp),
+        tuner = kt.RandomSearch(probe, objective="loss", max_trials=1, directory=str(tmp),
                                 project_name="space", overwrite=True)
         space = SearchSpace.from_keras_tuner(tuner.oracle.get_space())
+    except Exception as exc:
+        raise ValidationError(f"hypermodel: build_model(hp) failed with the default hyperparameters: "
+                              f"{type(exc).__name__}: {exc}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         _clear_keras_session()
+    wrong = [m for m in built if not isinstance(m, keras.Model)]
+    if wrong:
+        raise ValidationError(f"hypermodel: build_model(hp) must return a keras.Model, got {type(wrong[0]).__name__}")
     return space
 
 
