@@ -38,7 +38,9 @@ from refiner.store import RunStore, now_iso
 from refiner.surrogate import fit_surrogate
 from refiner.trial import Objective, Trial, best_trial
 
-__all__ = ["Refiner"]
+__all__ = ["Refiner", "ENGINES"]
+
+ENGINES = ("keras-tuner", "optuna")
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,9 @@ class Refiner:
         directory, project_name: the run folder is ``directory/project_name``.
         seed: makes proposals, surrogates and narrowing reproducible; ``None`` for fresh randomness.
         narrowing: a :class:`NarrowingConfig` or a dict of its fields.
+        engine: ``"keras-tuner"`` (random search, then Bayesian optimisation) or ``"optuna"``
+            (random sampler, then TPE), over the same space and run folder.
+        storage: Optuna engine only: a storage URL; default an SQLite file in the run folder.
         overwrite: start afresh, deleting an existing run folder of that name.
     """
 
@@ -77,6 +82,8 @@ class Refiner:
         project_name: str = "refiner",
         seed: int | None = 0,
         narrowing: NarrowingConfig | Mapping[str, Any] | None = None,
+        engine: str = "keras-tuner",
+        storage: str | None = None,
         overwrite: bool = False,
         target_name: str | None = None,
         config_path: str | None = None,
@@ -89,6 +96,10 @@ class Refiner:
                             ("executions_per_trial", executions_per_trial)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}, got {engine!r}")
+        if storage is not None and engine != "optuna":
+            raise ValueError("`storage` applies to the optuna engine only")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise ValueError(f"`seed` must be an integer or None, got {seed!r}")
         self.hypermodel = hypermodel
@@ -101,6 +112,8 @@ class Refiner:
         self.seed = seed
         self.narrowing = narrowing if isinstance(narrowing, NarrowingConfig) else NarrowingConfig.from_dict(dict(narrowing or {}))
         self.overwrite = overwrite
+        self.engine = engine
+        self.storage = storage
         self.store = RunStore(Path(directory) / project_name)
         self.project_name = project_name
         target = hypermodel if hypermodel is not None else function
@@ -202,6 +215,7 @@ class Refiner:
             "initial_space": space.to_dict(),
             "narrowing": self.narrowing.to_dict(),
             "config": self.config_path,
+            "engine": self.engine,
         }
         if self.hypermodel is not None:
             settings["fit"] = _describe_fit(fit_args, fit_kwargs)
@@ -271,7 +285,7 @@ class Refiner:
             raise RunFolderError(str(exc)) from None
 
     def _run_round(self, k: int, space: SearchSpace, fit_args: tuple, fit_kwargs: Mapping[str, Any]) -> None:
-        from refiner.engines.keras_tuner import RoundSpec, run_round
+        from refiner.engines.common import RoundSpec
 
         store = self.store
         done = store.read_trials(k)
@@ -283,7 +297,7 @@ class Refiner:
         kind = "random" if k == 0 else "bayesian"
         store.event("round_started", round=k, kind=kind, budget=remaining, warm_trials=len(earlier),
                     resumed_after=len(done))
-        log.info("round %d (%s search): %d trials%s%s", k, "random" if k == 0 else "Bayesian", remaining,
+        log.info("round %d (%s): %d trials%s%s", k, _round_label(self.engine, k), remaining,
                  f", warm-started with {len(earlier)} earlier trials" if earlier else "",
                  f", resuming after {len(done)} recorded" if done else "")
         counter = {"n": len(done)}
@@ -298,12 +312,21 @@ class Refiner:
                         score=trial.score)
             log.info("%s", report.trial_line(trial, counter["n"], self.trials_per_round, self.best_trial, self.objective))
 
-        run_round(RoundSpec(
+        spec = RoundSpec(
             round_index=k, kind=kind, space=space, objective=self.objective, budget=remaining,
             project_dir=store.kt_dir(k), seed=self.seed, function=self.function, hypermodel=self.hypermodel,
             executions_per_trial=self.executions_per_trial, warm_trials=earlier, done_trials=done,
             fit_args=fit_args, fit_kwargs=fit_kwargs,
-        ), on_trial)
+        )
+        if self.engine == "optuna":
+            from refiner.engines import optuna as optuna_engine
+
+            storage = self.storage or optuna_engine.default_storage(store.root.resolve())
+            optuna_engine.run_round(spec, on_trial, storage=storage, study_prefix=self.project_name)
+        else:
+            from refiner.engines import keras_tuner as keras_tuner_engine
+
+            keras_tuner_engine.run_round(spec, on_trial)
         round_trials = store.read_trials(k)
         if round_trials and not any(t.ok for t in round_trials):
             last = round_trials[-1].message or "no message"
@@ -336,6 +359,12 @@ class Refiner:
                     actions={d.name: d.action for d in decisions})
         round_trials = [t for t in self._trials if t.round == k]
         log.info("%s", report.round_table(k, round_trials, self.best_trial, surrogate, decisions, self.objective))
+
+
+def _round_label(engine: str, k: int) -> str:
+    if engine == "optuna":
+        return "Optuna random sampler" if k == 0 else "Optuna TPE"
+    return "random search" if k == 0 else "Bayesian search"
 
 
 def _versions() -> dict[str, str]:

@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--run-dir", type=Path, default=None, help="run folder (default: <directory>/<name> from the config)")
     run.add_argument("--overwrite", action="store_true", help="delete an existing run folder and start afresh")
     run.add_argument("--quiet", action="store_true", help="only the final summary")
+    run.add_argument("--storage", default=None,
+                     help="optuna engine: storage URL, e.g. postgresql://user@host/db (default: SQLite in the run folder)")
 
     show = sub.add_parser("show", help="summarise a run folder: per round its space, best score, decisions")
     show.add_argument("run_dir", type=Path)
@@ -119,6 +121,8 @@ def _run(args: argparse.Namespace) -> int:
         project_name=run_dir.name,
         seed=config.seed,
         narrowing=config.narrowing,
+        engine=config.engine,
+        storage=args.storage or config.storage,
         overwrite=args.overwrite,
         target_name=config.hypermodel or config.function,
         config_path=str(config.source),

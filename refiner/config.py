@@ -74,6 +74,8 @@ class RunConfig:
     source: Path
     document: dict[str, Any] = field(repr=False)
     space_file: Path | None = None
+    engine: str = "keras-tuner"
+    storage: str | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -173,6 +175,8 @@ def load_run_config(path: str | Path) -> RunConfig:
         seed=None if search.get("seed") is None else int(search["seed"]),
         fit=dict(document.get("fit", {})),
         narrowing=dict(document.get("narrowing", {})),
+        engine=document.get("engine", "keras-tuner"),
+        storage=document.get("storage"),
         source=path,
         document=document,
         space_file=space_file,

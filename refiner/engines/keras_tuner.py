@@ -28,54 +28,25 @@ import math
 import shutil
 import time
 import warnings
-import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from refiner.engines.common import RoundSpec, TrialCallback, derive_seed, function_metrics, plain
 from refiner.errors import ValidationError
 from refiner.space import SearchSpace
-from refiner.trial import Objective, Trial, TrialState
+from refiner.trial import Trial, TrialState
 
-__all__ = ["RoundSpec", "run_round", "discover_space"]
+__all__ = ["run_round", "discover_space"]
 
 log = logging.getLogger(__name__)
-
-TrialCallback = Callable[[Trial], None]
-
-
-@dataclass
-class RoundSpec:
-    """Everything one round needs; the engine knows nothing about the run folder."""
-
-    round_index: int
-    kind: str  # "random" | "bayesian"
-    space: SearchSpace
-    objective: Objective
-    budget: int  # new trials to run in this round
-    project_dir: Path
-    seed: int | None
-    function: Callable[[dict[str, Any]], Any] | None = None
-    hypermodel: Callable[[Any], Any] | None = None
-    executions_per_trial: int = 1
-    warm_trials: Sequence[Trial] = ()  # ok trials from earlier rounds, inside `space`
-    done_trials: Sequence[Trial] = ()  # trials of this round already recorded (resume)
-    fit_args: tuple = ()
-    fit_kwargs: Mapping[str, Any] = field(default_factory=dict)
-
 
 def _kt():
     import keras_tuner as kt  # imports TensorFlow: only when a round actually runs
 
     return kt
-
-
-def _derive_seed(*parts: Any) -> int:
-    """A stable, non-zero 31-bit seed (KerasTuner replaces a seed of 0 by a random one)."""
-    return zlib.crc32(repr(parts).encode()) % (2**31 - 2) + 1
 
 
 def discover_space(hypermodel: Callable[[Any], Any], workdir: Path) -> SearchSpace:
@@ -129,7 +100,7 @@ def _oracle_mixin(base: type) -> type:
         def populate_space(self, trial_id: str) -> dict[str, Any]:
             kt = _kt()
             n = len(self.trials)
-            seed = _derive_seed(self.refiner_seed, n)
+            seed = derive_seed(self.refiner_seed, n)
             self._seed_state = seed
             if hasattr(self, "_random_state"):
                 self._random_state = np.random.RandomState(seed)
@@ -233,14 +204,14 @@ def _make_tuner_class(kt: Any) -> type:
             spec = self._spec
             if spec.function is not None:
                 result = spec.function(dict(trial.hyperparameters.values))
-                metrics = _function_metrics(result, spec.objective)
+                metrics = function_metrics(result, spec.objective)
             else:
                 if spec.seed is not None:
                     # Weight initialisation, dropout and shuffling: seeded per trial, so a run with
                     # a seed trains the same models again (and a resumed trial matches).
                     import keras
 
-                    keras.utils.set_random_seed(_derive_seed(spec.seed, spec.round_index, trial.trial_id))
+                    keras.utils.set_random_seed(derive_seed(spec.seed, spec.round_index, trial.trial_id))
                 result = super().run_trial(trial, *args, **kwargs)
                 from keras_tuner.src.engine import tuner_utils  # not re-exported publicly
 
@@ -279,7 +250,7 @@ def _make_tuner_class(kt: Any) -> type:
             return Trial(
                 trial_id=f"{spec.round_index}-{trial.trial_id}",
                 round=spec.round_index,
-                hyperparameters=_plain(trial.hyperparameters.values),
+                hyperparameters=plain(trial.hyperparameters.values),
                 score=metrics[spec.objective.name] if ok else None,
                 status=TrialState.COMPLETE if ok else TrialState.FAILED,
                 metrics=metrics,
@@ -290,24 +261,11 @@ def _make_tuner_class(kt: Any) -> type:
     return RefinerTuner
 
 
-def _function_metrics(result: Any, objective: Objective) -> dict[str, float]:
-    if isinstance(result, Mapping):
-        if objective.name not in result:
-            raise ValueError(f"the function returned metrics {sorted(result)} without the objective {objective.name!r}")
-        return {k: float(v) for k, v in result.items()}
-    return {objective.name: float(result)}
-
-
 def _last_line(message: str | None) -> str | None:
     if not message:
         return None
     lines = [line for line in message.strip().splitlines() if line.strip()]
     return lines[-1][:500] if lines else None
-
-
-def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
-    """numpy scalars -> Python scalars, so records are JSON."""
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in values.items()}
 
 
 def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
@@ -332,12 +290,12 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
         hyperparameters=hp,
         tune_new_entries=False,
         allow_new_entries=True,
-        seed=_derive_seed(spec.seed, spec.round_index),
+        seed=derive_seed(spec.seed, spec.round_index),
         max_retries_per_trial=0,
         max_consecutive_failed_trials=spec.budget + len(injected) + 1,
         **extra,
     )
-    oracle.refiner_seed = _derive_seed(spec.seed, spec.round_index, "proposals")
+    oracle.refiner_seed = derive_seed(spec.seed, spec.round_index, "proposals")
 
     _move_aside(spec.project_dir)
     tuner_cls = _make_tuner_class(kt)
