@@ -32,7 +32,7 @@ from refiner import __version__, report
 from refiner.errors import RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
 from refiner.failpoints import checkpoint
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
-from refiner.overrides import decisions_with_overrides, read_overrides
+from refiner.overrides import decisions_with_overrides, read_overrides, refined_space
 from refiner.space import SearchSpace
 from refiner.store import RunStore, now_iso
 from refiner.surrogate import fit_surrogate
@@ -122,7 +122,6 @@ class Refiner:
         self.target_name = target_name or f"{getattr(target, '__module__', None) or type(target).__module__}:{qualname}"
         self.config_path = config_path
         self._trials: list[Trial] = []
-        self._refined: SearchSpace | None = None
 
     # -- results -------------------------------------------------------------------------------
     @property
@@ -136,13 +135,11 @@ class Refiner:
 
     @property
     def refined_space(self) -> SearchSpace:
-        """The space proposed after the last round (also in ``refined_space.json``)."""
-        if self._refined is None:
-            if self.store.refined_space_file.exists():
-                self._refined = self.store.read_refined_space()
-            else:
-                raise RefinerError("no refined space yet: run search() first")
-        return self._refined
+        """The space proposed after the last round (``refined_space.json``), with a person's
+        overrides of the last round's decisions applied, exactly as ``refiner export`` gives it."""
+        if not self.store.refined_space_file.exists():
+            raise RefinerError("no refined space yet: run search() first")
+        return refined_space(self.store)
 
     def get_best_hyperparameters(self, num_trials: int = 1) -> list[Any]:
         """The best ``num_trials`` configurations as ``keras_tuner.HyperParameters``, best first."""
@@ -184,7 +181,6 @@ class Refiner:
             raise
         refined = self._next_space_from_decisions(self.rounds - 1)
         store.write_refined_space(refined)
-        self._refined = refined
         best = self.best_trial
         store.update_state(status="finished", current_round=self.rounds - 1, message=None, best=_best_dict(best))
         store.event("run_finished", best_score=None if best is None else best.score)
