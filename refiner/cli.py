@@ -226,10 +226,14 @@ def _app(args: argparse.Namespace) -> int:
     runs = args.runs.resolve()
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_file),
            "--server.address", args.address, "--server.port", str(args.port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
            "--", "--runs", str(runs)]
     print(f"refiner review app: http://{args.address}:{args.port}  (runs folder {runs}; Ctrl+C stops it)",
-          file=sys.stderr)
+          file=sys.stderr, flush=True)
+    if os.name == "posix":
+        # Become the server rather than wait for it: stopping this process then stops the app
+        # (a child would outlive a SIGTERM and keep the port).
+        os.execv(sys.executable, cmd)
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:

@@ -1,0 +1,357 @@
+"""The review app's pure side (refiner.review): listing, loading, tables, figures, overrides, export.
+
+Run folders come from the real loop on a fast function with every parameter kind (log float,
+stepped int, choice, boolean, conditional float), built once for the module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+
+import pytest
+
+import refiner
+from refiner import review, schemas
+from refiner.cli import main as cli_main
+from refiner.errors import RunFolderError
+from refiner.overrides import write_overrides
+from refiner.space import Boolean, Choice, Float, Int, SearchSpace, parameter_from_dict
+from refiner.store import RunStore
+from refiner.trial import Objective
+
+SPACE = SearchSpace([
+    Float("learning_rate", 1e-4, 1e-1, log=True),
+    Int("units", 16, 512, step=16),
+    Choice("activation", ("relu", "tanh", "sigmoid")),
+    Boolean("use_dropout"),
+    Float("dropout", 0.0, 0.5, conditions=({"parent": "use_dropout", "values": [True]},)),
+])
+
+
+def mixed(p):
+    # Optimum at the upper bound of learning_rate, so narrowing flags "the optimum may lie beyond".
+    loss = (math.log10(p["learning_rate"]) + 1.0) ** 2 + ((p["units"] - 200) / 200) ** 2
+    loss += {"relu": 0.0, "tanh": 0.3, "sigmoid": 1.0}[p["activation"]]
+    if p["use_dropout"]:
+        loss += (p["dropout"] - 0.2) ** 2
+    return loss
+
+
+def make_run(directory, name="mixed", rounds=2, trials=8):
+    refiner.Refiner(function=mixed, space=SPACE, objective=Objective("loss", "min"), rounds=rounds,
+                    trials_per_round=trials, directory=directory, project_name=name, seed=0,
+                    narrowing={"min_trials": 4, "min_cv_score": 0.0}).search()
+    return directory / name
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    make_run(runs)
+    return runs
+
+
+@pytest.fixture
+def runs(built, tmp_path):
+    """A private copy of the built runs folder, so a test may change or break it."""
+    copy = tmp_path / "runs"
+    shutil.copytree(built, copy)
+    return copy
+
+
+# -- listing and names --------------------------------------------------------------------------
+def test_list_runs_lists_run_folders_by_name_only(runs):
+    (runs / "not_a_run").mkdir()
+    (runs / ".hidden").mkdir()
+    shutil.copytree(runs / "mixed", runs / ".hidden" / "x")
+    (runs / "file.txt").write_text("x")
+    shutil.copytree(runs / "mixed", runs / "another")
+    assert review.list_runs(runs) == ["another", "mixed"]
+    assert review.list_runs(runs / "missing") == []
+
+
+@pytest.mark.parametrize("name", ["../mixed", "..", ".", "a/b", "a\\b", "/etc", ".hidden", "", "mi\x00xed",
+                                  " mixed", "mixed/../mixed"])
+def test_unsafe_run_names_are_refused_before_any_path_is_built(runs, name):
+    with pytest.raises(review.RunNameError, match="not allowed"):
+        review.check_run_name(runs, name)
+
+
+def test_a_run_outside_the_listing_is_refused_even_if_it_exists(runs, tmp_path):
+    shutil.copytree(runs / "mixed", tmp_path / "outside")
+    with pytest.raises(review.RunNameError, match="no run named 'outside'"):
+        review.load_run(runs, "outside")
+    assert review.resolve_run(runs, "mixed") == runs / "mixed"
+
+
+def test_latest_run_is_the_one_changed_last(runs):
+    import os
+
+    shutil.copytree(runs / "mixed", runs / "older")
+    os.utime(runs / "older" / "run.json", (1, 1))
+    assert review.latest_run(runs) == "mixed"
+    assert review.latest_run(runs / "missing") is None
+
+
+# -- loading --------------------------------------------------------------------------------------
+def test_load_run_reads_every_round(runs):
+    view = review.load_run(runs, "mixed")
+    assert view.status == "finished" and view.has_refined_space
+    assert [r.k for r in view.rounds] == [0, 1]
+    assert all(len(r.trials) == 8 for r in view.rounds)
+    r0, r1 = view.rounds
+    assert r0.next_started and not r1.next_started
+    assert r0.surrogate["model"] and r0.decisions["round"] == 0
+    assert [d["name"] for d in r1.decisions["decisions"]] == SPACE.names
+    assert view.best.score == min(t.score for t in view.trials if t.ok)
+    assert view.events and view.events[-1]["event"] == "run_finished"
+
+
+def test_a_torn_or_invalid_trial_line_gives_one_clear_line(runs):
+    path = runs / "mixed" / "rounds" / "1" / "trials.jsonl"
+    lines = path.read_text().splitlines()
+    record = json.loads(lines[2])
+    record["status"] = "exploded"
+    lines[2] = json.dumps(record)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunFolderError) as info:
+        review.load_run(runs, "mixed")
+    message = str(info.value)
+    assert "trials.jsonl: line 3" in message and "exploded" in message and "\n" not in message
+
+
+def test_a_torn_last_line_is_ignored_while_the_run_is_written(runs):
+    path = runs / "mixed" / "rounds" / "1" / "trials.jsonl"
+    with open(path, "a") as fh:
+        fh.write('{"trial_id": "1-99", "rou')  # a writer caught mid-line
+    assert len(review.load_run(runs, "mixed").round(1).trials) == 8
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    (lambda root: (root / "run.json").write_text("{not json"), "run.json: line 1 column 2: not valid JSON"),
+    (lambda root: (root / "run.json").write_text(json.dumps({"format_version": 1})),
+     "run.json: $: 'created_at' is a required property"),
+    (lambda root: (root / "rounds" / "0" / "surrogate.json").write_text('{"format_version": 2}'), "surrogate.json"),
+    (lambda root: (root / "rounds" / "1" / "overrides.json").write_text(json.dumps(
+        {"format_version": 1, "round": 1, "overrides": [{"name": "nope", "action": "reject"}]})),
+     "overrides.json: overrides[0].name: must name a parameter of round 1"),
+])
+def test_a_corrupt_run_raises_run_folder_error_naming_the_file(runs, breakage, expected):
+    breakage(runs / "mixed")
+    with pytest.raises(RunFolderError) as info:
+        review.load_run(runs, "mixed")
+    assert expected in str(info.value)
+
+
+def test_run_signature_changes_only_when_a_file_the_app_reads_changes(runs):
+    root = runs / "mixed"
+    before = review.run_signature(root)
+    assert review.run_signature(root) == before
+    (root / "rounds" / "0" / "kt" / "noise.txt").write_text("KerasTuner's own files do not count")
+    assert review.run_signature(root) == before
+    with open(root / "rounds" / "1" / "trials.jsonl", "a") as fh:
+        fh.write("\n")
+    assert review.run_signature(root) != before
+
+
+# -- tables ---------------------------------------------------------------------------------------
+def test_trials_frame_has_every_hyperparameter_metric_status_and_duration(runs):
+    view = review.load_run(runs, "mixed")
+    r = view.round(1)
+    frame = review.trials_frame(r.trials, r.space)
+    assert list(frame.columns[:5]) == ["trial", "round", "status", "score", "duration (s)"]
+    assert set(SPACE.names) <= set(frame.columns) and "metric: loss" in frame.columns
+    assert list(frame["trial"]) == [t.trial_id for t in r.trials]
+    assert frame["score"].tolist() == [t.score for t in r.trials]
+    inactive = [t for t in r.trials if not t.hyperparameters["use_dropout"]]
+    for t in inactive:
+        assert frame.loc[frame["trial"] == t.trial_id, "dropout"].isna().all()
+    csv = frame.to_csv(index=False)
+    assert csv.splitlines()[0].startswith("trial,round,status,score")
+
+
+def test_incumbent_frame_is_monotone_in_the_objective_direction(runs):
+    view = review.load_run(runs, "mixed")
+    frame = review.incumbent_frame(view.trials, view.objective)
+    best = frame["best so far"].tolist()
+    assert best == sorted(best, reverse=True)  # "loss": lower is better
+    assert best[-1] == view.best.score and frame["n"].tolist() == list(range(1, len(view.trials) + 1))
+
+
+def _decisions_doc(flag=None, dropped=()):
+    before = {"name": "act", "type": "choice", "values": ["a", "b", "c"]}
+    after = {"name": "act", "type": "choice", "values": [v for v in "abc" if v not in dropped]}
+    lr_before = {"name": "lr", "type": "float", "low": 0.0001, "high": 0.1, "log": True}
+    lr_after = {"name": "lr", "type": "float", "low": 0.01, "high": 0.1, "log": True}
+    return {"format_version": 1, "round": 0, "n_trials": 9, "surrogate_trusted": True, "decisions": [
+        {"name": "lr", "action": "narrow", "before": lr_before, "after": lr_after, "reason": "narrowed <b>it</b>",
+         "evidence": {"incumbent": 0.09, "incumbent_trial": "0-03", "cv_score": 0.8, "model": "extra_trees",
+                      "importance": 0.7, "n_trials": 9, "beyond_user_bound": flag, "region_low": 0.02,
+                      "region_high": 0.1, "shrink": 0.33}},
+        {"name": "act", "action": "drop_values" if dropped else "keep", "before": before, "after": after,
+         "reason": "values", "evidence": {"incumbent": "a", "cv_score": 0.8, "importance": 0.3, "n_trials": 9,
+                                          "beyond_user_bound": None, "dropped": list(dropped)}},
+    ], "next_space": {"format_version": 1, "parameters": [lr_after, after]}}
+
+
+def test_decision_frame_shows_each_decision_and_flags_the_bound_the_optimum_may_lie_beyond():
+    frame = review.decision_frame(_decisions_doc(flag="high"))
+    assert list(frame["parameter"]) == ["lr", "act"]
+    assert list(frame["action"]) == ["narrow", "keep"]
+    lr = frame.iloc[0]
+    assert lr["before"] == "[0.0001, 0.1] log" and lr["after"] == "[0.01, 0.1] log"
+    assert lr["flag"] == "⚠ optimum may lie above the upper bound" and frame.iloc[1]["flag"] == ""
+    assert lr["reason"] == "narrowed <b>it</b>"  # kept as text; the app escapes it
+    assert "best trial's value 0.09 (trial 0-03)" in lr["evidence"] and "new width 33% of old" in lr["evidence"]
+    assert review.beyond_text({"beyond_user_bound": "both"}).startswith("⚠")
+
+
+def test_decision_frame_shows_a_persons_override_beside_the_proposal(runs):
+    store = RunStore(runs / "mixed")
+    edited = {"name": "units", "type": "int", "low": 64, "high": 256, "step": 16}
+    write_overrides(store, 1, [{"name": "units", "action": "edit", "after": edited, "note": "memory"},
+                               {"name": "activation", "action": "reject"}])
+    r = review.load_run(runs, "mixed").round(1)
+    frame = review.decision_frame(r.decisions).set_index("parameter")
+    assert frame.loc["units", "after"] == "[64, 256] step 16"
+    assert frame.loc["units", "refiner proposed"] != ""
+    assert frame.loc["units", "override"] == "edited by a person: memory"
+    assert frame.loc["activation", "override"] == "rejected by a person"
+    assert frame.loc["learning_rate", "override"] == ""
+    table = review.overrides_frame(r.overrides)
+    assert list(table["parameter"]) == ["units", "activation"] and table.iloc[0]["note"] == "memory"
+
+
+def test_md_escape_leaves_no_markup_active():
+    hostile = "<script>alert(1)</script> [x](javascript:alert(1)) **b** :red[x] $x$ `c` | #h\nnext"
+    out = review.md_escape(hostile)
+    assert "\n" not in out
+    # Every ASCII punctuation mark that Markdown or Streamlit reads is preceded by a backslash.
+    assert not re.search(r"(?<!\\)[<>\[\]()*:$`|#]", out)
+    assert review.md_escape("plain words 12") == "plain words 12"
+
+
+# -- figures --------------------------------------------------------------------------------------
+def test_incumbent_figure_colours_by_round_and_draws_the_best_so_far(runs):
+    view = review.load_run(runs, "mixed")
+    fig = review.incumbent_figure(view.trials, view.objective)
+    names = [t.name for t in fig.data]
+    assert names == ["round 0", "round 1", "best so far"]
+    assert fig.data[0].marker.color != fig.data[1].marker.color
+    assert sum(len(t.x) for t in fig.data[:2]) == len(view.trials)
+    assert fig.data[2].line.shape == "hv"
+
+
+def test_score_distribution_compares_the_round_with_earlier_ones(runs):
+    view = review.load_run(runs, "mixed")
+    fig = review.score_distribution_figure(view.rounds, 1, view.objective)
+    assert [t.name for t in fig.data] == ["round 0", "round 1"]
+    assert len(review.score_distribution_figure(view.rounds, 0, view.objective).data) == 1
+
+
+def test_scatter_of_a_log_parameter_has_a_log_axis_and_the_before_after_ranges(runs):
+    view = review.load_run(runs, "mixed")
+    r = view.round(0)
+    p = r.space["learning_rate"]
+    d = r.decision("learning_rate")
+    fig = review.param_scatter_figure(p, view.trials, view.objective, d, 0)
+    assert fig.layout.xaxis.type == "log"
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    before, after = parameter_from_dict(d["before"]), parameter_from_dict(d["after"])
+    # Plotly.js 4 places shapes on a log axis by value, annotations by log10 of the value.
+    assert (rects[0].x0, rects[0].x1) == pytest.approx((before.low, before.high))
+    assert (rects[1].x0, rects[1].x1) == pytest.approx((after.low, after.high))
+    labels = {a.text.strip(): a.x for a in fig.layout.annotations}
+    assert labels["searched"] == pytest.approx(math.log10(before.low))
+    assert labels["next round"] == pytest.approx(math.log10(after.high))
+    assert any(t.name == "best trial" for t in fig.data)
+
+
+def test_scatter_marks_the_flagged_bound_and_dropped_values():
+    doc = _decisions_doc(flag="high", dropped=("c",))
+    lr = parameter_from_dict(doc["decisions"][0]["before"])
+    trials = [refiner.Trial(f"0-{i}", 0, {"lr": 10 ** (-4 + i / 3), "act": "abc"[i % 3]}, float(i),
+                            refiner.TrialState.COMPLETE) for i in range(9)]
+    fig = review.param_scatter_figure(lr, trials, Objective("loss", "min"), doc["decisions"][0], 0)
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert len(lines) == 1 and lines[0].x0 == pytest.approx(0.1)  # the upper bound
+    assert any(a.text.startswith("⚠") and a.x == pytest.approx(-1.0) for a in fig.layout.annotations)
+    act = parameter_from_dict(doc["decisions"][1]["before"])
+    fig = review.param_scatter_figure(act, trials, Objective("loss", "min"), doc["decisions"][1], 0)
+    assert fig.layout.xaxis.type == "category"
+    fills = [s.fillcolor for s in fig.layout.shapes]
+    assert len(fills) == 3 and fills[2] != fills[0] == fills[1]  # 'c' dropped, 'a' and 'b' kept
+    assert [a.text for a in fig.layout.annotations] == ["kept", "kept", "dropped"]
+
+
+def test_partial_dependence_has_an_uncertainty_band(runs):
+    view = review.load_run(runs, "mixed")
+    r = view.round(1)
+    fig = review.partial_dependence_figure(r.space["units"], r.surrogate, r.decision("units"))
+    band, mean = fig.data[0], fig.data[1]
+    pd_ = r.surrogate["partial_dependence"]["units"]
+    assert band.fill == "toself" and list(mean.y) == pd_["mean"]
+    assert max(band.y) == pytest.approx(max(m + s for m, s in zip(pd_["mean"], pd_["std"], strict=True)))
+    fig = review.partial_dependence_figure(r.space["activation"], r.surrogate)
+    assert fig.data[0].type == "bar"
+    assert list(fig.data[0].error_y.array) == r.surrogate["partial_dependence"]["activation"]["std"]
+    assert review.partial_dependence_figure(r.space["units"], None) is None
+    assert review.partial_dependence_figure(r.space["learning_rate"], r.surrogate).layout.xaxis.type == "log"
+
+
+def test_importance_bars_are_sorted_largest_on_top(runs):
+    r = review.load_run(runs, "mixed").round(1)
+    fig = review.importance_figure(r.surrogate)
+    values = list(fig.data[0].x)
+    assert values == sorted(values) and set(fig.data[0].y) == set(r.surrogate["importances"])
+    assert review.importance_figure(None) is None
+
+
+def test_parallel_coordinates_has_every_tunable_parameter_and_the_score(runs):
+    view = review.load_run(runs, "mixed")
+    r = view.round(1)
+    fig = review.parallel_coordinates_figure(r.trials, r.space, view.objective)
+    dims = fig.data[0].dimensions
+    assert [d.label for d in dims] == ["learning_rate (log)", "units", "activation", "use_dropout", "dropout",
+                                       dims[-1].label]
+    assert dims[-1].label.startswith("loss")
+    assert all(len(d.values) == len(r.trials) for d in dims)
+    lr_values = [t.hyperparameters["learning_rate"] for t in r.trials]
+    assert list(dims[0].values) == pytest.approx([math.log10(v) for v in lr_values])
+    assert review.parallel_coordinates_figure([], r.space, view.objective) is None
+
+
+# -- overrides and export ---------------------------------------------------------------------------
+def test_build_and_merge_overrides():
+    entry = review.build_override("x", "edit", {"name": "x", "type": "float", "low": 0, "high": 1}, " why ")
+    assert entry == {"name": "x", "action": "edit", "after": {"name": "x", "type": "float", "low": 0, "high": 1},
+                     "note": "why"}
+    assert review.build_override("x", "reject") == {"name": "x", "action": "reject"}
+    existing = {"overrides": [{"name": "x", "action": "reject"}, {"name": "y", "action": "reject"}]}
+    assert review.merge_overrides(existing, entry, "x") == [{"name": "y", "action": "reject"}, entry]
+    assert review.merge_overrides(existing, None, "y") == [{"name": "x", "action": "reject"}]
+
+
+@pytest.mark.parametrize("fmt", ["json", "keras-tuner", "optuna"])
+def test_export_bytes_are_exactly_what_refiner_export_prints(runs, fmt, capsys):
+    store = RunStore(runs / "mixed")
+    write_overrides(store, 1, [{"name": "units", "action": "edit",
+                                "after": {"name": "units", "type": "int", "low": 32, "high": 64, "step": 16}}])
+    data = review.export_bytes(store, fmt)
+    assert cli_main(["export", str(runs / "mixed"), "--format", fmt]) == 0
+    assert data == capsys.readouterr().out.encode("utf-8")
+    if fmt == "json":
+        document = json.loads(data)
+        assert schemas.problems(document, "search_space") == []
+        assert {p["name"]: p for p in document["parameters"]}["units"]["high"] == 64  # the override counts
+    assert review.export_filename("my run/..", fmt).startswith("my_run")
+    assert "/" not in review.export_filename("../../etc", fmt)
+
+
+def test_export_of_an_unfinished_run_says_why(runs):
+    (runs / "mixed" / "refined_space.json").unlink()
+    with pytest.raises(RunFolderError, match="has not finished"):
+        review.export_bytes(RunStore(runs / "mixed"), "json")
