@@ -72,9 +72,12 @@ def list_runs(runs_dir: str | Path) -> list[str]:
     base = Path(runs_dir)
     if not base.is_dir():
         return []
+    inside = base.resolve()
     names = []
     for entry in base.iterdir():
-        if _safe_name(entry.name) and entry.is_dir() and (entry / "run.json").is_file():
+        # A symlink may point anywhere: only real folders that lie inside the runs folder count.
+        if _safe_name(entry.name) and not entry.is_symlink() and entry.is_dir() \
+                and (entry / "run.json").is_file() and entry.resolve().parent == inside:
             names.append(entry.name)
     return sorted(names)
 

@@ -355,3 +355,15 @@ def test_export_of_an_unfinished_run_says_why(runs):
     (runs / "mixed" / "refined_space.json").unlink()
     with pytest.raises(RunFolderError, match="has not finished"):
         review.export_bytes(RunStore(runs / "mixed"), "json")
+
+
+def test_a_symlink_pointing_out_of_the_runs_folder_is_not_a_run(tmp_path):
+    outside, runs = tmp_path / "outside", tmp_path / "runs"
+    runs.mkdir()
+    make_run(outside, name="secret", rounds=1, trials=4)
+    (runs / "secret").symlink_to(outside / "secret", target_is_directory=True)
+    make_run(runs, name="mine", rounds=1, trials=4)
+    (runs / "alias").symlink_to(runs / "mine", target_is_directory=True)  # links are never runs
+    assert review.list_runs(runs) == ["mine"]
+    with pytest.raises(review.RunNameError):
+        review.resolve_run(runs, "secret")
