@@ -1,15 +1,103 @@
-"""``refiner bench`` arguments and entry point."""
+"""``refiner bench`` arguments and entry point: run the benchmark, print its report, exit 0 (2 on bad input)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
 
 __all__ = ["add_arguments", "run"]
 
+log = logging.getLogger("refiner.bench")
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--suite", choices=("quick", "full"), default="quick")
+    parser.description = (
+        "Benchmark refiner against stock KerasTuner (random, Bayesian), Optuna (random, TPE) and bayes_opt with "
+        "sequential domain reduction on problems with known optima, at equal trial budgets and seeds. "
+        "Prints a table; writes bench.json and incumbent-curve plots into --out."
+    )
+    parser.add_argument("--suite", choices=("quick", "full"), default="quick",
+                        help="quick: 5 synthetic + 2 scikit-learn problems; full adds an MLP and the Keras CNN "
+                             "(default: quick)")
+    parser.add_argument("--budgets", default="30,60",
+                        help="comma-separated trial budgets, each a multiple of 3 (default: 30,60)")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1, the same for every optimizer (default: 10)")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder (default: runs/bench)")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes, one core each (default: 2)")
+    parser.add_argument("--problems", default=None, help="comma-separated subset of problems (default: the suite's)")
+    parser.add_argument("--optimizers", default=None, help="comma-separated subset of optimizers (default: all)")
+    parser.add_argument("--analysis-repeats", type=int, default=3,
+                        help="repeats of the 200-trial x 8-parameter analysis timing; 0 skips it (default: 3)")
+    parser.add_argument("--no-plots", action="store_true", help="write no plots")
+    experiments = parser.add_argument_group("method experiments (leave unset to benchmark the product's defaults)")
+    experiments.add_argument("--refiner-rounds", type=int, default=3, help="refiner's rounds per run (default: 3)")
+    experiments.add_argument("--refiner-narrowing", default=None, metavar="JSON",
+                             help='narrowing settings for refiner, e.g. \'{"top_fraction": 0.05}\'')
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from refiner.bench.benchmark import BenchSettings
+
+    narrowing: Any = None
+    if args.refiner_narrowing:
+        try:
+            narrowing = json.loads(args.refiner_narrowing)
+        except json.JSONDecodeError as exc:
+            narrowing = f"not JSON ({exc})"  # reported by validate() with the rule
+    budgets = []
+    for text in _csv(args.budgets):
+        try:
+            budgets.append(int(text))
+        except ValueError:
+            budgets.append(-1)  # reported by validate() below with the rule
+    return BenchSettings(
+        suite=args.suite, budgets=budgets, seeds=args.seeds, out=args.out, jobs=args.jobs,
+        problems=_csv(args.problems) if args.problems else None,
+        optimizers=_csv(args.optimizers) if args.optimizers is not None else None,
+        analysis_repeats=max(0, args.analysis_repeats), plots=not args.no_plots,
+        refiner_rounds=args.refiner_rounds, refiner_narrowing=narrowing,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("refiner bench: not built yet")
+    from refiner.bench.benchmark import run_benchmark
+    from refiner.bench.report import format_report
+
+    settings = _settings(args)
+    problems = settings.validate()
+    if problems:
+        for p in problems:
+            print(f"refiner: error: {p}", file=sys.stderr)
+        return 2
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    # The bench reports progress itself; the agent's per-trial lines would drown it.
+    logging.getLogger("refiner.agent").setLevel(logging.WARNING)
+
+    def progress(done: int, total: int, record: dict[str, Any]) -> None:
+        what = f"{record['problem']} {record['optimizer']} seed {record['seed']} budget {record['budget']}"
+        if "error" in record:
+            log.warning("[%d/%d] %s FAILED: %s", done, total, what, record["error"])
+        else:
+            log.info("[%d/%d] %s: best %.6g in %.1f s", done, total, what, min(record["values"], default=float("nan")),
+                     record["wall_s"])
+
+    try:
+        document = run_benchmark(settings, progress)
+    finally:
+        log.removeHandler(handler)
+    print(format_report(document))
+    print(f"\nJSON: {Path(settings.out) / 'bench.json'}; plots: "
+          f"{', '.join(document.get('plots', {}).get('files', [])) or 'none'}")
+    return 0

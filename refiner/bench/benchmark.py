@@ -1,0 +1,208 @@
+"""One benchmark, end to end: plan, run, assemble, summarise, time the analysis, write JSON and plots.
+
+The JSON document (``bench.json``, ``format_version`` 1) holds:
+
+* ``suite``, ``budgets``, ``seeds``, ``jobs``, ``started_at``, ``wall_time_s``, ``machine``, ``versions``;
+* ``refiner_schedule``: how refiner's rounds derive from the budget;
+* ``problems``: name, kind, description, space, ``f_star`` and ``f_star_source`` (what regret is
+  measured from), ``reference``/``reference_source`` (the known or shipped reference optimum),
+  ``best_found`` (the best value any run reached), ``optima`` (known minimisers);
+* ``optimizers``: name, label, ``knows_budget`` (false: read smaller budgets off the largest run);
+* ``runs``: every raw run: ``problem``, ``optimizer``, ``seed``, ``budget``, ``values`` (objective per
+  trial, in order), ``objective_s`` (seconds inside the objective per trial), ``elapsed_s`` (wall
+  seconds since the run started, at each trial's end), ``wall_s``, ``extra`` (refiner: rounds,
+  trials_per_round, contains_optimum, volume_fraction, refined_space), or ``error``;
+* ``results``: one per run and budget it answers for: ``best_value``, ``f_star``, ``regret``
+  (= best_value - f_star, never negative), ``n_trials``, ``run_budget``, ``wall_s``, ``objective_s``,
+  ``orchestration_s`` (= wall_s - objective_s), and for refiner ``contains_optimum``, ``volume_fraction``;
+* ``summary``: see :mod:`refiner.bench.summary` (per budget, as strings);
+* ``analysis_time``: see :mod:`refiner.bench.analysis_time`;
+* ``targets``: the issue's targets, each ``{"target", "met", "evidence"}``;
+* ``plots``: files written; ``errors``: runs that raised, with their message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from refiner.bench.analysis_time import measure_analysis_time
+from refiner.bench.harness import assemble, plan, run_tasks
+from refiner.bench.optimizers import OPTIMIZERS, REFINER_ROUNDS, refiner_schedule
+from refiner.bench.problems import PROBLEMS, SUITES
+from refiner.bench.summary import check_targets, summarise
+from refiner.errors import ValidationError
+from refiner.narrowing import NarrowingConfig
+
+__all__ = ["BenchSettings", "run_benchmark", "FORMAT_VERSION", "DEFAULT_BUDGETS"]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+DEFAULT_BUDGETS = (30, 60)
+
+
+@dataclass
+class BenchSettings:
+    suite: str = "quick"
+    budgets: Sequence[int] = DEFAULT_BUDGETS
+    seeds: int = 10
+    out: Path = Path("runs/bench")
+    jobs: int = 2
+    problems: Sequence[str] | None = None  # default: the suite's
+    optimizers: Sequence[str] | None = None  # default: all
+    analysis_repeats: int = 3  # 0 skips the analysis-time measurement
+    # Method experiments only; the defaults are refiner's default schedule and narrowing settings.
+    refiner_rounds: int = REFINER_ROUNDS
+    refiner_narrowing: dict[str, Any] | None = None
+    plots: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.suite not in SUITES:
+            problems.append(f"--suite must be one of {', '.join(SUITES)}, got {self.suite!r}")
+        if not self.budgets:
+            problems.append("--budgets must name at least one budget")
+        for b in self.budgets:
+            try:
+                refiner_schedule(b, self.refiner_rounds)
+            except ValueError as exc:
+                problems.append(f"--budgets: {exc}")
+        try:
+            NarrowingConfig.from_dict(self.refiner_narrowing)
+        except (ValidationError, TypeError) as exc:
+            problems.append(f"--refiner-narrowing: {exc}")
+        if self.seeds < 1:
+            problems.append(f"--seeds must be at least 1, got {self.seeds}")
+        if self.jobs < 1:
+            problems.append(f"--jobs must be at least 1, got {self.jobs}")
+        for name in self.problems or ():
+            if name not in PROBLEMS:
+                problems.append(f"--problems: unknown problem {name!r}; the problems are {', '.join(PROBLEMS)}")
+        for name in self.optimizers or ():
+            if name not in OPTIMIZERS:
+                problems.append(f"--optimizers: unknown optimizer {name!r}; the optimizers are {', '.join(OPTIMIZERS)}")
+        if self.optimizers is not None and not self.optimizers:
+            problems.append("--optimizers must name at least one optimizer")
+        return problems
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("refiner", "keras-tuner", "keras", "tensorflow", "optuna", "bayesian-optimization",
+                 "scikit-learn", "numpy", "scipy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _optimizer_available(name: str) -> bool:
+    if name == "bayes_opt_sdr":
+        try:
+            import bayes_opt  # noqa: F401
+        except ImportError:
+            return False
+    return True
+
+
+def run_benchmark(settings: BenchSettings,
+                  on_progress: Callable[[int, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run the benchmark and write ``bench.json`` and the plots into ``settings.out``; return the document."""
+    started_at = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    problems = list(settings.problems or SUITES[settings.suite])
+    optimizers = list(settings.optimizers or OPTIMIZERS)
+    skipped = [o for o in optimizers if not _optimizer_available(o)]
+    for o in skipped:
+        log.warning("optimizer %s skipped: its package is not installed (pip install -e .[bench])", o)
+    optimizers = [o for o in optimizers if o not in skipped]
+    budgets = sorted(set(int(b) for b in settings.budgets))
+    seeds = list(range(settings.seeds))
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    refiner_options: dict[str, Any] = {}
+    if settings.refiner_rounds != REFINER_ROUNDS:
+        refiner_options["rounds"] = settings.refiner_rounds
+    if settings.refiner_narrowing:
+        refiner_options["narrowing"] = dict(settings.refiner_narrowing)
+    tasks = plan(problems, optimizers, budgets, seeds, refiner_options)
+    log.info("%d runs: %d problems x %d optimizers x %d seeds, budgets %s, %d worker(s)",
+             len(tasks), len(problems), len(optimizers), len(seeds), budgets, settings.jobs)
+    records = run_tasks(tasks, settings.jobs, on_progress)
+    order = {t.key: i for i, t in enumerate(sorted(tasks, key=lambda t: (t.problem, t.optimizer, t.seed, t.budget)))}
+    records.sort(key=lambda r: order[f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}"])
+    runs_wall = time.perf_counter() - t0
+
+    reference = {name: PROBLEMS[name].reference() for name in problems}
+    stars, results = assemble(records, problems, budgets, reference)
+    summary = summarise(results, problems, optimizers, budgets)
+    analysis = measure_analysis_time(settings.analysis_repeats) if settings.analysis_repeats > 0 else None
+    targets = check_targets(summary, analysis, budgets)
+
+    document: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "suite": settings.suite,
+        "budgets": budgets,
+        "seeds": seeds,
+        "jobs": settings.jobs,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "runs_wall_time_s": runs_wall,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "versions": _versions(),
+        "refiner_schedule": {
+            "rounds": settings.refiner_rounds,
+            "trials_per_round": f"budget / {settings.refiner_rounds}",
+            "narrowing": NarrowingConfig.from_dict(settings.refiner_narrowing).to_dict(),
+            "default": not refiner_options,
+            "rule": "round 0 random search, then Bayesian rounds on the narrowed space, warm-started; run "
+                    "separately at every budget (its schedule depends on the budget)",
+        },
+        "problems": [{
+            "name": name, "kind": PROBLEMS[name].kind, "description": PROBLEMS[name].description,
+            "space": PROBLEMS[name].space.to_dict(), "optima": [dict(o) for o in PROBLEMS[name].optima],
+            **stars[name],
+        } for name in problems],
+        "optimizers": [{"name": o, "label": OPTIMIZERS[o].label, "knows_budget": OPTIMIZERS[o].knows_budget}
+                       for o in optimizers],
+        "skipped_optimizers": skipped,
+        "n_runs": len(records),
+        "errors": [{"run": f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}", "error": r["error"]}
+                   for r in records if "error" in r],
+        "summary": summary,
+        "analysis_time": analysis,
+        "targets": targets,
+        "results": results,
+        "runs": records,
+    }
+    if settings.plots:
+        from refiner.bench.plots import write_plots
+
+        document["plots"] = write_plots(records, stars, out)
+    document["wall_time_s"] = time.perf_counter() - t0
+    path = out / "bench.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(document, indent=1, allow_nan=False, default=_jsonable) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    log.info("wrote %s", path)
+    return document
+
+
+def _jsonable(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

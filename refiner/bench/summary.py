@@ -1,0 +1,215 @@
+"""The numbers the issue asks for, computed from per-budget results, and the targets checked against them.
+
+* per problem, budget and optimizer: median and quartiles of final regret over seeds, the stuck
+  rate, median wall/orchestration time;
+* per budget: each optimizer's mean rank across problems (rank of its median regret among the
+  optimizers that ran on the problem, ties sharing the average rank); refiner's win rate against
+  each optimizer over paired (problem, seed) runs, a tie counting half;
+* the stuck rate: the share of runs whose final regret is worse than KerasTuner random search's
+  median on that problem and budget;
+* for refiner: the share of runs whose refined space holds a known optimum (synthetic problems
+  only: training problems have no known minimiser) and the refined volume as a fraction of the
+  original (:mod:`refiner.bench.regions`);
+* orchestration time (wall minus objective) per run, refiner's median over KerasTuner Bayesian
+  optimization's median per problem, and their geometric mean across problems.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+__all__ = ["summarise", "check_targets", "STUCK_BASELINE", "BO_BASELINE"]
+
+STUCK_BASELINE = "kt_random"  # "worse than random search's median": KerasTuner's RandomSearch
+BO_BASELINE = "kt_bayes"
+_TIE = 1e-12
+
+
+def _quartiles(values: Sequence[float]) -> dict[str, float]:
+    q25, q50, q75 = np.percentile(np.asarray(values, dtype=float), [25, 50, 75])
+    return {"median": float(q50), "q25": float(q25), "q75": float(q75)}
+
+
+def _tied(a: float, b: float) -> bool:
+    return abs(a - b) <= _TIE * max(1.0, abs(a), abs(b))
+
+
+def _geomean(xs: Sequence[float]) -> float | None:
+    xs = [x for x in xs if x is not None and x > 0 and math.isfinite(x)]
+    return float(math.exp(sum(math.log(x) for x in xs) / len(xs))) if xs else None
+
+
+def summarise(results: Sequence[Mapping[str, Any]], problems: Sequence[str], optimizers: Sequence[str],
+              budgets: Sequence[int]) -> dict[str, Any]:
+    """Everything of the module docstring, keyed by budget (as a string, for JSON)."""
+    by: dict[tuple[str, str, int], list[Mapping[str, Any]]] = defaultdict(list)
+    for r in results:
+        if r["regret"] is not None:
+            by[(r["problem"], r["optimizer"], r["budget"])].append(r)
+
+    out: dict[str, Any] = {"per_problem": {}, "mean_rank": {}, "win_rate": {}, "stuck_rate": {},
+                           "refiner_narrowing": {}, "orchestration": {}}
+    for b in budgets:
+        key = str(b)
+        table: dict[str, dict[str, Any]] = {}
+        for p in problems:
+            table[p] = {}
+            baseline = [r["regret"] for r in by.get((p, STUCK_BASELINE, b), [])]
+            baseline_median = float(np.median(baseline)) if baseline else None
+            for o in optimizers:
+                runs = by.get((p, o, b), [])
+                if not runs:
+                    continue
+                regrets = [r["regret"] for r in runs]
+                stuck = None if baseline_median is None else float(np.mean(
+                    [r > baseline_median and not _tied(r, baseline_median) for r in regrets]))
+                table[p][o] = {
+                    "n": len(runs), **_quartiles(regrets), "stuck_rate": stuck,
+                    "wall_s": float(np.median([r["wall_s"] for r in runs])),
+                    "orchestration_s": float(np.median([r["orchestration_s"] for r in runs])),
+                }
+        out["per_problem"][key] = table
+
+        # Mean rank of the median regret, among the optimizers present on each problem.
+        ranks: dict[str, list[float]] = defaultdict(list)
+        for p, cells in table.items():
+            names = list(cells)
+            if len(names) < 2:
+                continue
+            medians = np.array([cells[o]["median"] for o in names])
+            # Equal medians (e.g. several optimizers at regret 0) share a rank: round off float noise.
+            for o, rank in zip(names, rankdata(np.round(medians, 12), method="average")):
+                ranks[o].append(float(rank))
+        out["mean_rank"][key] = {o: {"mean_rank": float(np.mean(ranks[o])), "n_problems": len(ranks[o])}
+                                 for o in optimizers if ranks.get(o)}
+
+        # Refiner against each optimizer, paired by (problem, seed).
+        wins: dict[str, dict[str, Any]] = {}
+        mine = {(r["problem"], r["seed"]): r["regret"] for (p, o, bb), rs in by.items()
+                if o == "refiner" and bb == b for r in rs}
+        for o in optimizers:
+            if o == "refiner":
+                continue
+            w = t = l = 0
+            for (p, oo, bb), rs in by.items():
+                if oo != o or bb != b:
+                    continue
+                for r in rs:
+                    mine_regret = mine.get((p, r["seed"]))
+                    if mine_regret is None:
+                        continue
+                    if _tied(mine_regret, r["regret"]):
+                        t += 1
+                    elif mine_regret < r["regret"]:
+                        w += 1
+                    else:
+                        l += 1
+            n = w + t + l
+            if n:
+                wins[o] = {"wins": w, "ties": t, "losses": l, "n": n, "rate": (w + 0.5 * t) / n}
+        out["win_rate"][key] = wins
+
+        stuck: dict[str, Any] = {}
+        for o in optimizers:
+            flags = [table[p][o]["stuck_rate"] * table[p][o]["n"] for p in problems
+                     if o in table[p] and table[p][o]["stuck_rate"] is not None]
+            counts = [table[p][o]["n"] for p in problems if o in table[p] and table[p][o]["stuck_rate"] is not None]
+            if counts:
+                stuck[o] = float(sum(flags) / sum(counts))
+        out["stuck_rate"][key] = stuck
+
+        refined = [r for (p, o, bb), rs in by.items() if o == "refiner" and bb == b for r in rs]
+        with_optimum = [r for r in refined if r.get("contains_optimum") is not None]
+        volumes = [r["volume_fraction"] for r in refined if r.get("volume_fraction") is not None]
+        out["refiner_narrowing"][key] = {
+            "runs_with_known_optimum": len(with_optimum),
+            "contains_optimum_share": (float(np.mean([r["contains_optimum"] for r in with_optimum]))
+                                       if with_optimum else None),
+            "missed": sorted({f"{r['problem']}/seed{r['seed']}" for r in with_optimum if not r["contains_optimum"]}),
+            "volume_fraction_median": float(np.median(volumes)) if volumes else None,
+            "volume_fraction_mean": float(np.mean(volumes)) if volumes else None,
+            "volume_at_most_10pct_share": float(np.mean([v <= 0.1 for v in volumes])) if volumes else None,
+            "per_problem_volume_median": {
+                p: float(np.median([r["volume_fraction"] for r in refined if r["problem"] == p]))
+                for p in problems if any(r["problem"] == p for r in refined)
+            },
+        }
+
+        ratios = {}
+        for p in problems:
+            mine_cell, bo_cell = table[p].get("refiner"), table[p].get(BO_BASELINE)
+            if mine_cell and bo_cell and bo_cell["orchestration_s"] > 0:
+                ratios[p] = mine_cell["orchestration_s"] / bo_cell["orchestration_s"]
+        out["orchestration"][key] = {
+            "median_s": {o: float(np.median([table[p][o]["orchestration_s"] for p in problems if o in table[p]]))
+                         for o in optimizers if any(o in table[p] for p in problems)},
+            "refiner_over_kt_bayes": ratios,
+            "refiner_over_kt_bayes_geomean": _geomean(list(ratios.values())),
+        }
+    return out
+
+
+def check_targets(summary: Mapping[str, Any], analysis: Mapping[str, Any] | None,
+                  budgets: Sequence[int]) -> list[dict[str, Any]]:
+    """The issue's targets, each with ``met`` (True/False/None when not measured) and its evidence."""
+    targets: list[dict[str, Any]] = []
+
+    def add(name: str, met: bool | None, evidence: str) -> None:
+        targets.append({"target": name, "met": met, "evidence": evidence})
+
+    for b in (str(x) for x in budgets):
+        ranks = summary["mean_rank"][b]
+        if "refiner" in ranks and len(ranks) > 1:
+            best = min(ranks, key=lambda o: ranks[o]["mean_rank"])
+            mine = ranks["refiner"]["mean_rank"]
+            add(f"best mean rank at budget {b}", all(mine <= v["mean_rank"] for v in ranks.values()),
+                f"refiner {mine:.2f}; best {best} {ranks[best]['mean_rank']:.2f}")
+        else:
+            add(f"best mean rank at budget {b}", None, "refiner and at least one other optimizer are needed")
+
+        table = summary["per_problem"][b]
+        halves = [(p, c["refiner"]["median"], c[BO_BASELINE]["median"]) for p, c in table.items()
+                  if "refiner" in c and BO_BASELINE in c]
+        if halves:
+            ok = [p for p, m, bo in halves if m <= 0.5 * bo or _tied(m, 0.0) and _tied(bo, 0.0)]
+            share = len(ok) / len(halves)
+            add(f"median regret <= half of kt_bayes on >= 80% of problems at budget {b}", share >= 0.8,
+                f"{len(ok)}/{len(halves)} problems ({', '.join(p for p, _, _ in halves if p not in ok) or 'none'} missed)")
+        else:
+            add(f"median regret <= half of kt_bayes on >= 80% of problems at budget {b}", None, "kt_bayes not run")
+        worse = [(p, c["refiner"]["median"], c[STUCK_BASELINE]["median"]) for p, c in table.items()
+                 if "refiner" in c and STUCK_BASELINE in c]
+        if worse:
+            bad = [p for p, m, rs in worse if m > rs and not _tied(m, rs)]
+            add(f"median regret never worse than kt_random at budget {b}", not bad,
+                f"worse on {', '.join(bad)}" if bad else f"never worse on {len(worse)} problems")
+        else:
+            add(f"median regret never worse than kt_random at budget {b}", None, "kt_random not run")
+
+        narrowing = summary["refiner_narrowing"][b]
+        share = narrowing["contains_optimum_share"]
+        add(f"optimum inside the refined space in >= 95% of runs at budget {b}",
+            None if share is None else share >= 0.95,
+            "no run with a known optimum" if share is None else
+            f"{share:.0%} of {narrowing['runs_with_known_optimum']} runs")
+        vol = narrowing["volume_fraction_median"]
+        add(f"refined volume <= 10% of the original at budget {b}", None if vol is None else vol <= 0.1,
+            "no refiner run" if vol is None else
+            f"median {vol:.3g}; {narrowing['volume_at_most_10pct_share']:.0%} of runs at or under 10%")
+
+        ratio = summary["orchestration"][b]["refiner_over_kt_bayes_geomean"]
+        per = summary["orchestration"][b]["refiner_over_kt_bayes"]
+        add(f"orchestration time no more than kt_bayes at budget {b}",
+            None if ratio is None else all(r <= 1.0 for r in per.values()),
+            "kt_bayes not run" if ratio is None else
+            f"refiner/kt_bayes geometric mean {ratio:.2f}, worst {max(per.values()):.2f}")
+    if analysis is not None:
+        add("analysis per round under 1 s at 200 trials x 8 parameters", analysis["total_s_max"] < 1.0,
+            f"median {analysis['total_s_median']:.2f} s, worst {analysis['total_s_max']:.2f} s "
+            f"of {analysis['repeats']} repeats")
+    return targets

@@ -1,0 +1,171 @@
+"""The benchmark harness: a smoke run (2 seeds, tiny budgets, cheap problems), and the pieces it rests on."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from refiner.bench.problems import PROBLEMS, SUITES, get_problem
+from refiner.bench.regions import contains_any, volume_fraction
+from refiner.space import Boolean, Choice, Fixed, Float, Int, SearchSpace
+
+RESULT_FIELDS = {"problem", "optimizer", "seed", "budget", "run_budget", "n_trials", "best_value", "f_star",
+                 "regret", "wall_s", "objective_s", "orchestration_s"}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    from refiner.bench.benchmark import BenchSettings, run_benchmark
+
+    out = tmp_path_factory.mktemp("bench")
+    settings = BenchSettings(suite="quick", budgets=(6, 12), seeds=2, out=out, jobs=1,
+                             problems=("branin", "mixed"), optimizers=("refiner", "optuna_random"),
+                             analysis_repeats=0)
+    assert settings.validate() == []
+    document = run_benchmark(settings)
+    return out, document
+
+
+def test_smoke_writes_the_documented_json(smoke):
+    out, document = smoke
+    on_disk = json.loads((out / "bench.json").read_text())
+    assert on_disk["format_version"] == 1
+    for key in ("suite", "budgets", "seeds", "jobs", "problems", "optimizers", "runs", "results", "summary",
+                "targets", "refiner_schedule", "wall_time_s", "errors", "plots"):
+        assert key in on_disk, key
+    assert on_disk["budgets"] == [6, 12] and on_disk["seeds"] == [0, 1]
+    assert on_disk["errors"] == []
+    # refiner runs once per budget; the budget-oblivious optimizer once, at the largest budget.
+    runs = {(r["problem"], r["optimizer"], r["seed"], r["budget"]) for r in on_disk["runs"]}
+    assert len(runs) == 2 * 2 * 2 + 2 * 2
+    assert ("branin", "optuna_random", 0, 6) not in runs
+    # ... and still has a result at the smaller budget, read off its curve.
+    results = on_disk["results"]
+    assert len(results) == 2 * 2 * 2 * 2
+    for r in results:
+        assert RESULT_FIELDS <= set(r)
+        assert r["n_trials"] == r["budget"]
+        assert math.isclose(r["orchestration_s"], r["wall_s"] - r["objective_s"])
+    for b in ("6", "12"):
+        table = on_disk["summary"]["per_problem"][b]
+        assert set(table) == {"branin", "mixed"}
+        for cell in table["branin"].values():
+            assert {"median", "q25", "q75", "n", "stuck_rate", "orchestration_s"} <= set(cell)
+            assert cell["q25"] <= cell["median"] <= cell["q75"] and cell["n"] == 2
+        assert set(on_disk["summary"]["mean_rank"][b]) == {"refiner", "optuna_random"}
+        assert on_disk["summary"]["win_rate"][b]["optuna_random"]["n"] == 4
+    assert "curves.html" in on_disk["plots"]["files"] and (out / "curves.html").is_file()
+
+
+def test_smoke_regret_is_measured_from_the_true_optimum(smoke):
+    _, document = smoke
+    stars = {p["name"]: p for p in document["problems"]}
+    # Synthetic problems: f* is the known minimum (unless a run went below it by rounding).
+    assert stars["branin"]["reference"] == pytest.approx(0.397887, abs=1e-6)
+    assert stars["mixed"]["reference"] == pytest.approx(0.05)
+    for name, p in stars.items():
+        assert p["f_star"] <= p["reference"]
+        assert p["f_star"] == min(p["reference"], p["best_found"])
+    runs = {(r["problem"], r["optimizer"], r["seed"], r["budget"]): r for r in document["runs"]}
+    for r in document["results"]:
+        run = runs[(r["problem"], r["optimizer"], r["seed"], r["run_budget"])]
+        best = min(run["values"][: r["budget"]])
+        assert r["best_value"] == best
+        assert r["f_star"] == stars[r["problem"]]["f_star"]
+        assert r["regret"] == best - stars[r["problem"]]["f_star"]
+        assert r["regret"] >= 0
+
+
+def test_smoke_reports_refiner_narrowing(smoke):
+    _, document = smoke
+    for r in document["results"]:
+        if r["optimizer"] == "refiner":
+            assert isinstance(r["contains_optimum"], bool)
+            assert 0.0 <= r["volume_fraction"] <= 1.0
+    narrowing = document["summary"]["refiner_narrowing"]["12"]
+    assert narrowing["runs_with_known_optimum"] == 4
+
+
+def test_report_prints_a_table(smoke):
+    from refiner.bench.report import format_report
+
+    _, document = smoke
+    text = format_report(document)
+    assert "Final regret at budget 12" in text and "mean rank" in text and "Targets:" in text
+
+
+def test_known_optima_are_the_minimum_of_each_synthetic_problem():
+    for name in ("branin", "hartmann6", "ackley5_shifted", "levy4_shifted", "mixed"):
+        p = get_problem(name)
+        assert p.optima and all(p.space.contains(o) for o in p.optima)
+        rng = np.random.default_rng(0)
+        samples = [p.evaluate(p.space.sample(rng)) for _ in range(300)]
+        assert min(samples) >= p.f_star - 1e-9, name
+    assert get_problem("branin").f_star == pytest.approx(0.397887, abs=1e-6)
+    assert get_problem("hartmann6").f_star == pytest.approx(-3.32237, abs=1e-5)
+    assert get_problem("ackley5_shifted").f_star == pytest.approx(0.0, abs=1e-12)
+
+
+def test_off_centre_optima_and_suites():
+    for name in ("ackley5_shifted", "levy4_shifted"):
+        p = get_problem(name)
+        for param in p.space:
+            u = param.to_unit(p.optima[0][param.name])
+            assert abs(u - 0.5) >= 0.1, (name, param.name)  # no free gift for centre-seeded narrowing
+    assert {"branin", "hartmann6", "mixed", "svc_digits", "hgb_breast_cancer"} <= set(SUITES["quick"])
+    assert set(SUITES["quick"]) < set(SUITES["full"]) and "cnn_digits" in SUITES["full"]
+    kinds = {type(p) for p in get_problem("mixed").space}
+    assert {Int, Float, Choice} <= kinds and any(p.log for p in get_problem("mixed").space if isinstance(p, Float))
+
+
+def test_volume_fraction_of_mixed_spaces():
+    original = SearchSpace([Float("a", 0.0, 1.0), Float("lr", 1e-4, 1e-0, log=True), Int("n", 1, 10),
+                            Choice("c", ("x", "y", "z", "w")), Boolean("b")])
+    assert volume_fraction(original, original) == 1.0
+    refined = SearchSpace([Float("a", 0.25, 0.75), Float("lr", 1e-3, 1e-1, log=True), Int("n", 1, 5),
+                           Choice("c", ("x", "y")), Fixed("b", True)])
+    # 0.5 (width) * 0.5 (2 of 4 decades) * 0.5 (5 of 10 values) * 0.5 (2 of 4 choices) * 0.5 (1 of 2)
+    assert volume_fraction(original, refined) == pytest.approx(0.5**5)
+    assert contains_any(refined, [{"a": 0.3, "lr": 0.01, "n": 2, "c": "x", "b": True}])
+    assert not contains_any(refined, [{"a": 0.9, "lr": 0.01, "n": 2, "c": "x", "b": True}])
+
+
+def test_settings_are_validated():
+    from refiner.bench.benchmark import BenchSettings
+
+    problems = BenchSettings(budgets=(31,), seeds=0, problems=("nope",), optimizers=("magic",)).validate()
+    assert len(problems) == 4
+    assert any("multiple of 3" in p for p in problems)
+
+
+def test_cli_rejects_bad_input(capsys):
+    from refiner.cli import main
+
+    assert main(["bench", "--budgets", "10,x", "--seeds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "refiner: error: --budgets" in err
+
+
+def test_fast_gp_predict_matches_scikit_learn_bit_for_bit():
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import Matern
+
+    from refiner.bench.optimizers import fast_gp_predict
+
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(size=(25, 4)), rng.normal(size=25)
+    settings = dict(kernel=Matern(nu=2.5), n_restarts_optimizer=2, normalize_y=True, alpha=1e-4, random_state=1)
+    stock = GaussianProcessRegressor(**settings).fit(x, y)
+    fast = fast_gp_predict(GaussianProcessRegressor)(**settings).fit(x, y)
+    for points in (rng.uniform(size=(1, 4)), rng.uniform(size=(50, 4)), x[:3]):
+        m1, s1 = stock.predict(points, return_std=True)
+        m2, s2 = fast.predict(points, return_std=True)
+        assert np.array_equal(m1, m2) and np.array_equal(s1, s2)
+    assert np.array_equal(stock.predict(points), fast.predict(points))  # other calls take the stock path
+
+
+def test_problem_registry_names_match():
+    assert all(name == p.name for name, p in PROBLEMS.items())
