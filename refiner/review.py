@@ -26,7 +26,16 @@ import plotly.graph_objects as go
 from refiner.errors import RefinerError, RunFolderError, ValidationError
 from refiner.export import FORMATS, SUFFIXES, render
 from refiner.overrides import decisions_with_overrides, read_overrides, refined_space
-from refiner.space import Boolean, Choice, Fixed, Float, Int, Parameter, SearchSpace, parameter_from_dict
+from refiner.report import fmt
+from refiner.space import (
+    Fixed,
+    Float,
+    Int,
+    Parameter,
+    SearchSpace,
+    discrete_values,
+    parameter_from_dict,
+)
 from refiner.store import RunStore
 from refiner.trial import Objective, Trial, best_trial
 
@@ -251,15 +260,6 @@ def md_escape(text: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", flat)
 
 
-def fmt(value: Any) -> str:
-    """Numbers to 4 significant digits, None as a dash, everything else as ``str``."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return str(value)
 
 
 def round_color(k: int) -> str:
@@ -458,16 +458,6 @@ def score_distribution_figure(rounds: Sequence[RoundView], k: int, objective: Ob
     return _layout(fig, f"Round {k} against earlier rounds")
 
 
-def _categories(p: Parameter) -> list[Any]:
-    if isinstance(p, Choice):
-        return list(p.values)
-    if isinstance(p, Boolean):
-        return [False, True]
-    if isinstance(p, Fixed):
-        return [p.value]
-    return []
-
-
 def _cat_label(v: Any) -> str:
     return fmt(v)
 
@@ -510,7 +500,7 @@ def _numeric_bands(fig: go.Figure, before: Parameter | None, after: Parameter | 
 def _categorical_bands(fig: go.Figure, before: Parameter | None, after: Parameter | None, labels: list[str]) -> None:
     if before is None or after is None:
         return
-    kept = {_cat_label(v) for v in _categories(after)}
+    kept = {_cat_label(v) for v in discrete_values(after)}
     if all(label in kept for label in labels):
         return  # nothing dropped: shading every value "kept" would only add noise
     for i, label in enumerate(labels):
@@ -542,7 +532,7 @@ def param_scatter_figure(param: Parameter, trials: Sequence[Trial], objective: O
     used = [t for t in trials if t.ok and param.name in t.hyperparameters]
     fig = go.Figure()
     numeric = isinstance(param, (Float, Int))
-    labels = [_cat_label(v) for v in _categories(before)]
+    labels = [_cat_label(v) for v in discrete_values(before)]
     for t in used:  # values outside the searched set (earlier wider rounds) get their own category
         label = _cat_label(t.hyperparameters[param.name])
         if not numeric and label not in labels:
@@ -672,7 +662,7 @@ def parallel_coordinates_figure(trials: Sequence[Trial], space: SearchSpace | No
                 dim["ticktext"] = ["inactive", fmt(lo), fmt(hi)]
             dims.append(dim)
         else:
-            labels = [_cat_label(v) for v in _categories(p) if not isinstance(p, Fixed)] if space else []
+            labels = [_cat_label(v) for v in discrete_values(p) if not isinstance(p, Fixed)] if space else []
             for v in values:
                 label = "inactive" if v is None else _cat_label(v)
                 if label not in labels:

@@ -26,7 +26,7 @@ import streamlit as st
 from refiner import review
 from refiner.errors import RefinerError, ValidationError
 from refiner.overrides import write_overrides
-from refiner.space import Boolean, Choice, Fixed, Float, Int, Parameter, parameter_from_dict
+from refiner.space import Boolean, Fixed, Float, Int, Parameter, discrete_values, parameter_from_dict
 from refiner.trial import best_trial
 
 __all__ = ["main", "runs_folder", "LIVE_SECONDS"]
@@ -414,8 +414,8 @@ def _edit_fields(key: str, before: Parameter, base: Parameter) -> tuple[dict[str
                                format=None if integer else "%g")
         doc.update(low=low, high=high)
         return doc, None
-    options = list(dict.fromkeys([*_values(before), *_values(base)]))
-    chosen = st.multiselect("values", options, default=_values(base), key=f"{key}-values", format_func=review.fmt)
+    options = list(dict.fromkeys([*discrete_values(before), *discrete_values(base)]))
+    chosen = st.multiselect("values", options, default=discrete_values(base), key=f"{key}-values", format_func=review.fmt)
     if not chosen:
         return None, "after.values: choose at least one value"
     if isinstance(base, Boolean) and len(chosen) == 2:
@@ -427,16 +427,6 @@ def _edit_fields(key: str, before: Parameter, base: Parameter) -> tuple[dict[str
     if "conditions" in doc:
         new["conditions"] = doc["conditions"]
     return new, None
-
-
-def _values(p: Parameter) -> list[Any]:
-    if isinstance(p, Choice):
-        return list(p.values)
-    if isinstance(p, Boolean):
-        return [False, True]
-    if isinstance(p, Fixed):
-        return [p.value]
-    return []
 
 
 def _input_step(p: Float) -> float:

@@ -42,6 +42,8 @@ __all__ = [
     "Parameter",
     "SearchSpace",
     "FORMAT_VERSION",
+    "discrete_values",
+    "parameter_from_dict",
 ]
 
 FORMAT_VERSION = 1
@@ -379,6 +381,15 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def discrete_values(p: Parameter) -> list[Any]:
+    """The values a choice, boolean or fixed parameter can take; empty for numeric ranges."""
+    if isinstance(p, Fixed):
+        return [p.value]
+    if isinstance(p, (Choice, Boolean)):
+        return list(p.values)
+    return []
 
 
 def parameter_from_dict(d: Mapping[str, Any]) -> Parameter:
