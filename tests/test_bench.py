@@ -30,7 +30,7 @@ def smoke(tmp_path_factory):
 
 
 def test_smoke_writes_the_documented_json(smoke):
-    out, document = smoke
+    out, _ = smoke
     on_disk = json.loads((out / "bench.json").read_text())
     assert on_disk["format_version"] == 1
     for key in ("suite", "budgets", "seeds", "jobs", "problems", "optimizers", "runs", "results", "summary",
@@ -66,7 +66,7 @@ def test_smoke_regret_is_measured_from_the_true_optimum(smoke):
     # Synthetic problems: f* is the known minimum (unless a run went below it by rounding).
     assert stars["branin"]["reference"] == pytest.approx(0.397887, abs=1e-6)
     assert stars["mixed"]["reference"] == pytest.approx(0.05)
-    for name, p in stars.items():
+    for p in stars.values():
         assert p["f_star"] <= p["reference"]
         assert p["f_star"] == min(p["reference"], p["best_found"])
     runs = {(r["problem"], r["optimizer"], r["seed"], r["budget"]): r for r in document["runs"]}
