@@ -118,6 +118,8 @@ def test_every_setting_is_read(project):
         hypermodel = "{module}:build_model"
         data = "{module}:load_data"
         space = "space.json"
+        engine = "optuna"
+        storage = "sqlite:///studies.db"
         [objective]
         name = "val_accuracy"
         direction = "max"
@@ -147,6 +149,7 @@ def test_every_setting_is_read(project):
     assert config.narrowing["n_candidates"] == 100 and config.narrowing["margin"] == 0
     assert config.objective == Objective("val_accuracy", "max")
     assert config.space is not None
+    assert config.engine == "optuna" and config.storage == "sqlite:///studies.db"
 
 
 def test_hypermodel_config_needs_no_space(project):
