@@ -65,6 +65,11 @@ class Refiner:
         engine: ``"keras-tuner"`` (random search, then Bayesian optimisation) or ``"optuna"``
             (random sampler, then TPE), over the same space and run folder.
         storage: Optuna engine only: a storage URL; default an SQLite file in the run folder.
+            Workers (``refiner worker``) that reach the same storage join each round.
+        heartbeat_interval: Optuna engine only: seconds between a running trial's heartbeats; a
+            trial silent for three intervals (its worker died) is failed and its slot re-run.
+        run_trials: Optuna engine only: ``False`` makes this process only coordinate, leaving
+            every trial to workers.
         overwrite: start afresh, deleting an existing run folder of that name.
     """
 
@@ -84,6 +89,8 @@ class Refiner:
         narrowing: NarrowingConfig | Mapping[str, Any] | None = None,
         engine: str = "keras-tuner",
         storage: str | None = None,
+        heartbeat_interval: int = 10,
+        run_trials: bool = True,
         overwrite: bool = False,
         target_name: str | None = None,
         config_path: str | None = None,
@@ -100,6 +107,10 @@ class Refiner:
             raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}, got {engine!r}")
         if storage is not None and engine != "optuna":
             raise ValueError("`storage` applies to the optuna engine only")
+        if not run_trials and engine != "optuna":
+            raise ValueError("`run_trials=False` (coordinate only) needs the optuna engine, where workers can join")
+        if not isinstance(heartbeat_interval, int) or isinstance(heartbeat_interval, bool) or heartbeat_interval < 1:
+            raise ValueError(f"`heartbeat_interval` must be a positive integer (seconds), got {heartbeat_interval!r}")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise ValueError(f"`seed` must be an integer or None, got {seed!r}")
         self.hypermodel = hypermodel
@@ -114,6 +125,8 @@ class Refiner:
         self.overwrite = overwrite
         self.engine = engine
         self.storage = storage
+        self.heartbeat_interval = heartbeat_interval
+        self.run_trials = run_trials
         self.store = RunStore(Path(directory) / project_name)
         self.project_name = project_name
         target = hypermodel if hypermodel is not None else function
@@ -161,6 +174,10 @@ class Refiner:
         store = self.store
         initial_space = self._initial_space()
         settings = self._settings(initial_space, fit_args, fit_kwargs)
+        if self.storage is not None:
+            from refiner.engines.shared_study import open_storage
+
+            open_storage(self.storage)  # an unreachable server is refused before the run folder is touched
         self._open_run(settings)
         try:
             for k in range(self.rounds):
@@ -170,6 +187,7 @@ class Refiner:
         except RoundFailedError as exc:
             store.update_state(status="failed", message=str(exc))
             store.event("run_failed", message=str(exc))
+            self._tell_workers("stopped", str(exc))
             raise
         except RefinerError:
             raise  # bad input or a damaged folder: refused as it is, nothing recorded
@@ -178,7 +196,9 @@ class Refiner:
             if store.exists():
                 store.update_state(status="interrupted", message=f"{type(exc).__name__}: {exc}"[:500])
                 store.event("run_interrupted", message=f"{type(exc).__name__}: {exc}"[:500])
+                self._tell_workers("stopped", f"{type(exc).__name__}: {exc}"[:500])
             raise
+        self._tell_workers("finished")
         refined = self._next_space_from_decisions(self.rounds - 1)
         store.write_refined_space(refined)
         best = self.best_trial
@@ -317,8 +337,10 @@ class Refiner:
         if self.engine == "optuna":
             from refiner.engines import optuna as optuna_engine
 
-            storage = self.storage or optuna_engine.default_storage(store.root.resolve())
-            optuna_engine.run_round(spec, on_trial, storage=storage, study_prefix=self.project_name)
+            optuna_engine.run_round(spec, on_trial, storage=self._storage_url(), study_prefix=self.project_name,
+                                    run_id=self._run_id(), target=self.target_name,
+                                    heartbeat_interval=self.heartbeat_interval,
+                                    run_trials=self.run_trials)
         else:
             from refiner.engines import keras_tuner as keras_tuner_engine
 
@@ -330,6 +352,22 @@ class Refiner:
                 f"every trial of round {k} failed ({len(round_trials)} trials; last error: {last}); "
                 f"the run stopped with all state kept in {store.root}"
             )
+
+    def _storage_url(self) -> str:
+        from refiner.engines.optuna import default_storage
+
+        return self.storage or default_storage(self.store.root.resolve())
+
+    def _run_id(self) -> str:
+        """Tells this run's studies from those of an earlier run of the same name in a shared storage."""
+        return str(self.store.read_run()["created_at"])
+
+    def _tell_workers(self, state: str, message: str | None = None) -> None:
+        if self.engine != "optuna" or not self.store.exists():
+            return
+        from refiner.engines.optuna import close_run
+
+        close_run(self._storage_url(), self.project_name, self._run_id(), state, message)
 
     def _analyse_round(self, k: int, space: SearchSpace, initial_space: SearchSpace) -> None:
         store = self.store

@@ -1,4 +1,4 @@
-"""The ``refiner`` command: run, show, export, validate, app.
+"""The ``refiner`` command: run, worker, show, export, validate, bench, app.
 
 The CLI owns the console: the library only logs. Bad input (a malformed space, a wrong config,
 a corrupt run folder) prints one ``refiner: error: …`` line per problem and exits with 2.
@@ -36,6 +36,22 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="only the final summary")
     run.add_argument("--storage", default=None,
                      help="optuna engine: storage URL, e.g. postgresql://user@host/db (default: SQLite in the run folder)")
+    run.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
+                     help="optuna engine: seconds between a running trial's heartbeats; a trial silent for three "
+                     "is failed and re-run (default: 10)")
+    run.add_argument("--no-trials", action="store_true",
+                     help="optuna engine: only coordinate; every trial is left to `refiner worker` processes")
+
+    worker = sub.add_parser("worker", help="take part in the rounds of an optuna-engine run, from any machine")
+    worker.add_argument("run_dir", type=Path, help="the run folder; its name is the run's name in the storage")
+    worker.add_argument("--storage", default=None,
+                        help="the coordinator's storage URL (default: the SQLite file in RUN_DIR)")
+    worker.add_argument("--config", type=Path, default=None,
+                        help="the run config (default: the one RUN_DIR/run.json names; give it where the run "
+                        "folder is not shared)")
+    worker.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
+                        help="stop after this long with no round open (default: 600)")
+    worker.add_argument("--quiet", action="store_true", help="only errors")
 
     show = sub.add_parser("show", help="summarise a run folder: per round its space, best score, decisions")
     show.add_argument("run_dir", type=Path)
@@ -64,8 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_tensorflow()
     try:
-        return {"run": _run, "show": _show, "export": _export, "validate": _validate, "app": _app,
-                "bench": _bench}[args.command](args)
+        return {"run": _run, "worker": _worker, "show": _show, "export": _export, "validate": _validate,
+                "app": _app, "bench": _bench}[args.command](args)
     except RoundFailedError as exc:
         _error(str(exc))
         return EXIT_FAILED
@@ -102,16 +118,13 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path(config.directory) / config.name
     _console_logging(args.quiet)
     _stop_on_sigterm()
-    target = config.resolve_target()
-    fit_kwargs: dict[str, Any] = {}
-    if config.hypermodel is not None:
-        fit_kwargs = _fit_kwargs(config.resolve_data()(), config.fit)
+    hypermodel, function, fit_kwargs = _objective(config)
 
     from refiner.agent import Refiner
 
     agent = Refiner(
-        hypermodel=target if config.hypermodel is not None else None,
-        function=target if config.function is not None else None,
+        hypermodel=hypermodel,
+        function=function,
         space=config.space,
         objective=config.objective,
         rounds=config.rounds,
@@ -123,6 +136,8 @@ def _run(args: argparse.Namespace) -> int:
         narrowing=config.narrowing,
         engine=config.engine,
         storage=args.storage or config.storage,
+        heartbeat_interval=args.heartbeat,
+        run_trials=not args.no_trials,
         overwrite=args.overwrite,
         target_name=config.hypermodel or config.function,
         config_path=str(config.source),
@@ -134,6 +149,43 @@ def _run(args: argparse.Namespace) -> int:
         values = ", ".join(f"{k}={v}" for k, v in best.hyperparameters.items())
         print(f"best {config.objective.name}: {best.score:.6g} (trial {best.trial_id}): {values}")
     print(f"refined space: {agent.store.refined_space_file}  (refiner export {run_dir} --format json|keras-tuner|optuna)")
+    return EXIT_OK
+
+
+def _objective(config: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """(hypermodel, function, fit keyword arguments) a config names, imported."""
+    target = config.resolve_target()
+    if config.hypermodel is None:
+        return None, target, {}
+    return target, None, _fit_kwargs(config.resolve_data()(), config.fit)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from refiner.config import load_run_config
+    from refiner.engines.optuna import default_storage
+    from refiner.store import RunStore
+    from refiner.worker import work
+
+    config_path = args.config
+    if config_path is None:
+        store = RunStore(args.run_dir)
+        if not store.exists():
+            raise RefinerError(f"{args.run_dir}: no run.json here; start `refiner run` first, or give --config "
+                               "where the run folder is not shared")
+        config_path = store.read_run()["settings"].get("config")
+        if not config_path:
+            raise RefinerError(f"{args.run_dir}: the run was started from Python, not from a config; give --config")
+        config_path = Path(config_path)
+    config = load_run_config(config_path)
+    if config.engine != "optuna":
+        raise RefinerError(f"{config.source}: engine: workers need engine = \"optuna\" (it is {config.engine!r})")
+    _console_logging(args.quiet)
+    _stop_on_sigterm()
+    hypermodel, function, fit_kwargs = _objective(config)
+    storage = args.storage or config.storage or default_storage(args.run_dir.resolve())
+    ran = work(args.run_dir.name, storage, target_name=config.target, function=function, hypermodel=hypermodel,
+               fit_kwargs=fit_kwargs, wait_s=args.wait)
+    print(f"worker done: {ran} trials run")
     return EXIT_OK
 
 

@@ -13,7 +13,11 @@ out through a callback, the run folder untouched. Each round is its own study in
   Optuna as FAIL; the round goes on.
 * **Determinism.** The sampler is re-created with a seed derived from (seed, trials so far) before
   each proposal, so a resumed round proposes what the uninterrupted one would have. A resumed
-  round opens a fresh study (``…-attempt-N``) rebuilt from ``trials.jsonl``, the record.
+  round opens a fresh study (``…-attempt-N``) rebuilt from ``trials.jsonl``, the record, after
+  copying any result a worker left in the earlier attempt.
+* **Scale-out.** Workers (``refiner worker``, :mod:`refiner.worker`) on any machine that reaches the
+  storage take part in the open round; the rules they and the coordinator follow are in
+  :mod:`refiner.engines.shared_study`. TPE's constant liar keeps them from crowding one point.
 
 A Keras hypermodel runs unchanged: ``build_model(hp)`` receives a ``keras_tuner.HyperParameters``
 holding the trial's values, and the objective is the best epoch's value averaged over executions,
@@ -25,17 +29,20 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
 import time
 import warnings
 from typing import Any, Mapping
 
 import numpy as np
 
+from refiner.engines import shared_study as shared
 from refiner.engines.common import RoundSpec, TrialCallback, derive_seed, function_metrics, plain
 from refiner.space import Fixed, SearchSpace
 from refiner.trial import Objective, Trial, TrialState
 
-__all__ = ["run_round", "default_storage"]
+__all__ = ["Participant", "close_run", "default_storage", "fail_stale", "run_round"]
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +74,7 @@ def _suggest(trial: Any, space: SearchSpace, distributions: Mapping[str, Any]) -
     return values
 
 
-def _sampler(kind: str, seed: int, budget: int, n_known: int) -> Any:
+def _sampler(kind: str, seed: int, budget: int) -> Any:
     import optuna
 
     if kind == "random":
@@ -80,7 +87,7 @@ def _sampler(kind: str, seed: int, budget: int, n_known: int) -> Any:
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True)
 
 
-def _study(spec: RoundSpec, storage: str, study_prefix: str) -> Any:
+def _study(spec: RoundSpec, storage: Any, study_prefix: str) -> Any:
     import optuna
 
     attempt = 1
@@ -93,6 +100,12 @@ def _study(spec: RoundSpec, storage: str, study_prefix: str) -> Any:
             attempt += 1  # an interrupted attempt: keep it for the dashboard, start a fresh one
 
 
+def _round_study_names(storage: Any, study_prefix: str, round_index: int) -> list[str]:
+    base = f"{study_prefix}-round-{round_index}"
+    names = [s.study_name for s in storage.get_all_studies()]
+    return [n for n in names if n == base or n.startswith(base + "-attempt-")]
+
+
 def _add(study: Any, record: Trial, space: SearchSpace, distributions: Mapping[str, Any]) -> None:
     import optuna
 
@@ -102,50 +115,183 @@ def _add(study: Any, record: Trial, space: SearchSpace, distributions: Mapping[s
         params=params, distributions={n: distributions[n] for n in active},
         value=float(record.score) if record.ok else None,  # type: ignore[arg-type]
         state=optuna.trial.TrialState.COMPLETE if record.ok else optuna.trial.TrialState.FAIL,
-        user_attrs={"refiner_trial_id": record.trial_id},
+        user_attrs={"refiner_trial_id": record.trial_id, shared.KNOWN: True, shared.KEY: _key(record.hyperparameters)},
     )
     study.add_trial(frozen)
 
 
-def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_prefix: str = "refiner") -> int:
-    """Run up to ``spec.budget`` new trials of one round; ``on_trial`` receives each. Returns how many ran."""
+def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_prefix: str = "refiner",
+              run_id: str | None = None, target: str | None = None, heartbeat_interval: int | None = None,
+              run_trials: bool = True, poll_s: float = 0.5) -> int:
+    """Coordinate one round: open its study, take part in it (unless ``run_trials`` is off), and
+    pass every result, whichever process produced it, to ``on_trial`` until ``spec.budget`` new
+    trials are recorded. Workers (:mod:`refiner.worker`) join through the same storage.
+    Returns how many new trials were recorded."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rdb = shared.open_storage(storage, heartbeat_interval)
     space = spec.space
+    recovered = _recover(spec, rdb, study_prefix, run_id) if run_id is not None else []
+    for record in recovered:
+        on_trial(record)
+    budget = spec.budget - len(recovered)
+    if budget <= 0:
+        return len(recovered)
     distributions = space.to_optuna()
-    study = _study(spec, storage, study_prefix)
-    seen: set[str] = set()
-    for record in list(spec.warm_trials) + list(spec.done_trials):
+    study = _study(spec, rdb, study_prefix)
+    for record in list(spec.warm_trials) + list(spec.done_trials) + recovered:
         _add(study, record, space, distributions)
-        seen.add(_key(record.hyperparameters))
-    kind = "random" if spec.kind == "random" else "tpe"
-    n_known = len(spec.warm_trials) + len(spec.done_trials)
-    ran = 0
-    rng = np.random.default_rng(derive_seed(spec.seed, spec.round_index, "optuna-fallback"))
-    while ran < spec.budget:
-        n = len(study.get_trials(deepcopy=False))
-        study.sampler = _sampler(kind, derive_seed(spec.seed, spec.round_index, "proposals", n), spec.budget, n_known)
-        trial = study.ask()
-        values = _suggest(trial, space, distributions)
-        if _key(values) in seen:
-            trial.set_user_attr("refiner_duplicate", True)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            fresh = _fresh_point(space, seen, rng)
-            if fresh is None:
-                log.info("round space exhausted: every configuration has been tried")
-                break
-            study.enqueue_trial(fresh)
+    study.set_user_attr(shared.ROUND_ATTR, {
+        "run_id": run_id, "target": target, "round": spec.round_index, "kind": spec.kind, "budget": budget, "seed": spec.seed,
+        "space": space.to_dict(), "objective": spec.objective.to_dict(),
+        "executions_per_trial": spec.executions_per_trial, "heartbeat_interval": heartbeat_interval,
+    })
+    shared.write_control(rdb, study_prefix, {"run_id": run_id, "state": "open", "round": spec.round_index,
+                                             "study": study.study_name})
+    recorded: set[str] = set()
+
+    def record_own(record: Trial) -> None:
+        on_trial(record)  # record first: the run folder is what a resume trusts
+        recorded.add(record.trial_id)
+
+    participant = Participant(study, rdb, spec, budget, heartbeat_interval, on_result=record_own)
+    exhausted = False
+    while True:
+        trials = study.get_trials(deepcopy=False)
+        for found in shared.records(trials)[:budget]:
+            if found["trial_id"] not in recorded and len(recorded) < budget:
+                on_trial(Trial.from_dict(found))
+                recorded.add(found["trial_id"])
+        if len(recorded) >= budget:
+            break
+        running = shared.live_count(trials) - shared.result_count(trials)
+        if exhausted and running == 0:
+            log.info("round space exhausted: every configuration has been tried")
+            break
+        if run_trials and not exhausted and shared.live_count(trials) < budget:
+            exhausted = participant.step() == "exhausted"
             continue
-        seen.add(_key(values))
-        record = _evaluate(spec, trial.number, values)
-        on_trial(record)  # record first: the record is what a resume trusts
-        if record.ok:
-            study.tell(trial, record.score)
-        else:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        ran += 1
-    return ran
+        fail_stale(study)
+        time.sleep(poll_s)
+    shared.write_control(rdb, study_prefix, {"run_id": run_id, "state": "between_rounds", "round": spec.round_index,
+                                             "study": study.study_name})
+    return len(recorded) + len(recovered)
+
+
+def close_run(storage: str, study_prefix: str, run_id: str | None, state: str, message: str | None = None) -> None:
+    """Tell workers the run is over (``finished``) or stopped (``stopped``: they wait for a resume)."""
+    try:
+        rdb = shared.open_storage(storage)
+        shared.write_control(rdb, study_prefix, {"run_id": run_id, "state": state, "message": message})
+    except Exception as exc:  # the run folder already holds the outcome; workers time out on their own
+        log.warning("could not tell workers the run is %s: %s", state, exc)
+
+
+def _recover(spec: RoundSpec, rdb: Any, study_prefix: str, run_id: str) -> list[Trial]:
+    """Results that reached this round's earlier studies but not the run folder (the coordinator
+    stopped before copying a worker's result): recorded now instead of run again."""
+    done = {t.trial_id for t in spec.done_trials}
+    keys = {_key(t.hyperparameters) for t in spec.done_trials}
+    out: list[Trial] = []
+    for name in _round_study_names(rdb, study_prefix, spec.round_index):
+        import optuna
+
+        study = optuna.load_study(study_name=name, storage=rdb)
+        if shared.round_attrs(study).get("run_id") != run_id:
+            continue  # another run that used the same project name in this storage
+        for found in shared.records(study.get_trials(deepcopy=False)):
+            trial = Trial.from_dict(found)
+            key = _key(trial.hyperparameters)
+            if trial.trial_id in done or key in keys or not spec.space.contains(trial.hyperparameters):
+                continue
+            if len(out) >= spec.budget:
+                return out
+            out.append(trial)
+            done.add(trial.trial_id)
+            keys.add(key)
+    return out
+
+
+def fail_stale(study: Any) -> None:
+    """Fail running trials whose heartbeat stopped (their process died), freeing their slots."""
+    import optuna
+
+    with shared.quiet_heartbeat_warnings():
+        optuna.storages.fail_stale_trials(study)
+
+
+class Participant:
+    """One process's part in a round: ask, check the claim, evaluate, store the result, tell.
+
+    ``token`` tells participants apart so that two workers with the same seed do not propose the
+    same points; the coordinator has none, so a run without workers is reproducible.
+    """
+
+    def __init__(self, study: Any, storage: Any, spec: RoundSpec, budget: int, heartbeat_interval: int | None,
+                 *, on_result: TrialCallback | None = None, token: str | None = None):
+        self.study = study
+        self.storage = storage
+        self.spec = spec
+        self.budget = budget
+        self.heartbeat_interval = heartbeat_interval
+        self.on_result = on_result
+        self.token = token
+        self.distributions = spec.space.to_optuna()
+        self.kind = "random" if spec.kind == "random" else "tpe"
+        self.rng = np.random.default_rng(derive_seed(spec.seed, spec.round_index, "optuna-fallback",
+                                                     *(() if token is None else (token,))))
+        self.who = f"{socket.gethostname()}:{os.getpid()}"
+
+    def step(self) -> str:
+        """Take one trial: ``"ran"``, ``"duplicate"`` (replaced by a fresh point), ``"full"`` (no slot
+        left in the budget) or ``"exhausted"`` (every configuration of the space has been tried)."""
+        import optuna
+
+        study, spec = self.study, self.spec
+        n = len(study.get_trials(deepcopy=False))
+        seed_parts = (spec.seed, spec.round_index, "proposals", n) + (() if self.token is None else (self.token,))
+        study.sampler = _sampler(self.kind, derive_seed(*seed_parts), self.budget)
+        with shared.quiet_heartbeat_warnings():
+            trial = study.ask()
+        storage_id = trial._trial_id  # see shared_study: ids order claims, numbers may repeat
+        with shared.Heartbeat(self.storage, storage_id, self.heartbeat_interval):
+            trial.set_user_attr(shared.WORKER, self.who)
+            values = _suggest(trial, spec.space, self.distributions)
+            key = _key(values)
+            trial.set_user_attr(shared.KEY, key)
+            trials = study.get_trials(deepcopy=False)
+            mine = next(t for t in trials if t._trial_id == storage_id)
+            if shared.is_duplicate(trials, mine, key):
+                trial.set_user_attr(shared.DUPLICATE, True)
+                with shared.quiet_heartbeat_warnings():
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                seen = {t.user_attrs[shared.KEY] for t in trials if shared.KEY in t.user_attrs}
+                fresh = _fresh_point(spec.space, seen, self.rng)
+                if fresh is None:
+                    return "exhausted"
+                study.enqueue_trial(fresh)
+                return "duplicate"
+            if shared.claims_before(trials, mine) >= self.budget:
+                trial.set_user_attr(shared.SURPLUS, True)
+                with shared.quiet_heartbeat_warnings():
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                return "full"
+            record = _evaluate(spec, trial.number, values, trial_id=f"{spec.round_index}-o{storage_id:04d}")
+            if self.on_result is not None:
+                self.on_result(record)
+            try:
+                trial.set_user_attr(shared.RECORD, json.dumps(record.to_dict()))
+                with shared.quiet_heartbeat_warnings():
+                    if record.ok:
+                        study.tell(trial, record.score)
+                    else:
+                        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # Another participant found our heartbeat stale and failed the trial; its slot is
+                # being re-run elsewhere, so this result is dropped rather than counted twice.
+                log.warning("trial %s finished after it was declared stale; its result is dropped", record.trial_id)
+        return "ran"
 
 
 def _fresh_point(space: SearchSpace, seen: set[str], rng: np.random.Generator, tries: int = 200) -> dict[str, Any] | None:
@@ -157,7 +303,7 @@ def _fresh_point(space: SearchSpace, seen: set[str], rng: np.random.Generator, t
     return None
 
 
-def _evaluate(spec: RoundSpec, number: int, values: dict[str, Any]) -> Trial:
+def _evaluate(spec: RoundSpec, number: int, values: dict[str, Any], *, trial_id: str) -> Trial:
     started = time.perf_counter()
     metrics: dict[str, float] = {}
     message = None
@@ -174,7 +320,7 @@ def _evaluate(spec: RoundSpec, number: int, values: dict[str, Any]) -> Trial:
         log.debug("trial %d failed", number, exc_info=True)
     ok = message is None
     return Trial(
-        trial_id=f"{spec.round_index}-o{number:04d}",
+        trial_id=trial_id,
         round=spec.round_index,
         hyperparameters=plain(values),
         score=float(metrics[spec.objective.name]) if ok else None,

@@ -1,0 +1,228 @@
+"""How several processes share one round's Optuna study: the rules every participant follows.
+
+The coordinator (``refiner run``) and any number of workers (``refiner worker``) take part in the
+same round by asking the same study for trials. The storage is the only thing they share, so
+every rule below is decided from what the storage holds, by each participant on its own:
+
+* **Where to work.** A *control* study ``<project>-control`` holds one user attribute naming the
+  round study that is open (or saying the run is between rounds, or finished). The round study
+  holds what a worker needs to take part: the round's space, budget, objective and seeds.
+* **The budget.** A trial may be evaluated only if fewer than ``budget`` trials with a smaller
+  storage id are running or finished with a result; otherwise it is told as failed and marked
+  ``refiner_surplus``. Storage ids, not trial numbers, order the claims: Optuna derives numbers
+  by counting, which two processes creating trials at once can both get. (Two ``ask`` calls whose
+  inserts commit in the opposite order of their ids can still both pass; the coordinator then
+  records only the first ``budget`` results and marks the other surplus.)
+* **No repeats.** A configuration already finished, or running under a smaller id, is told as
+  failed (``refiner_duplicate``) and replaced by a fresh random point.
+* **Dead workers.** Each running trial gets a heartbeat thread; any participant that is waiting
+  calls Optuna's ``fail_stale_trials``, which fails trials whose heartbeat stopped. A failed trial
+  without a result frees its slot, so the round still completes its budget.
+* **Results.** A participant stores the finished trial's record (the ``trials.jsonl`` line) in the
+  trial's ``refiner_record`` attribute before telling Optuna. The coordinator copies records into
+  the run folder, which stays the single record the app and ``refiner export`` read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from refiner.errors import RefinerError
+
+__all__ = [
+    "KEY", "RECORD", "KNOWN", "DUPLICATE", "SURPLUS", "WORKER",
+    "open_storage", "normalise_url", "quiet_heartbeat_warnings", "control_study_name", "read_control", "write_control",
+    "Claim", "claims_before", "is_duplicate", "records", "result_count", "Heartbeat",
+]
+
+log = logging.getLogger(__name__)
+
+# User attributes refiner sets on study trials.
+KEY = "refiner_key"  # the configuration, as canonical JSON
+RECORD = "refiner_record"  # the finished trial's trials.jsonl record
+KNOWN = "refiner_known"  # added from the run's record (warm start or resume), not run in this study
+DUPLICATE = "refiner_duplicate"
+SURPLUS = "refiner_surplus"
+WORKER = "refiner_worker"  # host:pid of the process that ran it
+CONTROL_ATTR = "refiner"
+ROUND_ATTR = "refiner_round"
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` means psycopg2 to SQLAlchemy; use psycopg 3 when that is what is installed."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is not None:
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def open_storage(url: str, heartbeat_interval: int | None = None) -> Any:
+    """An Optuna RDB storage; with a heartbeat interval, trials whose heartbeat stops for three
+    intervals are stale."""
+    import optuna
+
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Several processes on one SQLite file wait for each other's writes instead of failing.
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+    if heartbeat_interval is not None:
+        kwargs.update(heartbeat_interval=heartbeat_interval, grace_period=3 * heartbeat_interval)
+    try:
+        with quiet_heartbeat_warnings():
+            return optuna.storages.RDBStorage(normalise_url(url), **kwargs)
+    except Exception as exc:  # a wrong URL, a server that is down, a missing driver
+        raise RefinerError(f"storage: cannot open {url!r} ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+
+
+@contextlib.contextmanager
+def quiet_heartbeat_warnings() -> Iterator[None]:
+    """Optuna calls heartbeats experimental and warns when they are used outside ``optimize``;
+    refiner runs its own heartbeat thread around ask/tell (:class:`Heartbeat`), on purpose."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used", category=UserWarning)
+        yield
+
+
+# -- the control record -------------------------------------------------------------------------
+def control_study_name(project: str) -> str:
+    return f"{project}-control"
+
+
+def read_control(storage: Any, project: str) -> dict[str, Any] | None:
+    """The control record, or None while no run of that name has opened a round in the storage."""
+    import optuna
+
+    try:
+        study_id = storage.get_study_id_from_name(control_study_name(project))
+    except KeyError:
+        return None
+    except optuna.exceptions.StorageInternalError:
+        return None
+    return storage.get_study_user_attrs(study_id).get(CONTROL_ATTR)
+
+
+def write_control(storage: Any, project: str, control: Mapping[str, Any]) -> None:
+    import optuna
+
+    name = control_study_name(project)
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        try:
+            study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
+        except optuna.exceptions.DuplicatedStudyError:
+            study_id = storage.get_study_id_from_name(name)
+    storage.set_study_user_attr(study_id, CONTROL_ATTR, dict(control))
+
+
+def round_attrs(study: Any) -> dict[str, Any]:
+    return study.user_attrs.get(ROUND_ATTR) or {}
+
+
+# -- reading a round study ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Claim:
+    """Whether the trial just asked for may be evaluated."""
+
+    duplicate: bool
+    surplus: bool
+
+
+def _storage_id(trial: Any) -> int:
+    return trial._trial_id  # unique and increasing across processes; numbers are not
+
+
+def _has_result(trial: Any) -> bool:
+    return RECORD in trial.user_attrs and not trial.user_attrs.get(KNOWN)
+
+
+def _is_live(trial: Any) -> bool:
+    """Running, or finished with a result: what fills a slot of the budget."""
+    import optuna
+
+    if trial.user_attrs.get(KNOWN) or trial.user_attrs.get(DUPLICATE) or trial.user_attrs.get(SURPLUS):
+        return False
+    return trial.state == optuna.trial.TrialState.RUNNING or _has_result(trial)
+
+
+def claims_before(trials: Sequence[Any], mine: Any) -> int:
+    """How many slots trials with a smaller storage id hold."""
+    return sum(1 for t in trials if _storage_id(t) < _storage_id(mine) and _is_live(t))
+
+
+def is_duplicate(trials: Sequence[Any], mine: Any, key: str) -> bool:
+    """Another trial holds this configuration: known, finished with a result, or running under a smaller id."""
+    import optuna
+
+    for t in trials:
+        if _storage_id(t) == _storage_id(mine) or t.user_attrs.get(KEY) != key:
+            continue
+        if t.user_attrs.get(DUPLICATE) or t.user_attrs.get(SURPLUS):
+            continue
+        if t.user_attrs.get(KNOWN) or RECORD in t.user_attrs or t.state == optuna.trial.TrialState.COMPLETE:
+            return True
+        if t.state == optuna.trial.TrialState.RUNNING and _storage_id(t) < _storage_id(mine):
+            return True
+    return False
+
+
+def records(trials: Sequence[Any]) -> list[dict[str, Any]]:
+    """The results stored in a round study, in claim order (storage id)."""
+    found = [t for t in trials if _has_result(t) and not t.user_attrs.get(SURPLUS)]
+    return [json.loads(t.user_attrs[RECORD]) for t in sorted(found, key=_storage_id)]
+
+
+def result_count(trials: Sequence[Any]) -> int:
+    return sum(1 for t in trials if _has_result(t) and not t.user_attrs.get(SURPLUS))
+
+
+def live_count(trials: Sequence[Any]) -> int:
+    return sum(1 for t in trials if _is_live(t))
+
+
+# -- heartbeat ----------------------------------------------------------------------------------
+class Heartbeat:
+    """Beats for one running trial until stopped, so a participant that dies is noticed."""
+
+    def __init__(self, storage: Any, trial_id: int, interval: float | None):
+        self._storage = storage
+        self._trial_id = trial_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if interval is None:
+            return
+        storage.record_heartbeat(trial_id)  # a trial with no heartbeat at all is never found stale
+        self._thread = threading.Thread(target=self._run, args=(interval,), name=f"heartbeat-{trial_id}", daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self._storage.record_heartbeat(self._trial_id)
+            except Exception as exc:  # a missed beat is not fatal; three in a row make the trial stale
+                log.warning("heartbeat for trial %d failed: %s", self._trial_id, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> "Heartbeat":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

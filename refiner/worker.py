@@ -1,0 +1,121 @@
+"""A worker: takes part in the rounds of a run that ``refiner run`` coordinates on Optuna.
+
+::
+
+    refiner run examples/branin.toml --storage postgresql://tuner@db-host/refiner     # machine A
+    refiner worker runs/branin --storage postgresql://tuner@db-host/refiner            # machines B, C, ...
+
+The worker needs the storage and the objective (the run config's function or hypermodel and its
+data), nothing else: it reads which round is open, and that round's space, budget and seeds,
+from the storage (:mod:`refiner.engines.shared_study`). It keeps going from round to round
+without restarting, and stops when the run finishes or when no round has opened for ``wait_s``.
+The coordinator alone writes the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from refiner.engines import shared_study as shared
+from refiner.engines.common import RoundSpec
+from refiner.errors import RefinerError
+from refiner.space import SearchSpace
+from refiner.trial import Objective
+
+__all__ = ["work"]
+
+log = logging.getLogger(__name__)
+
+
+def work(
+    project: str,
+    storage: str,
+    *,
+    target_name: str,
+    function: Callable[[dict[str, Any]], Any] | None = None,
+    hypermodel: Callable[[Any], Any] | None = None,
+    fit_kwargs: Mapping[str, Any] | None = None,
+    wait_s: float = 600.0,
+    poll_s: float = 0.5,
+) -> int:
+    """Run trials of ``project``'s open rounds until the run finishes; returns how many this worker ran."""
+    import optuna
+
+    if (function is None) == (hypermodel is None):
+        raise ValueError("give exactly one of `function` and `hypermodel`")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    plain = shared.open_storage(storage)
+    token = f"{socket.gethostname()}:{os.getpid()}"
+    ran = 0
+    finished_studies: set[str] = set()
+    idle_since = time.monotonic()
+    announced = False
+    while True:
+        control = shared.read_control(plain, project)
+        state = None if control is None else control.get("state")
+        if state == "finished":
+            log.info("the run finished; this worker ran %d trials", ran)
+            return ran
+        if state == "open" and control is not None and control["study"] not in finished_studies:
+            study_name = control["study"]
+            ran_here = _take_part(storage, study_name, token, target_name, function, hypermodel, fit_kwargs or {},
+                                  plain, project, poll_s)
+            ran += ran_here
+            finished_studies.add(study_name)
+            idle_since = time.monotonic()
+            continue
+        if not announced:
+            log.info("waiting for %s to open a round in the storage (up to %.0f s idle)", project, wait_s)
+            announced = True
+        if time.monotonic() - idle_since > wait_s:
+            log.info("no round opened for %.0f s; stopping after %d trials", wait_s, ran)
+            return ran
+        time.sleep(poll_s)
+
+
+def _take_part(storage_url: str, study_name: str, token: str, target_name: str,
+               function: Callable[..., Any] | None, hypermodel: Callable[..., Any] | None,
+               fit_kwargs: Mapping[str, Any], plain: Any, project: str, poll_s: float) -> int:
+    import optuna
+
+    from refiner.engines.optuna import Participant, fail_stale
+
+    probe = optuna.load_study(study_name=study_name, storage=plain)
+    attrs = shared.round_attrs(probe)
+    if attrs.get("target") not in (None, target_name):
+        raise RefinerError(f"worker: this worker runs {target_name}, but the run coordinates {attrs['target']}; "
+                           "give the run's config with --config")
+    rdb = shared.open_storage(storage_url, attrs.get("heartbeat_interval"))
+    study = optuna.load_study(study_name=study_name, storage=rdb)
+    spec = RoundSpec(
+        round_index=int(attrs["round"]), kind=attrs["kind"],
+        space=SearchSpace.from_dict(attrs["space"], source=f"study {study_name}"),
+        objective=Objective.coerce(attrs["objective"]), budget=int(attrs["budget"]), project_dir=Path("."),
+        seed=attrs.get("seed"), function=function, hypermodel=hypermodel,
+        executions_per_trial=int(attrs.get("executions_per_trial", 1)), fit_kwargs=fit_kwargs,
+    )
+    participant = Participant(study, rdb, spec, spec.budget, attrs.get("heartbeat_interval"), token=token)
+    log.info("round %d: joined %s", spec.round_index, study_name)
+    ran = 0
+    while True:
+        control = shared.read_control(plain, project) or {}
+        if control.get("study") != study_name or control.get("state") != "open":
+            return ran  # the coordinator has the round's budget and moved on
+        trials = study.get_trials(deepcopy=False)
+        if shared.result_count(trials) >= spec.budget:
+            return ran
+        if shared.live_count(trials) < spec.budget:
+            outcome = participant.step()
+            if outcome == "ran":
+                ran += 1
+                log.info("round %d: trial done (%d by this worker)", spec.round_index, ran)
+            elif outcome == "exhausted":
+                return ran
+            continue
+        fail_stale(study)  # a slot held by a dead worker frees up here
+        time.sleep(poll_s)

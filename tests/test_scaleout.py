@@ -1,0 +1,232 @@
+"""Scale-out on the Optuna engine: one coordinator and several `refiner worker` processes.
+
+The PostgreSQL tests run against a real server on 127.0.0.1: the one `.ci/run` starts
+(``REFINER_TEST_POSTGRES``), or else one this module starts and stops itself with
+``scripts/throwaway-postgres``. Workers are real processes; one is killed with SIGKILL mid-trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from refiner.engines import shared_study as shared
+from refiner.engines.common import RoundSpec
+from refiner.engines.optuna import run_round
+from refiner.space import Float, SearchSpace
+from refiner.store import RunStore
+from refiner.trial import Objective
+
+ROOT = Path(__file__).resolve().parents[1]
+ROUNDS, BUDGET = 3, 8
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    url = os.environ.get("REFINER_TEST_POSTGRES")
+    if url:
+        yield url
+        return
+    datadir = tempfile.mkdtemp(prefix="refiner-test-pg-", dir="/tmp")  # the server user must reach it
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = subprocess.run([str(ROOT / "scripts" / "throwaway-postgres"), "start", datadir, str(port)],
+                             capture_output=True, text=True)
+    assert started.returncode == 0, f"could not start PostgreSQL (apt-get install postgresql): {started.stderr}"
+    try:
+        yield started.stdout.strip()
+    finally:
+        subprocess.run([str(ROOT / "scripts" / "throwaway-postgres"), "stop", datadir], check=False)
+
+
+def _project(tmp_path: Path, name: str, sleep_s: float) -> Path:
+    """A run config over a sleeping 2-D bowl: each trial takes `sleep_s` seconds."""
+    (tmp_path / "sleepy.py").write_text(textwrap.dedent(f"""
+        import time
+
+        def bowl(p):
+            time.sleep({sleep_s})
+            return (p["x"] - 1.0) ** 2 + (p["y"] + 2.0) ** 2
+    """))
+    (tmp_path / "space.json").write_text(json.dumps({"format_version": 1, "parameters": [
+        {"name": "x", "type": "float", "low": -5.0, "high": 5.0},
+        {"name": "y", "type": "float", "low": -5.0, "high": 5.0},
+    ]}))
+    config = tmp_path / "run.toml"
+    config.write_text(textwrap.dedent(f"""
+        name = "{name}"
+        directory = "runs"
+        function = "sleepy:bowl"
+        space = "space.json"
+        engine = "optuna"
+        [objective]
+        name = "loss"
+        direction = "min"
+        [search]
+        rounds = {ROUNDS}
+        trials_per_round = {BUDGET}
+        seed = 0
+    """))
+    return config
+
+
+def _refiner(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "refiner.cli", *args], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _finish(process: subprocess.Popen, timeout: float = 240) -> str:
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+        pytest.fail(f"process {process.args} did not finish:\n{out[-3000:]}")
+    return out
+
+
+def _assert_complete_and_unique(run_dir: Path) -> list[dict]:
+    store = RunStore(run_dir)
+    store.check()  # every file validates
+    assert store.read_run()["state"]["status"] == "finished"
+    rows = [t for k in range(ROUNDS) for t in store.read_trials(k)]
+    for k in range(ROUNDS):
+        assert len(store.read_trials(k)) == BUDGET, f"round {k} recorded {len(store.read_trials(k))} trials"
+    keys = [json.dumps(t.hyperparameters, sort_keys=True) for t in rows]
+    assert len(set(keys)) == len(keys) == ROUNDS * BUDGET, "a configuration was evaluated twice"
+    assert len({t.trial_id for t in rows}) == len(rows)
+    return rows
+
+
+def _workers_of(storage: str, name: str) -> set[str]:
+    found = set()
+    for k in range(ROUNDS):
+        study = optuna.load_study(study_name=f"{name}-round-{k}", storage=shared.normalise_url(storage))
+        found |= {t.user_attrs[shared.WORKER] for t in study.trials if shared.RECORD in t.user_attrs}
+    return found
+
+
+@pytest.mark.slow
+def test_coordinator_and_three_workers_on_postgres_survive_a_killed_worker(tmp_path, postgres_url):
+    name = f"scaleout{os.getpid()}"
+    config = _project(tmp_path, name, sleep_s=0.6)
+    coordinator = _refiner("run", str(config), "--storage", postgres_url, "--heartbeat", "1", "--no-trials", cwd=tmp_path)
+    run_dir = tmp_path / "runs" / name
+    deadline = time.monotonic() + 60
+    while not (run_dir / "run.json").exists():
+        assert coordinator.poll() is None, _finish(coordinator)
+        assert time.monotonic() < deadline, "the coordinator did not start the run"
+        time.sleep(0.1)
+    workers = [_refiner("worker", str(run_dir), "--storage", postgres_url, "--wait", "60", cwd=tmp_path)
+               for _ in range(3)]
+    victim = workers[0]
+
+    # Kill the first worker while it is inside one of round 1's trials.
+    killed_trial = None
+    storage = shared.open_storage(postgres_url)
+    deadline = time.monotonic() + 120
+    while killed_trial is None:
+        assert time.monotonic() < deadline, "worker 0 never ran a trial of round 1"
+        assert coordinator.poll() is None, _finish(coordinator)
+        try:
+            study = optuna.load_study(study_name=f"{name}-round-1", storage=storage)
+        except KeyError:
+            time.sleep(0.1)
+            continue
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if t.user_attrs.get(shared.WORKER, "").endswith(f":{victim.pid}") and shared.KEY in t.user_attrs:
+                victim.send_signal(signal.SIGKILL)
+                killed_trial = t.number
+                break
+        time.sleep(0.05)
+
+    out = _finish(coordinator)
+    assert coordinator.returncode == 0, out
+    victim.wait()
+    for worker in workers[1:]:
+        worker_out = _finish(worker, timeout=60)
+        assert worker.returncode == 0 and "worker done" in worker_out, worker_out
+
+    rows = _assert_complete_and_unique(run_dir)
+    assert len(rows) == ROUNDS * BUDGET  # the total equals the budget: the lost trial was replaced
+    study = optuna.load_study(study_name=f"{name}-round-1", storage=storage)
+    lost = study.trials[killed_trial]
+    assert lost.state == optuna.trial.TrialState.FAIL and shared.RECORD not in lost.user_attrs  # failed as stale
+    assert lost.params and json.dumps(lost.params, sort_keys=True) not in {
+        json.dumps(t.hyperparameters, sort_keys=True) for t in rows}
+    assert len(_workers_of(postgres_url, name)) == 3  # every worker ran trials, the coordinator none
+
+
+@pytest.mark.slow
+def test_workers_join_a_run_on_the_default_sqlite_storage(tmp_path):
+    config = _project(tmp_path, "local", sleep_s=0.2)
+    coordinator = _refiner("run", str(config), "--heartbeat", "1", cwd=tmp_path)
+    run_dir = tmp_path / "runs" / "local"
+    deadline = time.monotonic() + 60
+    while not (run_dir / "optuna.db").exists():
+        assert coordinator.poll() is None, _finish(coordinator)
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    workers = [_refiner("worker", str(run_dir), "--wait", "60", cwd=tmp_path) for _ in range(2)]
+    assert _finish(coordinator) and coordinator.returncode == 0
+    for worker in workers:
+        out = _finish(worker, timeout=60)
+        assert worker.returncode == 0, out
+    _assert_complete_and_unique(run_dir)
+    assert len(_workers_of(f"sqlite:///{run_dir.resolve()}/optuna.db", "local")) >= 2
+
+
+def test_a_resumed_coordinator_records_results_workers_left_instead_of_rerunning_them(tmp_path):
+    space = SearchSpace([Float("x", -5.0, 5.0)])
+    calls = []
+
+    def f(p):
+        calls.append(p)
+        return (p["x"] - 1.0) ** 2
+
+    def spec(budget, done=()):
+        return RoundSpec(round_index=0, kind="random", space=space, objective=Objective("loss", "min"), budget=budget,
+                         project_dir=tmp_path, seed=0, function=f, done_trials=list(done))
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    first: list = []
+    run_round(spec(4), first.append, storage=storage, study_prefix="p", run_id="run-a")
+    assert len(calls) == 4
+    # The coordinator had copied only two of the four results into the run folder when it stopped.
+    resumed: list = []
+    run_round(spec(2, done=first[:2]), resumed.append, storage=storage, study_prefix="p", run_id="run-a")
+    assert [t.trial_id for t in resumed] == [t.trial_id for t in first[2:]]
+    assert len(calls) == 4  # nothing ran again
+    # Studies of another run of the same name are never mixed in.
+    other: list = []
+    run_round(spec(2, done=first[:2]), other.append, storage=storage, study_prefix="p", run_id="run-b")
+    assert len(calls) == 6 and {t.trial_id for t in other}.isdisjoint(t.trial_id for t in first)
+
+
+def test_a_worker_refuses_a_folder_that_is_not_a_run(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "refiner.cli", "worker", str(tmp_path / "nothing")],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "no run.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unreachable_storage_is_one_line_and_exit_2(tmp_path):
+    config = _project(tmp_path, "unreachable", sleep_s=0.0)
+    result = subprocess.run([sys.executable, "-m", "refiner.cli", "run", str(config), "--quiet",
+                             "--storage", "postgresql://nobody@127.0.0.1:1/none"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "storage: cannot open" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
