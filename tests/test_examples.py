@@ -137,3 +137,9 @@ def test_digits_random_search_runs(tmp_path):
     tuner.search(**resolve("digits_cnn:load_data", EXAMPLES)(), epochs=1, validation_split=0.2, verbose=0)
     trials = list(tuner.oracle.trials.values())
     assert len(trials) == 2 and all(t.score is not None and 0.0 <= t.score <= 1.0 for t in trials)
+
+
+def test_the_optuna_example_is_valid_and_uses_the_optuna_engine():
+    assert validate_file(EXAMPLES / "branin_optuna.toml") == []
+    config = load_run_config(EXAMPLES / "branin_optuna.toml")
+    assert config.engine == "optuna" and config.function == load_run_config(EXAMPLES / "branin.toml").function
