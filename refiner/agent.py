@@ -313,7 +313,7 @@ class Refiner:
         kind = "random" if k == 0 else "bayesian"
         store.event("round_started", round=k, kind=kind, budget=remaining, warm_trials=len(earlier),
                     resumed_after=len(done))
-        log.info("round %d (%s): %d trials%s%s", k, _round_label(self.engine, k), remaining,
+        log.info("round %d (%s): %d trials%s%s", k, _round_label(self.engine, k, space), remaining,
                  f", warm-started with {len(earlier)} earlier trials" if earlier else "",
                  f", resuming after {len(done)} recorded" if done else "")
         counter = {"n": len(done)}
@@ -395,9 +395,11 @@ class Refiner:
         log.info("%s", report.round_table(k, round_trials, self.best_trial, surrogate, decisions, self.objective))
 
 
-def _round_label(engine: str, k: int) -> str:
+def _round_label(engine: str, k: int, space: SearchSpace) -> str:
     if engine == "optuna":
-        return "Optuna random sampler" if k == 0 else "Optuna TPE"
+        from refiner.engines.optuna import model_sampler_kind
+
+        return "Optuna random sampler" if k == 0 else {"gp": "Optuna GP sampler", "tpe": "Optuna TPE"}[model_sampler_kind(space)]
     return "random search" if k == 0 else "Bayesian search"
 
 

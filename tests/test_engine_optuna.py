@@ -92,6 +92,21 @@ def test_three_round_run_on_the_optuna_engine_writes_the_same_run_folder(tmp_pat
     assert agent.refined_space.contains(agent.best_trial.hyperparameters)
 
 
+def test_bayesian_rounds_use_the_gp_sampler_only_with_torch_and_no_conditions(monkeypatch):
+    import importlib.util
+
+    from refiner.engines.optuna import _sampler, model_sampler_kind
+
+    unconditional = SearchSpace([Float("x", -5.0, 10.0), Choice("act", ("relu", "tanh"))])
+    real_find_spec = importlib.util.find_spec
+    assert model_sampler_kind(unconditional) == ("gp" if real_find_spec("torch") else "tpe")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "torch" else real_find_spec(name, *a))
+    assert model_sampler_kind(unconditional) == "gp"
+    assert model_sampler_kind(SPACE) == "tpe"  # `width` depends on `extra`: GPSampler cannot model that
+    assert isinstance(_sampler("gp", 1, 30), optuna.samplers.GPSampler)
+    assert isinstance(_sampler("tpe", 1, 30), optuna.samplers.TPESampler)
+
+
 def test_engine_and_storage_arguments_are_checked(tmp_path):
     with pytest.raises(ValueError, match="`engine` must be one of keras-tuner, optuna"):
         refiner.Refiner(function=bowl, space=SPACE, engine="hyperopt", directory=tmp_path)

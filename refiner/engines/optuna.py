@@ -1,4 +1,4 @@
-"""Run one round on Optuna: ``RandomSampler`` (round 0) or ``TPESampler`` (later rounds).
+"""Run one round on Optuna: ``RandomSampler`` (round 0), then ``TPESampler`` (``GPSampler`` with PyTorch).
 
 Same contract as :mod:`refiner.engines.keras_tuner`: a round's space and budget in, finished trials
 out through a callback, the run folder untouched. Each round is its own study in one storage
@@ -74,11 +74,24 @@ def _suggest(trial: Any, space: SearchSpace, distributions: Mapping[str, Any]) -
     return values
 
 
+def model_sampler_kind(space: SearchSpace) -> str:
+    """The sampler of a Bayesian round: Optuna's Gaussian-process sampler where it applies (PyTorch is
+    installed and no parameter is conditional, which ``GPSampler`` cannot model), TPE otherwise."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None and not any(p.conditions for p in space):
+        return "gp"
+    return "tpe"
+
+
 def _sampler(kind: str, seed: int, budget: int) -> Any:
     import optuna
 
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "gp":
+        # Warm trials count as startup trials, as for TPE below.
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=max(2, min(10, budget // 3)))
     # Warm trials count as startup trials: that is the point of adding them.
     startup = max(2, min(10, budget // 3))
     with warnings.catch_warnings():
@@ -145,6 +158,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
     study.set_user_attr(shared.ROUND_ATTR, {
         "run_id": run_id, "target": target, "round": spec.round_index, "kind": spec.kind, "budget": budget, "seed": spec.seed,
         "space": space.to_dict(), "objective": spec.objective.to_dict(),
+        "sampler": "random" if spec.kind == "random" else model_sampler_kind(space),
         "executions_per_trial": spec.executions_per_trial, "heartbeat_interval": heartbeat_interval,
     })
     shared.write_control(rdb, study_prefix, {"run_id": run_id, "state": "open", "round": spec.round_index,
@@ -238,7 +252,7 @@ class Participant:
         self.on_result = on_result
         self.token = token
         self.distributions = spec.space.to_optuna()
-        self.kind = "random" if spec.kind == "random" else "tpe"
+        self.kind = "random" if spec.kind == "random" else model_sampler_kind(spec.space)
         self.rng = np.random.default_rng(derive_seed(spec.seed, spec.round_index, "optuna-fallback",
                                                      *(() if token is None else (token,))))
         self.who = f"{socket.gethostname()}:{os.getpid()}"
