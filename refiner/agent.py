@@ -59,6 +59,8 @@ class Refiner:
         rounds: how many rounds (round 0 random, then Bayesian).
         trials_per_round: new trials per round.
         executions_per_trial: models trained per trial (hypermodel only), averaged as in KerasTuner.
+        trial_retries: extra tries for a trial that raises or returns NaN/inf before it is
+            recorded as failed (default 0: a failed trial is recorded at once and never re-run).
         directory, project_name: the run folder is ``directory/project_name``.
         seed: makes proposals, surrogates and narrowing reproducible; ``None`` for fresh randomness.
         narrowing: a :class:`NarrowingConfig` or a dict of its fields.
@@ -83,6 +85,7 @@ class Refiner:
         rounds: int = 3,
         trials_per_round: int = 10,
         executions_per_trial: int = 1,
+        trial_retries: int = 0,
         directory: str | os.PathLike[str] = "runs",
         project_name: str = "refiner",
         seed: int | None = 0,
@@ -103,6 +106,8 @@ class Refiner:
                             ("executions_per_trial", executions_per_trial)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+        if not isinstance(trial_retries, int) or isinstance(trial_retries, bool) or trial_retries < 0:
+            raise ValueError(f"`trial_retries` must be a non-negative integer, got {trial_retries!r}")
         if engine not in ENGINES:
             raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}, got {engine!r}")
         if storage is not None and engine != "optuna":
@@ -120,6 +125,7 @@ class Refiner:
         self.rounds = rounds
         self.trials_per_round = trials_per_round
         self.executions_per_trial = executions_per_trial
+        self.trial_retries = trial_retries
         self.seed = seed
         self.narrowing = narrowing if isinstance(narrowing, NarrowingConfig) else NarrowingConfig.from_dict(dict(narrowing or {}))
         self.overwrite = overwrite
@@ -233,6 +239,8 @@ class Refiner:
             "config": self.config_path,
             "engine": self.engine,
         }
+        if self.trial_retries:
+            settings["trial_retries"] = self.trial_retries  # absent when 0, as in runs made before it existed
         if self.hypermodel is not None:
             settings["fit"] = _describe_fit(fit_args, fit_kwargs)
         return settings
@@ -332,7 +340,7 @@ class Refiner:
             round_index=k, kind=kind, space=space, objective=self.objective, budget=remaining,
             project_dir=store.kt_dir(k), seed=self.seed, function=self.function, hypermodel=self.hypermodel,
             executions_per_trial=self.executions_per_trial, warm_trials=earlier, done_trials=done,
-            fit_args=fit_args, fit_kwargs=fit_kwargs,
+            fit_args=fit_args, fit_kwargs=fit_kwargs, trial_retries=self.trial_retries,
         )
         if self.engine == "optuna":
             from refiner.engines import optuna as optuna_engine

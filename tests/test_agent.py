@@ -252,3 +252,31 @@ def test_a_hypermodel_that_returns_no_model_or_raises_is_bad_input(tmp_path):
     with pytest.raises(ValidationError, match=r"^hypermodel: build_model\(hp\) failed .*KeyError: 'layers'"):
         refiner.Refiner(hypermodel=broken, directory=tmp_path, project_name="b").search()
     assert not (tmp_path / "a" / "run.json").exists()  # refused before the run was recorded
+
+
+def test_failing_trials_are_retried_exactly_as_configured(tmp_path):
+    """A flaky objective: no retries by default; with trial_retries=2 each failing configuration
+    is tried three times in all, then recorded once as failed with that said."""
+    from refiner.space import Float, SearchSpace
+    from refiner.trial import TrialState
+
+    space = SearchSpace([Float("x", -5.0, 5.0)])
+    for engine in ("keras-tuner", "optuna"):
+        for retries in (0, 2):
+            calls: dict[float, int] = {}
+
+            def always_fails_left(p, calls=calls):
+                calls[p["x"]] = calls.get(p["x"], 0) + 1
+                if p["x"] < 0:
+                    raise RuntimeError("diverged")
+                return p["x"] ** 2
+
+            agent = refiner.Refiner(function=always_fails_left, space=space, objective={"name": "loss", "direction": "min"},
+                                    rounds=1, trials_per_round=8, directory=tmp_path, project_name=f"{engine}-{retries}",
+                                    seed=3, engine=engine, trial_retries=retries)
+            agent.search()
+            failed = [t for t in agent.trials if t.status is TrialState.FAILED]
+            assert failed and len(agent.trials) == 8, engine
+            for t in agent.trials:
+                assert calls[t.hyperparameters["x"]] == (retries + 1 if t.hyperparameters["x"] < 0 else 1), (engine, t)
+            assert all(("tries" in t.message) == bool(retries) for t in failed), [t.message for t in failed]

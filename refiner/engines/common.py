@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
 from refiner.space import SearchSpace
 from refiner.trial import Objective, Trial
 
-__all__ = ["RoundSpec", "TrialCallback", "derive_seed", "function_metrics", "plain"]
+__all__ = ["RoundSpec", "TrialCallback", "derive_seed", "function_metrics", "plain", "retrying", "tries_note"]
 
 TrialCallback = Callable[[Trial], None]
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,6 +38,24 @@ class RoundSpec:
     done_trials: Sequence[Trial] = ()  # trials of this round already recorded (resume)
     fit_args: tuple = ()
     fit_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    trial_retries: int = 0  # extra attempts for a trial that raises or returns NaN/inf
+
+
+def retrying(attempt: Callable[[], T], retries: int, label: str) -> T:
+    """``attempt()``, tried again up to ``retries`` more times if it raises (a NaN/inf objective
+    raises too); the last error propagates. No retries unless the run asks for them: most
+    failures repeat (a diverging learning rate), and a retry costs a whole training run."""
+    for n in range(retries):
+        try:
+            return attempt()
+        except Exception as exc:  # noqa: PERF203 - each try is a whole trial
+            log.info("%s failed (%s: %s); retry %d of %d", label, type(exc).__name__, exc, n + 1, retries)
+    return attempt()
+
+
+def tries_note(retries: int) -> str:
+    """Appended to a failed trial's message when it was retried."""
+    return f" (failed all {retries + 1} tries)" if retries else ""
 
 
 def derive_seed(*parts: Any) -> int:

@@ -34,7 +34,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from refiner.engines.common import RoundSpec, TrialCallback, derive_seed, function_metrics, plain
+from refiner.engines.common import (
+    RoundSpec, TrialCallback, derive_seed, function_metrics, plain, retrying, tries_note,
+)
 from refiner.errors import ValidationError
 from refiner.space import SearchSpace
 from refiner.trial import Trial, TrialState
@@ -201,6 +203,16 @@ def _make_tuner_class(kt: Any) -> type:
             super().__init__(*args, **kwargs)
 
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
+            spec = self._spec
+            try:
+                return retrying(lambda: self._attempt(trial, *args, **kwargs), spec.trial_retries,
+                                f"trial {spec.round_index}-{trial.trial_id}")
+            except Exception as exc:
+                if not spec.trial_retries:
+                    raise
+                raise kt.errors.FailedTrialError(f"{type(exc).__name__}: {exc}{tries_note(spec.trial_retries)}") from exc
+
+        def _attempt(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
             spec = self._spec
             if spec.function is not None:
                 result = spec.function(dict(trial.hyperparameters.values))

@@ -38,7 +38,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from refiner.engines import shared_study as shared
-from refiner.engines.common import RoundSpec, TrialCallback, derive_seed, function_metrics, plain
+from refiner.engines.common import (
+    RoundSpec, TrialCallback, derive_seed, function_metrics, plain, retrying, tries_note,
+)
 from refiner.space import Fixed, SearchSpace
 from refiner.trial import Objective, Trial, TrialState
 
@@ -321,16 +323,21 @@ def _evaluate(spec: RoundSpec, number: int, values: dict[str, Any], *, trial_id:
     started = time.perf_counter()
     metrics: dict[str, float] = {}
     message = None
-    try:
+
+    def attempt() -> dict[str, float]:
         if spec.function is not None:
-            metrics = function_metrics(spec.function(dict(values)), spec.objective)
+            found = function_metrics(spec.function(dict(values)), spec.objective)
         else:
-            metrics = _fit_hypermodel(spec, number, values)
-        value = metrics.get(spec.objective.name)
+            found = _fit_hypermodel(spec, number, values)
+        value = found.get(spec.objective.name)
         if value is None or not math.isfinite(float(value)):
             raise ValueError(f"objective {spec.objective.name!r} is {value!r}; the trial counts as failed")
+        return found
+
+    try:
+        metrics = retrying(attempt, spec.trial_retries, f"trial {trial_id}")
     except Exception as exc:  # a failing trial is recorded, never fatal
-        message = f"{type(exc).__name__}: {exc}"[:500]
+        message = (f"{type(exc).__name__}: {exc}"[:450] + tries_note(spec.trial_retries))
         log.debug("trial %d failed", number, exc_info=True)
     ok = message is None
     return Trial(
