@@ -230,3 +230,40 @@ def test_an_unreachable_storage_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "storage: cannot open" in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_budget_slots_go_by_storage_id_and_free_up_only_without_a_result():
+    study = optuna.create_study()
+    asked = [study.ask() for _ in range(3)]
+
+    def trials():
+        return study.get_trials(deepcopy=False)
+
+    def mine(trial):
+        return next(f for f in trials() if f._trial_id == trial._trial_id)
+
+    assert [shared.claims_before(trials(), mine(t)) for t in asked] == [0, 1, 2]  # with budget 2, the third is surplus
+    # A trial found stale (its worker died) fails without a result: its slot is free again.
+    study.tell(asked[0], state=optuna.trial.TrialState.FAIL)
+    assert shared.claims_before(trials(), mine(asked[2])) == 1
+    # A result stored before the worker died still holds its slot, whatever Optuna's state says.
+    asked[1].set_user_attr(shared.RECORD, "{}")
+    study.tell(asked[1], state=optuna.trial.TrialState.FAIL)
+    assert shared.claims_before(trials(), mine(asked[2])) == 1
+    assert shared.result_count(trials()) == 1
+
+
+def test_a_configuration_yields_to_the_earlier_claim_and_to_known_trials():
+    study = optuna.create_study()
+    first, second = study.ask(), study.ask()
+    for t in (first, second):
+        t.set_user_attr(shared.KEY, '{"x": 1}')
+    frozen = {f._trial_id: f for f in study.get_trials(deepcopy=False)}
+    trials = list(frozen.values())
+    assert shared.is_duplicate(trials, frozen[second._trial_id], '{"x": 1}')  # the later one yields
+    assert not shared.is_duplicate(trials, frozen[first._trial_id], '{"x": 1}')
+    assert not shared.is_duplicate(trials, frozen[first._trial_id], '{"x": 2}')
+    study.add_trial(optuna.trial.create_trial(value=1.0, params={}, distributions={},
+                                              user_attrs={shared.KNOWN: True, shared.KEY: '{"x": 2}'}))
+    trials = study.get_trials(deepcopy=False)
+    assert shared.is_duplicate(trials, frozen[first._trial_id], '{"x": 2}')  # warm-start trials count as taken
