@@ -267,3 +267,25 @@ def test_a_configuration_yields_to_the_earlier_claim_and_to_known_trials():
                                               user_attrs={shared.KNOWN: True, shared.KEY: '{"x": 2}'}))
     trials = study.get_trials(deepcopy=False)
     assert shared.is_duplicate(trials, frozen[first._trial_id], '{"x": 2}')  # warm-start trials count as taken
+
+
+@pytest.mark.slow
+def test_a_coordinator_that_runs_no_trials_learns_from_a_worker_that_the_space_is_exhausted(tmp_path):
+    config = _project(tmp_path, "tiny", sleep_s=0.0)
+    (tmp_path / "space.json").write_text(json.dumps({"format_version": 1, "parameters": [
+        {"name": "x", "type": "choice", "values": [-1.0, 1.0]},
+        {"name": "y", "type": "choice", "values": [-2.0, 2.0]},
+    ]}))
+    config.write_text(config.read_text().replace(f"rounds = {ROUNDS}", "rounds = 1"))
+    coordinator = _refiner("run", str(config), "--no-trials", cwd=tmp_path)
+    run_dir = tmp_path / "runs" / "tiny"
+    deadline = time.monotonic() + 60
+    while not (run_dir / "optuna.db").exists():
+        assert coordinator.poll() is None and time.monotonic() < deadline, _finish(coordinator)
+        time.sleep(0.1)
+    worker = _refiner("worker", str(run_dir), "--wait", "30", cwd=tmp_path)
+    out = _finish(coordinator, timeout=90)
+    assert coordinator.returncode == 0, out
+    assert _finish(worker, timeout=60) and worker.returncode == 0
+    trials = RunStore(run_dir).read_trials(0)
+    assert len(trials) == 4 and len({json.dumps(t.hyperparameters, sort_keys=True) for t in trials}) == 4

@@ -173,6 +173,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
 
     participant = Participant(study, rdb, spec, budget, heartbeat_interval, on_result=record_own)
     exhausted = False
+    last_note = time.monotonic()
     while True:
         trials = study.get_trials(deepcopy=False)
         for found in shared.records(trials)[:budget]:
@@ -188,6 +189,12 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
         if run_trials and not exhausted and shared.live_count(trials) < budget:
             exhausted = participant.step() == "exhausted"
             continue
+        if running == 0:
+            exhausted = exhausted or bool(study.user_attrs.get(shared.EXHAUSTED))  # a worker ran out of points
+        if time.monotonic() - last_note > 30:
+            log.info("round %d: %d of %d trials recorded, %d running; waiting for workers (refiner worker %s)",
+                     spec.round_index, len(recorded), budget, running, study_prefix)
+            last_note = time.monotonic()
         fail_stale(study)
         time.sleep(poll_s)
     shared.write_control(rdb, study_prefix, {"run_id": run_id, "state": "between_rounds", "round": spec.round_index,
@@ -285,6 +292,7 @@ class Participant:
                 seen = {t.user_attrs[shared.KEY] for t in trials if shared.KEY in t.user_attrs}
                 fresh = _fresh_point(spec.space, seen, self.rng)
                 if fresh is None:
+                    study.set_user_attr(shared.EXHAUSTED, True)  # tells a coordinator that runs no trials
                     return "exhausted"
                 study.enqueue_trial(fresh)
                 return "duplicate"

@@ -37,7 +37,7 @@ from typing import Any, Mapping, Sequence
 from refiner.errors import RefinerError
 
 __all__ = [
-    "KEY", "RECORD", "KNOWN", "DUPLICATE", "SURPLUS", "WORKER",
+    "KEY", "RECORD", "KNOWN", "DUPLICATE", "SURPLUS", "WORKER", "EXHAUSTED",
     "open_storage", "normalise_url", "quiet_heartbeat_warnings", "control_study_name", "read_control", "write_control",
     "Claim", "claims_before", "is_duplicate", "records", "result_count", "Heartbeat",
 ]
@@ -51,6 +51,7 @@ KNOWN = "refiner_known"  # added from the run's record (warm start or resume), n
 DUPLICATE = "refiner_duplicate"
 SURPLUS = "refiner_surplus"
 WORKER = "refiner_worker"  # host:pid of the process that ran it
+EXHAUSTED = "refiner_exhausted"  # study attribute: every configuration of the round's space was tried
 CONTROL_ATTR = "refiner"
 ROUND_ATTR = "refiner_round"
 
