@@ -5,7 +5,18 @@ Pure functions, no I/O. The method is the bounding box of good configurations of
 taken from the surrogate rather than from earlier tasks:
 
 1. draw ``n_candidates`` configurations from the current space and predict them;
-2. the *good set* is the best ``top_fraction`` of them plus the best observed trials;
+2. the *good set* is the best-predicted candidates plus the best observed trials. How many
+   candidates is set by the evidence: those that could still hold the optimum, i.e. whose upper
+   confidence bound (mean + ``CONFIDENCE_Z`` calibrated std) reaches the best lower confidence
+   bound among the candidates and the trials (the "potential maximisers" of GP-UCB region
+   elimination, Srinivas et al. 2010; Bogunovic et al. 2016, TruVaR), but no more than
+   ``top_fraction`` and no fewer than ``MIN_GOOD_SHARE`` of them. An unsure surrogate therefore
+   narrows as before, and a sure one narrows further: boldness grows with the evidence. The
+   confidence bounds are only read from ``BOLD_TRIALS_PER_DIM`` = 10 trials per tunable parameter
+   on (the n = 10d rule for a surrogate's sample size, Loeppky, Sacks & Welch 2009): with fewer,
+   a wrong but confident surrogate boxed Hartmann-6's local basin and lost the global optimum.
+   Below that, or when the surrogate reports no uncertainty (std 0 everywhere), the good set is
+   exactly ``top_fraction``;
 3. per numeric parameter the new range is a quantile box of the good set in the search space's
    own coordinates (log space for log parameters), widened by a margin and snapped outward onto
    int/step grids; per choice, values are dropped only on evidence.
@@ -61,6 +72,9 @@ EXPAND_BY = 0.5  # a re-opened edge moves out by half the current width (towards
 MIN_VALUE_TRIALS = 3  # a choice value is judged only after this many trials used it
 RARE_SHARE = 0.25  # "absent from the good region": under a quarter of its fair share 1/k
 MIN_REGION_POINTS = 5  # fewer active points in the good set than this is no region at all
+CONFIDENCE_Z = 2.0  # confidence bounds are mean +/- 2 calibrated std (about 97.7% one-sided each)
+MIN_GOOD_SHARE = 0.02  # the good set keeps at least 2% of the candidates, however sure the surrogate
+BOLD_TRIALS_PER_DIM = 10  # ... and goes below top_fraction only from 10 trials per tunable parameter on
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -214,6 +228,7 @@ class _Evidence:
     encoder: Encoder
     n_candidates: int
     n_good: int
+    n_plausible: int | None  # candidates that could still hold the optimum; None: no uncertainty given
     cv_score: float | None
     model_name: str | None
     importances: Mapping[str, float]
@@ -290,24 +305,31 @@ def refine(
     good_X = np.empty((0, encoder.n_columns))
     n_good = 0
 
-    def predict(X: np.ndarray) -> np.ndarray:
+    def predict_with_std(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         assert surrogate is not None
         same = surrogate.encoder.space == space
-        mean, _ = surrogate.predict(X if same else surrogate.encoder.encode(encoder.decode(X)))
-        return np.asarray(mean, dtype=float)
+        mean, std = surrogate.predict(X if same else surrogate.encoder.encode(encoder.decode(X)))
+        return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
 
+    def predict(X: np.ndarray) -> np.ndarray:
+        return predict_with_std(X)[0]
+
+    n_plausible: int | None = None
     if gate is None:
         X, codes = encoder.sample(config.n_candidates, np.random.default_rng(seed))
+        mean, std = predict_with_std(X)
+        trial_mean, trial_std = predict_with_std(encoder.encode([t.hyperparameters for t in ranked]))
+        n_good, n_plausible = _good_set_size(mean, std, trial_mean, trial_std, config,
+                                             enough=len(ranked) >= BOLD_TRIALS_PER_DIM * len(space.tunable()))
         # Perrone et al. 2019: the region is where the good configurations are; here the good
         # configurations are the surrogate's best-predicted candidates (ties broken by draw order).
-        n_good = max(1, math.ceil(config.top_fraction * config.n_candidates))
-        good = np.argsort(-predict(X), kind="stable")[:n_good]
+        good = np.argsort(-mean, kind="stable")[:n_good]
         good_codes = {name: code[good] for name, code in codes.items()}
         good_X = X[good]
 
     ev = _Evidence(
         space, original, config, objective, ranked, n_top, trial_codes, good_codes, good_X, predict,
-        encoder, config.n_candidates, n_good, cv_score, model_name, importances,
+        encoder, config.n_candidates, n_good, n_plausible, cv_score, model_name, importances,
     )
     children = _children(space)
     dropped: dict[str, list[Any]] = {}
@@ -334,6 +356,28 @@ def refine(
         new_params.append(parameter_from_dict(decision.after))
         logger.debug("%s: %s: %s", p.name, decision.action, decision.reason)
     return SearchSpace(new_params), decisions
+
+
+def _good_set_size(mean: np.ndarray, std: np.ndarray, trial_mean: np.ndarray, trial_std: np.ndarray,
+                   config: NarrowingConfig, *, enough: bool = True) -> tuple[int, int | None]:
+    """How many of the best-predicted candidates form the good set, and how many are plausible optima.
+
+    A candidate is a plausible optimum when its upper confidence bound reaches the best lower
+    confidence bound of any candidate or trial (region elimination, Srinivas et al. 2010 and
+    Bogunovic et al. 2016): elsewhere the surrogate is confident that something better exists.
+    The good set takes as many candidates as are plausible, clipped to [MIN_GOOD_SHARE,
+    top_fraction] of them. Without enough trials for the bounds (``enough`` false) or without any
+    uncertainty (all std 0) it is top_fraction, the fixed rule.
+    """
+    n = len(mean)
+    n_max = max(1, math.ceil(config.top_fraction * n))
+    spread = np.concatenate([std, trial_std])
+    if not enough or not np.all(np.isfinite(spread)) or not np.any(spread > 0):
+        return n_max, None
+    lower = np.concatenate([mean - CONFIDENCE_Z * std, trial_mean - CONFIDENCE_Z * trial_std])
+    n_plausible = int(np.sum(mean + CONFIDENCE_Z * std >= lower.max()))
+    n_min = min(n_max, max(1, math.ceil(MIN_GOOD_SHARE * n)))
+    return min(n_max, max(n_min, n_plausible)), n_plausible
 
 
 def _gate(n_trials: int, surrogate: Any, cv_score: float | None, model_name: str | None, config: NarrowingConfig) -> str | None:
@@ -407,7 +451,7 @@ def _value_at(p: Float | Int, u: float) -> float:
 def _decide_numeric(p: Float | Int, current: Float | Int, ev: _Evidence) -> Decision:
     cfg = ev.config
     evidence = ev.base(p)
-    evidence.update(region_low=None, region_high=None, n_good=0, shrink=None)
+    evidence.update(region_low=None, region_high=None, n_good=0, shrink=None, n_plausible=ev.n_plausible)
     trial_u = ev.trial_codes[p.name]
     n_active = int(np.sum(~np.isnan(trial_u)))
     if p.high == p.low:
@@ -506,8 +550,17 @@ def _decide_numeric(p: Float | Int, current: Float | Int, ev: _Evidence) -> Deci
     return Decision(p.name, "narrow", p.to_dict(), new.to_dict(), (
         f"Narrowed {current.describe()} to {new.describe()} ({shrink:.0%} of the width): 90% of the "
         f"{ev.n_good} best of {ev.n_candidates} candidates predicted by {ev.model_name} "
-        f"(CV Spearman {ev.cv_score:.2f}) and of the {ev.n_top} best trials lie in {region}{best}." + flag_note
+        f"(CV Spearman {ev.cv_score:.2f}{_plausible_note(ev)}) and of the {ev.n_top} best trials lie in "
+        f"{region}{best}." + flag_note
     ), evidence)
+
+
+def _plausible_note(ev: _Evidence) -> str:
+    """Why the good set has the size it has (see :func:`_good_set_size`)."""
+    if ev.n_plausible is None:
+        return ""
+    return (f"; {ev.n_plausible} candidates could still hold the optimum within {CONFIDENCE_Z:g} std, "
+            f"so the good set is {ev.n_good}, between {MIN_GOOD_SHARE:.0%} and top_fraction={ev.config.top_fraction:g}")
 
 
 def _edge_gain(ev: _Evidence, p: Float | Int, edge: float, inner: float) -> float:

@@ -596,3 +596,67 @@ def test_property_later_rounds_stay_within_the_original_and_on_its_grid(seed, n,
             assert q.low < current[p.name].low or q.high > current[p.name].high
             assert "earlier round" in d.reason
     check_document(decisions, n)
+
+
+# -- boldness from the surrogate's confidence ------------------------------------------------------
+class UncertainStub(StubSurrogate):
+    """The stub's exact mean with a constant predicted std: as sure (small) or unsure (large) as asked."""
+
+    def __init__(self, space: SearchSpace, fn: Callable[[dict], Any], std: float, **kwargs: Any):
+        super().__init__(space, fn, **kwargs)
+        self.std = std
+
+    def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, _ = super().predict(matrix)
+        return mean, np.full(len(mean), self.std)
+
+
+BOWL = SearchSpace([Float("x", 0.0, 1.0), Float("y", 0.0, 1.0)])
+
+
+def bowl(hp: dict) -> float:
+    return -((hp["x"] - 0.3) ** 2) - (hp["y"] - 0.7) ** 2
+
+
+def bowl_refine(std: float | None, n_trials: int) -> tuple[SearchSpace, list[Decision]]:
+    trials = make_trials(BOWL, bowl, n_trials, seed=3)
+    surrogate = StubSurrogate(BOWL, bowl) if std is None else UncertainStub(BOWL, bowl, std)
+    return refine(BOWL, trials, surrogate, objective="accuracy")
+
+
+def test_a_sure_surrogate_narrows_further_than_top_fraction():
+    fixed, fixed_decisions = bowl_refine(None, 40)  # no uncertainty reported: the top_fraction rule
+    sure, sure_decisions = bowl_refine(1e-3, 40)  # 40 trials >= 10 per parameter, tight bounds
+    unsure, unsure_decisions = bowl_refine(10.0, 40)  # every candidate could be the optimum
+    assert fixed_decisions[0].evidence["n_plausible"] is None
+    n_plausible = sure_decisions[0].evidence["n_plausible"]
+    assert n_plausible is not None and n_plausible < 40  # fewer than MIN_GOOD_SHARE of 2000
+    assert "could still hold the optimum" in sure_decisions[0].reason
+    assert unsure_decisions[0].evidence["n_plausible"] == 2000
+    assert unsure == fixed  # capped at top_fraction: never more cautious than the fixed rule
+    for name, opt in (("x", 0.3), ("y", 0.7)):
+        assert sure[name].contains(opt)
+        assert sure[name].width < 0.8 * fixed[name].width
+    check_document(sure_decisions)
+
+
+def test_confidence_bounds_need_ten_trials_per_parameter():
+    # 15 trials in 2 parameters: too few for the surrogate's bounds to set the boldness.
+    few, decisions = bowl_refine(1e-3, 15)
+    fixed, _ = bowl_refine(None, 15)
+    assert few == fixed
+    assert all(d.evidence["n_plausible"] is None for d in decisions)
+
+
+def test_the_good_set_keeps_at_least_min_good_share():
+    from refiner import narrowing
+
+    cfg = NarrowingConfig()
+    mean = -np.linspace(0.0, 1.0, 1000)  # a sharp, sure ranking: only the first candidate is plausible
+    n_good, n_plausible = narrowing._good_set_size(mean, np.full(1000, 1e-6), mean[:1], np.zeros(1), cfg)
+    assert n_plausible == 1 and n_good == math.ceil(narrowing.MIN_GOOD_SHARE * 1000)
+    n_good, _ = narrowing._good_set_size(mean, np.full(1000, 1e-6), mean[:1], np.zeros(1), cfg, enough=False)
+    assert n_good == math.ceil(cfg.top_fraction * 1000)
+    # A better lower bound among the trials than among the candidates raises the bar.
+    n_good, n_plausible = narrowing._good_set_size(mean, np.full(1000, 0.1), np.array([0.0]), np.zeros(1), cfg)
+    assert n_plausible == int(np.sum(mean + 0.2 >= 0.0))

@@ -12,7 +12,15 @@ from sklearn.base import clone
 
 from refiner import schemas
 from refiner.space import Boolean, Choice, Condition, Float, Int, SearchSpace
-from refiner.surrogate import DEFAULT_MODELS, MIN_TRIALS, Surrogate, fit_surrogate
+from refiner.surrogate import (
+    DEFAULT_MODELS,
+    FEW_FOLDS_FROM,
+    MIN_TRIALS,
+    Surrogate,
+    _mean_std,
+    _std_scale,
+    fit_surrogate,
+)
 from refiner.trial import Trial, TrialState
 
 SPACE = SearchSpace([
@@ -202,3 +210,30 @@ def test_analysis_at_200_trials_by_8_params_is_fast():
     assert s.trusted
     # About 0.75 s on an idle 2-core machine; the bound leaves room for a busy CI box.
     assert elapsed < 5.0
+
+
+def test_many_trials_are_cross_validated_with_fewer_folds(loss_trials):
+    # 3 folds from FEW_FOLDS_FROM trials on (cheaper, and the pooled Spearman still uses every trial).
+    few = fit_surrogate(SPACE, loss_trials[:60], "val_loss", models=["extra_trees"])
+    many = fit_surrogate(SPACE, make_trials(SPACE, loss, FEW_FOLDS_FROM, seed=5), "val_loss", models=["extra_trees"])
+    assert few.n_folds_ == 5 and few.to_dict()["n_folds"] == 5
+    assert many.n_folds_ == 3 and many.to_dict()["n_folds"] == 3
+    assert many.trusted
+
+
+def test_std_scale_matches_out_of_fold_errors():
+    assert _std_scale(np.array([2.0, -2.0, 2.0, -2.0]), np.ones(4)) == pytest.approx(2.0)
+    assert _std_scale(np.array([0.1, -0.1]), np.array([0.2, 0.2])) == pytest.approx(0.5)
+    assert _std_scale(np.array([1.0, 1.0]), np.zeros(2)) == 1.0  # no spread: left alone
+
+
+@pytest.mark.parametrize("model", ["extra_trees", "gaussian_process", "gradient_boosting"])
+def test_predicted_std_is_recalibrated(model, loss_trials):
+    s = fit_surrogate(SPACE, loss_trials[:40], "val_loss", models=[model])
+    X, _ = s.encoder.sample(30, np.random.default_rng(1))
+    _, raw = _mean_std(s.model_, X)
+    _, std = s.predict(X)
+    assert s.std_scale_ > 0 and s.std_scale_ != 1.0
+    np.testing.assert_allclose(std, raw * s.std_scale_)
+    if model == "gradient_boosting":  # no per-point spread: the calibrated std is the out-of-fold RMSE
+        np.testing.assert_allclose(std, s.residual_std_)
