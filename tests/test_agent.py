@@ -280,3 +280,31 @@ def test_failing_trials_are_retried_exactly_as_configured(tmp_path):
             for t in agent.trials:
                 assert calls[t.hyperparameters["x"]] == (retries + 1 if t.hyperparameters["x"] < 0 else 1), (engine, t)
             assert all(("tries" in t.message) == bool(retries) for t in failed), [t.message for t in failed]
+
+
+def test_a_total_budget_is_split_into_a_fifth_random_round_and_equal_bayesian_rounds():
+    from refiner.agent import split_budget
+
+    for total in range(4, 200):
+        for rounds in (1, 2, 3, 5):
+            if total < rounds + 1:
+                with pytest.raises(ValueError):
+                    split_budget(total, rounds)
+                continue
+            initial, per_round = split_budget(total, rounds)
+            assert initial + per_round * (rounds - 1) == total if rounds > 1 else initial == total
+            if rounds > 1:
+                assert initial >= 2 and per_round >= 1
+                assert abs(initial - 0.2 * total) <= rounds, (total, rounds, initial)
+    assert split_budget(30) == (6, 12) and split_budget(60) == (12, 24)
+
+
+def test_round_zero_runs_initial_trials_and_later_rounds_trials_per_round(tmp_path):
+    from refiner.space import Float, SearchSpace
+
+    agent = refiner.Refiner(function=lambda p: (p["x"] - 1) ** 2, space=SearchSpace([Float("x", -5.0, 5.0)]),
+                            objective={"name": "loss", "direction": "min"}, rounds=3, trials_per_round=5,
+                            initial_trials=3, directory=tmp_path, project_name="split", seed=0)
+    agent.search()
+    assert [sum(t.round == k for t in agent.trials) for k in range(3)] == [3, 5, 5]
+    assert agent.store.read_run()["settings"]["initial_trials"] == 3

@@ -136,9 +136,9 @@ def test_volume_fraction_of_mixed_spaces():
 def test_settings_are_validated():
     from refiner.bench.benchmark import BenchSettings
 
-    problems = BenchSettings(budgets=(31,), seeds=0, problems=("nope",), optimizers=("magic",)).validate()
+    problems = BenchSettings(budgets=(3,), seeds=0, problems=("nope",), optimizers=("magic",)).validate()
     assert len(problems) == 4
-    assert any("multiple of 3" in p for p in problems)
+    assert any("cannot fill 3 rounds" in p for p in problems)
 
 
 def test_cli_rejects_bad_input(capsys):

@@ -62,6 +62,7 @@ class BenchSettings:
     # Method experiments only; the defaults are refiner's default schedule and narrowing settings.
     refiner_rounds: int = REFINER_ROUNDS
     refiner_narrowing: dict[str, Any] | None = None
+    refiner_initial_share: float | None = None
     plots: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -73,7 +74,7 @@ class BenchSettings:
             problems.append("--budgets must name at least one budget")
         for b in self.budgets:
             try:
-                refiner_schedule(b, self.refiner_rounds)
+                refiner_schedule(b, self.refiner_rounds, self.refiner_initial_share)
             except ValueError as exc:
                 problems.append(f"--budgets: {exc}")
         try:
@@ -138,6 +139,8 @@ def run_benchmark(settings: BenchSettings,
         refiner_options["rounds"] = settings.refiner_rounds
     if settings.refiner_narrowing:
         refiner_options["narrowing"] = dict(settings.refiner_narrowing)
+    if settings.refiner_initial_share is not None:
+        refiner_options["initial_share"] = settings.refiner_initial_share
     tasks = plan(problems, optimizers, budgets, seeds, refiner_options)
     log.info("%d runs: %d problems x %d optimizers x %d seeds, budgets %s, %d worker(s)",
              len(tasks), len(problems), len(optimizers), len(seeds), budgets, settings.jobs)
@@ -164,7 +167,9 @@ def run_benchmark(settings: BenchSettings,
         "versions": _versions(),
         "refiner_schedule": {
             "rounds": settings.refiner_rounds,
-            "trials_per_round": f"budget / {settings.refiner_rounds}",
+            "split": {str(b): dict(zip(("rounds", "initial_trials", "trials_per_round"),
+                                       refiner_schedule(b, settings.refiner_rounds, settings.refiner_initial_share)))
+                      for b in budgets},
             "narrowing": NarrowingConfig.from_dict(settings.refiner_narrowing).to_dict(),
             "default": not refiner_options,
             "rule": "round 0 random search, then Bayesian rounds on the narrowed space, warm-started; run "

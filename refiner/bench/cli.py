@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="quick: 5 synthetic + 2 scikit-learn problems; full adds an MLP and the Keras CNN "
                              "(default: quick)")
     parser.add_argument("--budgets", default="30,60",
-                        help="comma-separated trial budgets, each a multiple of 3 (default: 30,60)")
+                        help="comma-separated trial budgets (default: 30,60)")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1, the same for every optimizer (default: 10)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder (default: runs/bench)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one core each (default: 2)")
@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     experiments.add_argument("--refiner-rounds", type=int, default=3, help="refiner's rounds per run (default: 3)")
     experiments.add_argument("--refiner-narrowing", default=None, metavar="JSON",
                              help='narrowing settings for refiner, e.g. \'{"top_fraction": 0.05}\'')
+    experiments.add_argument("--refiner-initial-share", type=float, default=None, metavar="SHARE",
+                             help="round 0's share of the budget (default: an equal round)")
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -64,6 +66,7 @@ def _settings(args: argparse.Namespace) -> Any:
         optimizers=_csv(args.optimizers) if args.optimizers is not None else None,
         analysis_repeats=max(0, args.analysis_repeats), plots=not args.no_plots,
         refiner_rounds=args.refiner_rounds, refiner_narrowing=narrowing,
+        refiner_initial_share=args.refiner_initial_share,
     )
 
 

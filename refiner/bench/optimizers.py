@@ -3,8 +3,9 @@
 Every optimizer gets the same objective wrapper (:class:`Recorder`), which times each evaluation,
 so a run's *orchestration time* is its wall time minus the time spent inside the objective.
 
-* ``refiner``: the default schedule, 3 rounds of ``budget / 3`` trials (random, then two Bayesian
-  rounds on narrowed spaces). Its schedule depends on the budget, so it runs once per budget.
+* ``refiner``: the default schedule for a total budget, :func:`refiner.agent.split_budget`: 3 rounds,
+  a random round of 20 % of the budget, then two equal Bayesian rounds on narrowed spaces. Its
+  schedule depends on the budget, so it runs once per budget.
 * ``kt_random``, ``kt_bayes``: stock KerasTuner ``RandomSearchOracle`` and
   ``BayesianOptimizationOracle`` with default settings, driven by a ``Tuner`` subclass whose
   ``run_trial`` returns the objective. Seeds are ``seed + 1`` because KerasTuner replaces a seed of 0
@@ -41,12 +42,20 @@ log = logging.getLogger(__name__)
 REFINER_ROUNDS = 3
 
 
-def refiner_schedule(budget: int, rounds: int = REFINER_ROUNDS) -> tuple[int, int]:
-    """(rounds, trials_per_round) for a total budget: equal rounds (3 by default), so it must divide."""
-    if rounds < 1 or budget < rounds or budget % rounds:
-        raise ValueError(f"a budget must be a positive multiple of {rounds} "
-                         f"(refiner runs {rounds} equal rounds), got {budget}")
-    return rounds, budget // rounds
+def refiner_schedule(budget: int, rounds: int = REFINER_ROUNDS,
+                     initial_share: float | None = None) -> tuple[int, int, int]:
+    """(rounds, initial_trials, trials_per_round) for a total budget: the product's
+    :func:`~refiner.agent.split_budget`, or, for a method experiment, another random-round share."""
+    from refiner.agent import split_budget
+
+    if initial_share is None:
+        initial, per_round = split_budget(budget, rounds)
+        return rounds, initial, per_round
+    if not 0.0 < initial_share < 1.0 or rounds < 2 or budget < rounds + 1:
+        raise ValueError(f"an initial share must be in (0, 1) with at least 2 rounds and a budget above them, "
+                         f"got share {initial_share}, {rounds} rounds, budget {budget}")
+    per_round = int(round(budget * (1 - initial_share) / (rounds - 1)))
+    return rounds, budget - per_round * (rounds - 1), per_round
 
 
 class Recorder:
@@ -100,23 +109,25 @@ def _timed(recorder: Recorder, body: Callable[[], Mapping[str, Any] | None]) -> 
 
 # -- refiner ------------------------------------------------------------------------------------
 def _run_refiner(problem: Problem, budget: int, seed: int, workdir: Path, rounds: int = REFINER_ROUNDS,
-                 narrowing: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``rounds`` and ``narrowing`` (a NarrowingConfig dict) exist to measure method changes; defaults are the product's."""
+                 narrowing: Mapping[str, Any] | None = None, initial_share: float | None = None) -> dict[str, Any]:
+    """``rounds``, ``narrowing`` (a NarrowingConfig dict) and ``initial_share`` (round 0's share of
+    the budget) exist to measure method changes; the defaults are the product's."""
     from refiner.agent import Refiner
     from refiner.trial import Objective
 
-    rounds, per_round = refiner_schedule(budget, rounds)
+    rounds, initial, per_round = refiner_schedule(budget, rounds, initial_share)
     recorder = Recorder(problem)
 
     def body() -> dict[str, Any]:
         agent = Refiner(function=recorder, space=problem.space, objective=Objective("loss", "min"), rounds=rounds,
-                        trials_per_round=per_round, directory=workdir, project_name="refiner", seed=seed,
+                        trials_per_round=per_round, initial_trials=initial, directory=workdir, project_name="refiner", seed=seed,
                         target_name=f"bench:{problem.name}", overwrite=True, narrowing=dict(narrowing or {}))
         agent.search()
         refined = agent.refined_space
         return {
             "rounds": rounds,
             "trials_per_round": per_round,
+            "initial_trials": initial,
             "contains_optimum": contains_any(refined, problem.optima) if problem.optima else None,
             "volume_fraction": volume_fraction(problem.space, refined),
             "refined_space": refined.to_dict(),
