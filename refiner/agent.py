@@ -139,8 +139,9 @@ class Refiner:
             raise ValueError("`run_trials=False` (coordinate only) needs the optuna engine, where workers can join")
         if not isinstance(heartbeat_interval, int) or isinstance(heartbeat_interval, bool) or heartbeat_interval < 1:
             raise ValueError(f"`heartbeat_interval` must be a positive integer (seconds), got {heartbeat_interval!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise ValueError(f"`seed` must be an integer or None, got {seed!r}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31):
+            # numpy and scikit-learn take seeds below 2**32; per-round seeds are derived from this one.
+            raise ValueError(f"`seed` must be an integer in [0, 2**31 - 1] or None, got {seed!r}")
         self.hypermodel = hypermodel
         self.function = function
         self.space = space

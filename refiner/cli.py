@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from refiner.errors import RefinerError, RoundFailedError
+from refiner.errors import RefinerError, RoundFailedError, ValidationError
 
 __all__ = ["main"]
 
@@ -85,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RoundFailedError as exc:
         _error(str(exc))
         return EXIT_FAILED
+    except ValidationError as exc:
+        for problem in exc.problems:  # one line per broken rule
+            _error(f"{exc.source}: {problem}" if exc.source else problem)
+        return EXIT_USAGE
     except RefinerError as exc:
         _error(str(exc))
         return EXIT_USAGE
@@ -120,9 +124,24 @@ def _run(args: argparse.Namespace) -> int:
     _stop_on_sigterm()
     hypermodel, function, fit_kwargs = _objective(config)
 
+    try:
+        agent = _make_refiner(config, args, run_dir, hypermodel, function)
+    except ValueError as exc:  # a setting the config schema cannot see wrong (Refiner checks it)
+        raise RefinerError(f"{config.source}: {exc}") from None
+    agent.search(**fit_kwargs)
+    best = agent.best_trial
+    print(f"run folder: {run_dir}")
+    if best is not None:
+        values = ", ".join(f"{k}={v}" for k, v in best.hyperparameters.items())
+        print(f"best {config.objective.name}: {best.score:.6g} (trial {best.trial_id}): {values}")
+    print(f"refined space: {agent.store.refined_space_file}  (refiner export {run_dir} --format json|keras-tuner|optuna)")
+    return EXIT_OK
+
+
+def _make_refiner(config: Any, args: argparse.Namespace, run_dir: Path, hypermodel: Any, function: Any) -> Any:
     from refiner.agent import Refiner
 
-    agent = Refiner(
+    return Refiner(
         hypermodel=hypermodel,
         function=function,
         space=config.space,
@@ -130,6 +149,8 @@ def _run(args: argparse.Namespace) -> int:
         rounds=config.rounds,
         trials_per_round=config.trials_per_round,
         executions_per_trial=config.executions_per_trial,
+        initial_trials=config.initial_trials,
+        trial_retries=config.trial_retries,
         directory=run_dir.parent,
         project_name=run_dir.name,
         seed=config.seed,
@@ -142,14 +163,6 @@ def _run(args: argparse.Namespace) -> int:
         target_name=config.hypermodel or config.function,
         config_path=str(config.source),
     )
-    agent.search(**fit_kwargs)
-    best = agent.best_trial
-    print(f"run folder: {run_dir}")
-    if best is not None:
-        values = ", ".join(f"{k}={v}" for k, v in best.hyperparameters.items())
-        print(f"best {config.objective.name}: {best.score:.6g} (trial {best.trial_id}): {values}")
-    print(f"refined space: {agent.store.refined_space_file}  (refiner export {run_dir} --format json|keras-tuner|optuna)")
-    return EXIT_OK
 
 
 def _objective(config: Any) -> tuple[Any, Any, dict[str, Any]]:

@@ -25,15 +25,17 @@ import importlib
 import importlib.machinery
 import json
 import logging
+import math
 import re
 import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from refiner import schemas
 from refiner.errors import ValidationError
+from refiner.store import parse_limit_reason
 from refiner.space import SearchSpace
 from refiner.trial import Objective
 
@@ -76,6 +78,8 @@ class RunConfig:
     space_file: Path | None = None
     engine: str = "keras-tuner"
     storage: str | None = None
+    initial_trials: int | None = None
+    trial_retries: int = 0
 
     @property
     def base_dir(self) -> Path:
@@ -127,10 +131,14 @@ def read_document(path: Path) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValidationError(f"line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})", source=source) from None
+        except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits, or absurd nesting
+            raise ValidationError(f"not valid JSON ({parse_limit_reason(exc)})", source=source) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValidationError(_toml_error(str(exc)), source=source) from None
+    except (ValueError, RecursionError) as exc:
+        raise ValidationError(f"not valid TOML ({parse_limit_reason(exc)})", source=source) from None
 
 
 def _toml_error(message: str) -> str:
@@ -172,6 +180,8 @@ def load_run_config(path: str | Path) -> RunConfig:
         rounds=int(search.get("rounds", DEFAULTS["rounds"])),
         trials_per_round=int(search.get("trials_per_round", DEFAULTS["trials_per_round"])),
         executions_per_trial=int(search.get("executions_per_trial", DEFAULTS["executions_per_trial"])),
+        initial_trials=search.get("initial_trials"),
+        trial_retries=int(search.get("trial_retries", 0)),
         seed=None if search.get("seed") is None else int(search["seed"]),
         fit=dict(document.get("fit", {})),
         narrowing=dict(document.get("narrowing", {})),
@@ -208,6 +218,13 @@ def _check(document: Any, base_dir: Path) -> tuple[list[str], SearchSpace | None
             problems.append("data: only used with `hypermodel`; a `function` is called with the parameters alone")
         if document.get("fit"):
             problems.append("fit: only used with `hypermodel`; a `function` is not trained with model.fit")
+    if document.get("storage") is not None and document.get("engine", "keras-tuner") != "optuna":
+        problems.append("storage: only used with engine = \"optuna\" (the keras-tuner engine keeps its trials "
+                        "in the run folder); remove `storage` or set engine = \"optuna\"")
+    # TOML (and Python's JSON reader) accept nan and inf; the schema's range checks let NaN through
+    # and run.json cannot record either, so every non-finite number is refused here.
+    problems += [f"{schemas.json_path(where)}: must be a finite number, got {value!r}"
+                 for where, value in _non_finite(document)]
     fit = document.get("fit")
     if isinstance(fit, dict):
         for key in ("x", "y"):
@@ -229,6 +246,17 @@ def _check(document: Any, base_dir: Path) -> tuple[list[str], SearchSpace | None
         except ValidationError as exc:
             problems += [f"space: {exc.source}: {line}" if exc.source else f"space: {line}" for line in exc.problems]
     return sorted(set(problems), key=problems.index), space, space_file
+
+
+def _non_finite(value: Any, where: tuple = ()) -> Iterable[tuple[tuple, float]]:
+    if isinstance(value, float) and not math.isfinite(value):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*where, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _non_finite(item, (*where, i))
 
 
 def _friendlier(line: str, document: Any) -> str:
@@ -257,7 +285,12 @@ def _missing_module(ref: str, base_dir: Path) -> str | None:
 
 
 def _load_space(path: Path) -> SearchSpace:
-    return SearchSpace.from_json(Path(path))
+    try:
+        return SearchSpace.from_json(Path(path))
+    except ValidationError:
+        raise
+    except (ValueError, RecursionError) as exc:  # what json.loads raises besides JSONDecodeError
+        raise ValidationError(f"not valid JSON ({parse_limit_reason(exc)})", source=str(path)) from None
 
 
 # -- importing --------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from refiner.space import SearchSpace, parameter_from_dict
 from refiner.store import RunStore, now_iso, read_json, write_json
 
 __all__ = ["override_problems", "apply_overrides", "read_overrides", "write_overrides", "decisions_with_overrides",
-           "refined_space"]
+           "stored_override_problems", "refined_space"]
 
 
 def override_problems(decisions: Mapping[str, Any], overrides: Mapping[str, Any]) -> list[str]:
@@ -43,7 +43,7 @@ def override_problems(decisions: Mapping[str, Any], overrides: Mapping[str, Any]
                 found.append(f"{where}.after.name: must be {o['name']!r}, the parameter being edited, got {o['after']['name']!r}")
             try:
                 parameter_from_dict(o["after"])
-            except ValueError as exc:
+            except (ValueError, OverflowError) as exc:  # OverflowError: an integer too large for a float
                 found.append(f"{where}.after: {exc}")
     if found:
         return found
@@ -112,11 +112,27 @@ def _proposal(decisions: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def decisions_with_overrides(store: RunStore, k: int) -> dict[str, Any] | None:
-    """Round ``k``'s decisions as they stand: refiner's proposal with any overrides applied."""
+    """Round ``k``'s decisions as they stand: refiner's proposal with any overrides applied.
+
+    Raises:
+        ValidationError: the overrides cannot apply; ``source`` names ``overrides.json``.
+    """
     decisions = store.read_decisions(k)
     if decisions is None:
         return None
-    return apply_overrides(_proposal(decisions), read_overrides(store, k))
+    try:
+        return apply_overrides(_proposal(decisions), read_overrides(store, k))
+    except ValidationError as exc:
+        raise ValidationError(exc.problems, source=str(store.round_dir(k) / "overrides.json")) from None
+
+
+def stored_override_problems(store: RunStore, k: int, overrides: Mapping[str, Any]) -> list[str]:
+    """Why ``overrides`` (schema-valid) cannot apply to round ``k``'s recorded decisions; empty when
+    they can, or when the round has no decisions to check them against (yet, or deleted for a recompute)."""
+    decisions = store.read_decisions(k)
+    if decisions is None:
+        return []
+    return override_problems(_proposal(decisions), overrides)
 
 
 def refined_space(store: RunStore) -> SearchSpace:

@@ -33,7 +33,7 @@ from refiner.failpoints import armed, checkpoint
 from refiner.space import SearchSpace
 from refiner.trial import Trial
 
-__all__ = ["RunStore", "atomic_write_text", "write_json", "read_json", "now_iso"]
+__all__ = ["RunStore", "atomic_write_text", "write_json", "read_json", "now_iso", "parse_limit_reason"]
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,20 @@ def read_json(path: Path, schema: str) -> Any:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise damaged(path, f"line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits, or absurd nesting
+        raise damaged(path, f"not valid JSON ({parse_limit_reason(exc)})") from None
     found = schemas.problems(document, schema)
     if found:
         raise damaged(path, "; ".join(found))
     return document
+
+
+def parse_limit_reason(exc: BaseException) -> str:
+    """Why a parser gave up without a position: Python refuses integers of over 4300 digits with a
+    ValueError and absurd nesting with a RecursionError; say which."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return "a number has too many digits" if "digits" in str(exc) else str(exc).splitlines()[0]
 
 
 class RunStore:
@@ -155,7 +165,15 @@ class RunStore:
             self.read_decisions(k)
             path = self.round_dir(k) / "overrides.json"
             if path.exists():
-                read_json(path, "overrides")
+                overrides = read_json(path, "overrides")
+                # Also whether they apply to the round's decisions: the loop applies them only after
+                # it has updated run.json, and a refused resume must leave the folder untouched.
+                # (Imported here: refiner.overrides builds on the store.)
+                from refiner.overrides import stored_override_problems
+
+                found = stored_override_problems(self, k, overrides)
+                if found:
+                    raise damaged(path, "; ".join(found))
         if self.refined_space_file.exists():
             self.read_refined_space()
 
@@ -196,6 +214,8 @@ class RunStore:
                 events.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise damaged(self.events_file, f"line {n}: not valid JSON ({exc.msg})") from None
+            except (ValueError, RecursionError) as exc:
+                raise damaged(self.events_file, f"line {n}: not valid JSON ({parse_limit_reason(exc)})") from None
         return events
 
     # -- rounds ---------------------------------------------------------------------------------
@@ -223,6 +243,8 @@ class RunStore:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise damaged(path, f"line {n}: not valid JSON ({exc.msg})") from None
+            except (ValueError, RecursionError) as exc:
+                raise damaged(path, f"line {n}: not valid JSON ({parse_limit_reason(exc)})") from None
             found = schemas.problems(record, "trial")
             if found:
                 raise damaged(path, f"line {n}: " + "; ".join(found))

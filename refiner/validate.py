@@ -1,8 +1,10 @@
-"""``refiner validate FILE``: check a search-space JSON or a run config and list every problem.
+"""``refiner validate FILE``: check a search-space JSON, a run config or an overrides file and list every problem.
 
-The kind of file is detected: ``*.toml`` is a run config; a JSON document with ``parameters``
-or ``format_version`` is a search space, one with run-config keys (``name``, ``objective``,
-``function``, ...) is a run config written as JSON. Nothing is imported or run.
+The kind of file is detected: ``*.toml`` is a run config; a file named ``overrides.json`` or a
+JSON document with ``overrides`` or ``round`` (and no ``parameters``) is a person's overrides,
+checked against the decisions beside it when it lies in a run folder; a JSON document with
+``parameters`` or ``format_version`` is a search space, one with run-config keys (``name``,
+``objective``, ``function``, ...) is a run config written as JSON. Nothing is imported or run.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from refiner import schemas
 from refiner.config import load_run_config, read_document
-from refiner.errors import ValidationError
+from refiner.errors import RunFolderError, ValidationError
 from refiner.space import SearchSpace
 
 __all__ = ["validate_file", "detect_kind"]
@@ -19,15 +22,20 @@ __all__ = ["validate_file", "detect_kind"]
 log = logging.getLogger(__name__)
 
 _SPACE_KEYS = {"format_version", "parameters"}
+_OVERRIDES_KEYS = {"overrides", "round"}
 _CONFIG_KEYS = {"name", "directory", "function", "hypermodel", "space", "data", "objective", "search", "fit", "narrowing"}
 
 
 def detect_kind(path: Path, document: object) -> str:
-    """``"search_space"``, ``"run_config"`` or ``"unknown"`` for a parsed document."""
+    """``"search_space"``, ``"run_config"``, ``"overrides"`` or ``"unknown"`` for a parsed document."""
     if path.suffix.lower() == ".toml":
         return "run_config"
+    if path.name == "overrides.json":
+        return "overrides"
     if isinstance(document, dict):
         keys = set(document)
+        if keys & _OVERRIDES_KEYS and "parameters" not in keys:
+            return "overrides"
         if keys & _SPACE_KEYS:
             return "search_space"
         if keys & _CONFIG_KEYS:
@@ -53,9 +61,27 @@ def validate_file(path: str | Path) -> list[str]:
             SearchSpace.from_dict(document)
         elif kind == "run_config":
             load_run_config(path)
+        elif kind == "overrides":
+            return _overrides_problems(path, document)
         else:
             return ["$: neither a search space (it needs `format_version` and `parameters`) nor a run "
                     "config (it needs `name`, `objective` and `function` or `hypermodel`)"]
     except ValidationError as exc:
         return list(exc.problems)
     return []
+
+
+def _overrides_problems(path: Path, document: object) -> list[str]:
+    """Schema problems; then, inside a run folder (``<run>/rounds/<k>/overrides.json``), whether
+    the edits apply to round k's decisions, exactly as a resume checks them."""
+    found = schemas.problems(document, "overrides")
+    folder = path.resolve().parent
+    if found or not folder.name.isdigit() or not (folder.parent.parent / "run.json").is_file():
+        return found
+    from refiner.overrides import stored_override_problems
+    from refiner.store import RunStore
+
+    try:
+        return stored_override_problems(RunStore(folder.parent.parent), int(folder.name), document)  # type: ignore[arg-type]
+    except RunFolderError as exc:  # decisions.json itself is damaged
+        return [f"$: cannot check against the round's decisions: {exc}"]

@@ -126,7 +126,9 @@ def test_every_setting_is_read(project):
         [search]
         rounds = 4
         trials_per_round = 7
+        initial_trials = 3
         executions_per_trial = 2
+        trial_retries = 1
         seed = 0
         [fit]
         epochs = 8
@@ -150,6 +152,7 @@ def test_every_setting_is_read(project):
     assert config.objective == Objective("val_accuracy", "max")
     assert config.space is not None
     assert config.engine == "optuna" and config.storage == "sqlite:///studies.db"
+    assert (config.initial_trials, config.trial_retries) == (3, 1)
 
 
 def test_hypermodel_config_needs_no_space(project):
