@@ -84,7 +84,7 @@ _CONFIG_RULES: dict[str, tuple[type, Any, str]] = {
     "top_fraction": (float, lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
     "margin": (float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
     "min_width": (float, lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
-    "n_candidates": (int, lambda v: v >= 10, "an integer of at least 10"),
+    "n_candidates": (int, lambda v: 10 <= v <= 10**6, "an integer from 10 to 10**6"),
 }
 
 
@@ -105,6 +105,9 @@ class NarrowingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 problems.append(f"{name}: must be {rule}, got {value!r}")
+                continue
+            if isinstance(value, int) and abs(value) > 10**9:  # also keeps float() below from overflowing
+                problems.append(f"{name}: must be {rule} and at most 10**9, got a {len(str(abs(value)))}-digit number")
                 continue
             if kind is int and not float(value).is_integer():
                 problems.append(f"{name}: must be {rule}, got {value!r}")

@@ -108,6 +108,18 @@ class _Base:
         raise NotImplementedError
 
 
+def _to_float(value: Any, attr: str, name: str) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"`{attr}` must fit in a float for {name!r}, got {_short(value)}") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"a {len(text)}-character number"
+
+
 @dataclass(frozen=True)
 class _Numeric(_Base):
     low: float = 0.0
@@ -116,8 +128,13 @@ class _Numeric(_Base):
     step: float | None = None
 
     def _check_numeric(self) -> None:
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            raise ValueError(f"`low` and `high` must be finite for {self.name!r}, got low={self.low}, high={self.high}")
+        try:
+            finite = math.isfinite(self.low) and math.isfinite(self.high) and math.isfinite(self.high - self.low)
+        except OverflowError:  # an integer beyond float range
+            finite = False
+        if not finite:
+            raise ValueError(f"`low`, `high` and their distance must be finite floats for {self.name!r}, "
+                             f"got low={_short(self.low)}, high={_short(self.high)}")
         if self.low > self.high:
             raise ValueError(f"`low` must not exceed `high` for {self.name!r}, got low={self.low}, high={self.high}")
         if self.log and self.low <= 0:
@@ -205,10 +222,9 @@ class Float(_Numeric):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "low", float(self.low))
-        object.__setattr__(self, "high", float(self.high))
-        if self.step is not None:
-            object.__setattr__(self, "step", float(self.step))
+        for attr in ("low", "high", "step"):
+            if getattr(self, attr) is not None:
+                object.__setattr__(self, attr, _to_float(getattr(self, attr), attr, self.name))
         self._check_numeric()
         if self.step is not None:
             # 0.1 + 3 * 0.2 is 0.7000000000000001 in binary; store the decimal 0.7 that the user
@@ -232,7 +248,7 @@ class Int(_Numeric):
         super().__post_init__()
         for attr in ("low", "high"):
             value = getattr(self, attr)
-            if isinstance(value, bool) or not float(value).is_integer():
+            if isinstance(value, bool) or not _to_float(value, attr, self.name).is_integer():
                 raise ValueError(f"`{attr}` must be an integer for {self.name!r}, got {value!r}")
             object.__setattr__(self, attr, int(value))
         step = self.step
@@ -521,7 +537,7 @@ class SearchSpace:
         for i, entry in enumerate(document["parameters"]):
             try:
                 params.append(parameter_from_dict(entry))
-            except ValueError as exc:
+            except (ValueError, OverflowError) as exc:
                 problems.append(f"parameters[{i}]: {exc}")
         if not problems:
             problems = _space_problems(tuple(params))
@@ -555,6 +571,10 @@ class SearchSpace:
             document = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValidationError(f"line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})", source=source) from None
+        except (ValueError, RecursionError) as exc:  # a 4300+-digit integer, or absurd nesting
+            from refiner.store import parse_limit_reason
+
+            raise ValidationError(f"not valid JSON ({parse_limit_reason(exc)})", source=source) from None
         return cls.from_dict(document, source=source)
 
     # -- KerasTuner -----------------------------------------------------------------------------

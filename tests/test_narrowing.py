@@ -489,7 +489,7 @@ def test_config_round_trips_and_rejects_bad_values_by_name():
         "min_trials": (2.5, "min_trials: must be an integer of at least 1, got 2.5"),
         "margin": (-0.1, "margin: must be a number in [0, 1]"),
         "min_width": (0, "min_width: must be a number in (0, 1]"),
-        "n_candidates": (True, "n_candidates: must be an integer of at least 10, got True"),
+        "n_candidates": (True, "n_candidates: must be an integer from 10 to 10**6, got True"),
         "min_cv_score": (float("nan"), "min_cv_score: must be a number in [-1, 1]"),
     }
     for field, (value, message) in cases.items():

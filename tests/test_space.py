@@ -443,3 +443,13 @@ def test_optuna_round_trip_keeps_conditions_when_given():
     conditions = {p.name: p.conditions for p in space}
     assert SearchSpace.from_optuna(space.to_optuna(), conditions) == space
     assert math.isclose(space.to_optuna()["lr"].low, 1e-4)
+
+
+def test_numbers_beyond_float_range_are_a_value_error_naming_the_setting():
+    from refiner.narrowing import NarrowingConfig
+
+    for make in (lambda: Float("x", 0, 10**400), lambda: Int("n", 0, 10**400), lambda: Float("x", -1e308, 1e308)):
+        with pytest.raises(ValueError, match="`(high|low)"):
+            make()
+    with pytest.raises(ValueError, match="min_trials"):
+        NarrowingConfig.from_dict({"min_trials": 10**400})

@@ -95,7 +95,7 @@ def summarise(results: Sequence[Mapping[str, Any]], problems: Sequence[str], opt
         for o in optimizers:
             if o == "refiner":
                 continue
-            w = t = l = 0
+            w = t = lost = 0
             for (p, oo, bb), rs in by.items():
                 if oo != o or bb != b:
                     continue
@@ -108,10 +108,10 @@ def summarise(results: Sequence[Mapping[str, Any]], problems: Sequence[str], opt
                     elif mine_regret < r["regret"]:
                         w += 1
                     else:
-                        l += 1
-            n = w + t + l
+                        lost += 1
+            n = w + t + lost
             if n:
-                wins[o] = {"wins": w, "ties": t, "losses": l, "n": n, "rate": (w + 0.5 * t) / n}
+                wins[o] = {"wins": w, "ties": t, "losses": lost, "n": n, "rate": (w + 0.5 * t) / n}
         out["win_rate"][key] = wins
 
         stuck: dict[str, Any] = {}
