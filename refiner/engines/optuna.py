@@ -214,12 +214,12 @@ def close_run(storage: str, study_prefix: str, run_id: str | None, state: str, m
 def _recover(spec: RoundSpec, rdb: Any, study_prefix: str, run_id: str) -> list[Trial]:
     """Results that reached this round's earlier studies but not the run folder (the coordinator
     stopped before copying a worker's result): recorded now instead of run again."""
+    import optuna
+
     done = {t.trial_id for t in spec.done_trials}
     keys = {_key(t.hyperparameters) for t in spec.done_trials}
     out: list[Trial] = []
     for name in _round_study_names(rdb, study_prefix, spec.round_index):
-        import optuna
-
         study = optuna.load_study(study_name=name, storage=rdb)
         if shared.round_attrs(study).get("run_id") != run_id:
             continue  # another run that used the same project name in this storage

@@ -31,7 +31,6 @@ import logging
 import threading
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from refiner.errors import RefinerError
@@ -39,7 +38,7 @@ from refiner.errors import RefinerError
 __all__ = [
     "KEY", "RECORD", "KNOWN", "DUPLICATE", "SURPLUS", "WORKER", "EXHAUSTED",
     "open_storage", "normalise_url", "quiet_heartbeat_warnings", "control_study_name", "read_control", "write_control",
-    "Claim", "claims_before", "is_duplicate", "records", "result_count", "Heartbeat",
+    "claims_before", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
 ]
 
 log = logging.getLogger(__name__)
@@ -135,14 +134,6 @@ def round_attrs(study: Any) -> dict[str, Any]:
 
 
 # -- reading a round study ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Claim:
-    """Whether the trial just asked for may be evaluated."""
-
-    duplicate: bool
-    surplus: bool
-
-
 def _storage_id(trial: Any) -> int:
     return trial._trial_id  # unique and increasing across processes; numbers are not
 
