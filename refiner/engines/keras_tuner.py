@@ -45,6 +45,13 @@ __all__ = ["run_round", "discover_space"]
 
 log = logging.getLogger(__name__)
 
+UCB_BETA = 1.0
+"""The Bayesian rounds' upper-confidence-bound weight (KerasTuner's default is 2.6). Narrowing has
+already spent the exploration: the round searches a box the surrogate found promising, so it can
+exploit more. On the quick benchmark (seeds 0-2, budget 60) median regret fell on 6 of 7 problems
+against 2.6 (Branin 0.0039 -> 0.00017, Levy-4 0.53 -> 0.023, Hartmann-6 0.19 -> 0.13), with the
+optimum kept inside as often; 0.5 was worse than 1.0 on four problems."""
+
 def _kt():
     import keras_tuner as kt  # imports TensorFlow: only when a round actually runs
 
@@ -148,7 +155,8 @@ def _fast_acquisition(base: type) -> type:
     per call: about 2 s per proposal here, longer than many trials. The same GP and the same
     upper-confidence-bound acquisition are instead evaluated on 2,000 uniform candidates plus
     1,000 local perturbations of the most promising ones and of the best observed points, in two
-    batched predictions (tens of milliseconds). The GP, its kernel and the acquisition are KerasTuner's.
+    batched predictions (tens of milliseconds). The GP, its kernel and the acquisition are KerasTuner's
+    (the acquisition with refiner's :data:`UCB_BETA`).
     """
 
     class Oracle(base):  # type: ignore[misc, valid-type]
@@ -291,7 +299,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
     elif spec.kind == "bayesian":
         oracle_cls = _oracle_mixin(_fast_acquisition(kt.oracles.BayesianOptimizationOracle))
         # Warm trials count towards the initial random points: they are why the round is warm.
-        extra = {"num_initial_points": max(2, min(3 * tunable, spec.budget // 2 + 1))}
+        extra = {"num_initial_points": max(2, min(3 * tunable, spec.budget // 2 + 1)), "beta": UCB_BETA}
     else:
         raise ValueError(f"round kind must be 'random' or 'bayesian', got {spec.kind!r}")
 
