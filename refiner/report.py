@@ -14,7 +14,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from refiner.space import parameter_from_dict
 from refiner.trial import Objective, Trial
 
-__all__ = ["fmt", "short", "table", "trial_line", "round_table", "decision_table", "run_summary"]
+__all__ = ["fmt", "short", "table", "trial_line", "round_table", "decision_table", "run_summary", "planned_trials",
+           "schedule_words"]
 
 
 def fmt(value: Any) -> str:
@@ -114,6 +115,21 @@ def round_table(k: int, trials: Sequence[Trial], best: Trial | None, surrogate: 
     return "\n".join([head, surrogate_line, decision_table(docs)])
 
 
+def planned_trials(settings: Mapping[str, Any]) -> int:
+    """A run's total trial budget, from its recorded settings (round 0 may have its own size)."""
+    rounds, per_round = settings["rounds"], settings["trials_per_round"]
+    return settings.get("initial_trials", per_round) + (rounds - 1) * per_round
+
+
+def schedule_words(settings: Mapping[str, Any]) -> str:
+    """``"3 rounds of 10 trials"``, or ``"3 rounds: 6 trials, then 12 per round"``."""
+    rounds, per_round = settings["rounds"], settings["trials_per_round"]
+    initial = settings.get("initial_trials", per_round)
+    if initial == per_round or rounds == 1:
+        return f"{rounds} rounds of {initial if rounds == 1 else per_round} trials"
+    return f"{rounds} rounds: {initial} trials, then {per_round} per round"
+
+
 def run_summary(store: Any) -> str:
     """What ``refiner show RUN_DIR`` prints: the run, then per round its space, best, trials, decisions."""
     run = store.read_run()
@@ -123,8 +139,8 @@ def run_summary(store: Any) -> str:
         f"run {run['name']}  ({store.root})",
         f"status: {state['status']}" + (f" - {state['message']}" if state.get("message") else ""),
         f"target: {settings['target']} ({settings['mode']})",
-        f"objective: {objective.name} ({objective.direction}),  rounds: {settings['rounds']},  "
-        f"trials per round: {settings['trials_per_round']},  seed: {settings['seed']}",
+        f"objective: {objective.name} ({objective.direction}),  {schedule_words(settings)},  "
+        f"seed: {settings['seed']}",
     ]
     best = state.get("best")
     if best:

@@ -308,3 +308,17 @@ def test_round_zero_runs_initial_trials_and_later_rounds_trials_per_round(tmp_pa
     agent.search()
     assert [sum(t.round == k for t in agent.trials) for k in range(3)] == [3, 5, 5]
     assert agent.store.read_run()["settings"]["initial_trials"] == 3
+
+
+def test_show_and_the_app_count_a_smaller_random_round(tmp_path):
+    from refiner.report import planned_trials, run_summary, schedule_words
+    from refiner.space import Float, SearchSpace
+
+    agent = refiner.Refiner(function=lambda p: p["x"] ** 2, space=SearchSpace([Float("x", -1.0, 1.0)]),
+                            objective={"name": "loss", "direction": "min"}, rounds=3, trials_per_round=4,
+                            initial_trials=2, directory=tmp_path, project_name="small0", seed=0).search()
+    settings = agent.store.read_run()["settings"]
+    assert planned_trials(settings) == 10 == len(agent.trials)
+    assert schedule_words(settings) == "3 rounds: 2 trials, then 4 per round"
+    assert "3 rounds: 2 trials, then 4 per round" in run_summary(agent.store)
+    assert schedule_words({"rounds": 3, "trials_per_round": 10}) == "3 rounds of 10 trials"
