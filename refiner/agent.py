@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from refiner import __version__, report
+from refiner.audit import audit_cuts, audit_document, cuts_of, reopen
 from refiner.errors import RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
 from refiner.failpoints import checkpoint
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
@@ -420,11 +421,11 @@ class Refiner:
                                   min_cv_score=self.narrowing.min_cv_score)
         store.write_surrogate(k, {"round": k, **surrogate.to_dict()})
         checkpoint("narrowing")
-        next_space, decisions = refine(space, completed, surrogate, objective=self.objective,
+        _, decisions = refine(space, completed, surrogate, objective=self.objective,
                                        original_space=initial_space, config=self.narrowing, seed=seed)
+        decisions = self._audit(k, completed, initial_space, decisions, seed)
         document = decisions_document(decisions, round_index=k, n_trials=len(completed),
                                       surrogate_trusted=bool(surrogate.trusted), config=self.narrowing)
-        assert document["next_space"] == next_space.to_dict(), "decisions must describe the space refine returned"
         checkpoint("decisions_write")
         store.write_decisions(k, document)
         checkpoint("decisions_written")
@@ -432,6 +433,27 @@ class Refiner:
                     actions={d.name: d.action for d in decisions})
         round_trials = [t for t in self._trials if t.round == k]
         log.info("%s", report.round_table(k, round_trials, self.best_trial, surrogate, decisions, self.objective))
+
+
+    def _audit(self, k: int, completed: list[Trial], initial_space: SearchSpace, decisions: list, seed: int | None) -> list:
+        """Judge every earlier cut with all trials so far (``rounds/<k>/audit.json``); undo the strongly wrong ones."""
+        store = self.store
+        cuts = []
+        for j in range(k):
+            applied = store.read_decisions(j)  # as the next round used them: a person's overrides included
+            if applied is not None:
+                cuts.extend(cuts_of(j, store.read_space(j), applied))
+        if not cuts:
+            return decisions
+        checkpoint("audit")
+        judgements, summary = audit_cuts(cuts, completed, initial_space, self.objective,
+                                         seed=None if seed is None else seed + 500,
+                                         min_cv_score=self.narrowing.min_cv_score)
+        store.write_audit(k, audit_document(k, judgements, summary))
+        for j in judgements:
+            if j.verdict in ("doubtful", "wrong"):
+                log.info("audit: %s", j.reason)
+        return reopen(decisions, judgements, initial_space, {(c.round, c.name): c.before for c in cuts})
 
 
 def _round_label(engine: str, k: int, space: SearchSpace) -> str:

@@ -84,15 +84,51 @@ def describe_param(document: Mapping[str, Any] | None) -> str:
     return parameter_from_dict(document).describe()
 
 
-def decision_table(decisions: Sequence[Mapping[str, Any]], width: int = 60) -> str:
-    """parameter / before / after / action / reason, one row per decision."""
+def decision_table(decisions: Sequence[Mapping[str, Any]], width: int = 60,
+                   audit: Mapping[str, str] | None = None) -> str:
+    """parameter / before / after / action / reason, one row per decision; with ``audit`` (name ->
+    latest verdict on that decision's cut, :func:`audit_verdicts`) an audit column too."""
     rows = []
     for d in decisions:
         reason = d.get("reason", "")
         if d.get("override"):
             reason = f"[overridden by a person] {reason}"
-        rows.append([d["name"], describe_param(d.get("before")), describe_param(d.get("after")), d["action"], reason])
-    return table(["parameter", "before", "after", "action", "reason"], rows, wrap={4: width})
+        row = [d["name"], describe_param(d.get("before")), describe_param(d.get("after")), d["action"]]
+        if audit is not None:
+            row.append(audit.get(d["name"], "-"))
+        rows.append(row + [reason])
+    headers = ["parameter", "before", "after", "action"] + (["audit"] if audit is not None else []) + ["reason"]
+    return table(headers, rows, wrap={len(headers) - 1: width})
+
+
+_VERDICT_ORDER = ("unjudged", "safe", "doubtful", "wrong")
+
+
+def audit_verdicts(store: Any) -> dict[int, dict[str, str]]:
+    """Per round, per parameter: the latest audit's verdict on that round's cut (the worst of its pieces)."""
+    out: dict[int, dict[str, str]] = {}
+    for k in store.rounds():  # later audits replace earlier ones: they know more
+        audit = store.read_audit(k)
+        latest: dict[tuple[int, str], str] = {}
+        for j in audit["judgements"] if audit else []:
+            key = (j["round"], j["name"])
+            if key not in latest or _VERDICT_ORDER.index(j["verdict"]) > _VERDICT_ORDER.index(latest[key]):
+                latest[key] = j["verdict"]
+        for (round_index, name), verdict in latest.items():
+            out.setdefault(round_index, {})[name] = verdict
+    return out
+
+
+def audit_table(audit: Mapping[str, Any], width: int = 70) -> str:
+    """round / parameter / cut away / verdict / reason, one row per judged piece of an earlier cut."""
+    rows = []
+    for j in audit["judgements"]:
+        cut = j["cut"]
+        where = (", ".join(fmt(v) for v in cut["values"]) if "values" in cut
+                 else f"[{fmt(cut['low'])}, {fmt(cut['high'])}]")
+        verdict = j["verdict"] + (" (re-opened)" if j["reopen"] else "")
+        rows.append([j["round"], j["name"], where, verdict, j["reason"]])
+    return table(["cut in round", "parameter", "cut away", "verdict", "reason"], rows, wrap={4: width})
 
 
 def round_table(k: int, trials: Sequence[Trial], best: Trial | None, surrogate: Any,
@@ -145,6 +181,7 @@ def run_summary(store: Any) -> str:
     best = state.get("best")
     if best:
         out.append(f"best: {objective.name} {fmt(best['score'])} (trial {best['trial_id']})  {_params(best['hyperparameters'], 99)}")
+    verdicts = audit_verdicts(store)
     for k in store.rounds():
         trials = store.read_trials(k)
         ok = [t for t in trials if t.ok]
@@ -163,7 +200,13 @@ def run_summary(store: Any) -> str:
                        f"{'trusted' if surrogate.get('trusted') else 'not trusted'}")
         decisions = store.read_decisions(k)
         if decisions:
-            out.append(decision_table(decisions["decisions"]))
+            out.append(decision_table(decisions["decisions"], audit=verdicts.get(k) if verdicts else None))
+        audit = store.read_audit(k)
+        if audit and audit["judgements"]:
+            s = audit["surrogate"]
+            out.append(f"audit of earlier cuts after round {k} ({s['model'] or 'no model'}, CV rank correlation "
+                       f"{fmt(s['cv_score'])}, {s['n_trials']} trials):")
+            out.append(audit_table(audit))
     if store.refined_space_file.exists():
         refined = store.read_refined_space()
         out.append("")

@@ -18,7 +18,7 @@ from refiner.errors import ValidationError
 
 __all__ = ["schema_dir", "load_schema", "problems", "validate"]
 
-SCHEMA_NAMES = ("search_space", "run_config", "run", "trial", "decisions", "surrogate", "overrides")
+SCHEMA_NAMES = ("search_space", "run_config", "run", "trial", "decisions", "surrogate", "overrides", "audit")
 
 
 def schema_dir() -> Path:

@@ -8,6 +8,7 @@
     <run>/rounds/<k>/trials.jsonl   one line per finished trial of round k
     <run>/rounds/<k>/surrogate.json the regressor chosen, CV scores, importances, partial dependence
     <run>/rounds/<k>/decisions.json one decision per hyperparameter -> the next space
+    <run>/rounds/<k>/audit.json     every earlier cut judged again with all trials so far (round 1 on)
     <run>/rounds/<k>/kt/            KerasTuner's own project folder for the round
     <run>/refined_space.json        the result
 
@@ -163,6 +164,7 @@ class RunStore:
             self.read_trials(k)
             self.read_surrogate(k)
             self.read_decisions(k)
+            self.read_audit(k)
             path = self.round_dir(k) / "overrides.json"
             if path.exists():
                 overrides = read_json(path, "overrides")
@@ -267,6 +269,13 @@ class RunStore:
     def read_decisions(self, k: int) -> dict[str, Any] | None:
         path = self.round_dir(k) / "decisions.json"
         return read_json(path, "decisions") if path.exists() else None
+
+    def write_audit(self, k: int, document: dict[str, Any]) -> None:
+        write_json(self.round_dir(k) / "audit.json", document, "audit")
+
+    def read_audit(self, k: int) -> dict[str, Any] | None:
+        path = self.round_dir(k) / "audit.json"
+        return read_json(path, "audit") if path.exists() else None
 
     def write_refined_space(self, space: SearchSpace) -> None:
         write_json(self.refined_space_file, space.to_dict(), "search_space")
