@@ -214,7 +214,7 @@ class Refiner:
         try:
             for k in range(self.rounds):
                 space = self._round_space(k, initial_space)
-                self._run_round(k, space, fit_args, fit_kwargs)
+                self._run_round(k, space, fit_args, fit_kwargs, initial_space)
                 self._analyse_round(k, space, initial_space)
         except RoundFailedError as exc:
             store.update_state(status="failed", message=str(exc))
@@ -282,7 +282,7 @@ class Refiner:
             store.check()  # a damaged run is refused before anything in it is touched
             store.remove_stale_temporaries()
             run = store.read_run()
-            changed = _changed_settings(run["settings"], settings)
+            changed = _changed_settings(_with_defaults(run["settings"]), settings)
             if changed:
                 raise SettingsChangedError(
                     f"{store.root}: the run was started with other settings ({'; '.join(changed)}); "
@@ -336,23 +336,56 @@ class Refiner:
         except RefinerError as exc:
             raise RunFolderError(str(exc)) from None
 
-    def _run_round(self, k: int, space: SearchSpace, fit_args: tuple, fit_kwargs: Mapping[str, Any]) -> None:
+    def _run_round(self, k: int, space: SearchSpace, fit_args: tuple, fit_kwargs: Mapping[str, Any],
+                   initial_space: SearchSpace | None = None) -> None:
+        """Round ``k``'s trials: in ``space``, then the round's exploration reserve in the declared space."""
+        store = self.store
+        done = store.read_trials(k)
+        n_reserve = self._reserve_size(k, space, initial_space)
+        store.update_state(current_round=k)
+        counter = {"n": len(done)}
+        self._run_part(k, space, self._budget(k) - n_reserve, [t for t in done if not t.reserve], counter,
+                       fit_args, fit_kwargs, reserve=False)
+        if n_reserve:
+            assert initial_space is not None
+            self._run_part(k, initial_space, n_reserve, [t for t in done if t.reserve], counter,
+                           fit_args, fit_kwargs, reserve=True, box=space)
+        round_trials = store.read_trials(k)
+        if round_trials and not any(t.ok for t in round_trials):
+            last = round_trials[-1].message or "no message"
+            raise RoundFailedError(
+                f"every trial of round {k} failed ({len(round_trials)} trials; last error: {last}); "
+                f"the run stopped with all state kept in {store.root}"
+            )
+
+    def _reserve_size(self, k: int, space: SearchSpace, initial_space: SearchSpace | None) -> int:
+        """How many of round ``k``'s trials explore the declared space: none in round 0 or while
+        nothing is narrowed (the round searches the declared space anyway), at least one otherwise."""
+        if k == 0 or initial_space is None or space == initial_space or self.narrowing.reserve == 0:
+            return 0
+        budget = self._budget(k)
+        return min(budget - 1, max(1, round(self.narrowing.reserve * budget)))
+
+    def _run_part(self, k: int, space: SearchSpace, budget: int, done: list[Trial], counter: dict[str, int],
+                  fit_args: tuple, fit_kwargs: Mapping[str, Any], *, reserve: bool,
+                  box: SearchSpace | None = None) -> None:
         from refiner.engines.common import RoundSpec
 
         store = self.store
-        done = store.read_trials(k)
-        remaining = self._budget(k) - len(done)
-        store.update_state(current_round=k)
+        remaining = budget - len(done)
         if remaining <= 0:
             return
-        earlier = [t for t in self._trials if t.round < k and t.ok and space.contains(t.hyperparameters)]
+        # The reserve learns from every trial so far (all lie in the declared space), the box part
+        # from the earlier ones inside its box.
+        earlier = [t for t in self._trials if t.ok and space.contains(t.hyperparameters)
+                   and (t.round < k or (reserve and not t.reserve))]
         kind = "random" if k == 0 else "bayesian"
         store.event("round_started", round=k, kind=kind, budget=remaining, warm_trials=len(earlier),
-                    resumed_after=len(done))
-        log.info("round %d (%s): %d trials%s%s", k, _round_label(self.engine, k, space), remaining,
-                 f", warm-started with {len(earlier)} earlier trials" if earlier else "",
+                    resumed_after=len(done), **({"reserve": True} if reserve else {}))
+        log.info("round %d (%s): %d trials%s%s", k,
+                 "exploration reserve over the declared space" if reserve else _round_label(self.engine, k, space),
+                 remaining, f", warm-started with {len(earlier)} earlier trials" if earlier else "",
                  f", resuming after {len(done)} recorded" if done else "")
-        counter = {"n": len(done)}
 
         def on_trial(trial: Trial) -> None:
             checkpoint("trial_evaluated")  # ran, not yet recorded: a crash here re-runs this trial
@@ -366,9 +399,10 @@ class Refiner:
 
         spec = RoundSpec(
             round_index=k, kind=kind, space=space, objective=self.objective, budget=remaining,
-            project_dir=store.kt_dir(k), seed=self.seed, function=self.function, hypermodel=self.hypermodel,
-            executions_per_trial=self.executions_per_trial, warm_trials=earlier, done_trials=done,
-            fit_args=fit_args, fit_kwargs=fit_kwargs, trial_retries=self.trial_retries,
+            project_dir=store.kt_dir(k, reserve=reserve), seed=self.seed, function=self.function,
+            hypermodel=self.hypermodel, executions_per_trial=self.executions_per_trial, warm_trials=earlier,
+            done_trials=done, fit_args=fit_args, fit_kwargs=fit_kwargs, trial_retries=self.trial_retries,
+            reserve=reserve, exclude=box if reserve else None,
         )
         if self.engine == "optuna":
             from refiner.engines import optuna as optuna_engine
@@ -381,13 +415,6 @@ class Refiner:
             from refiner.engines import keras_tuner as keras_tuner_engine
 
             keras_tuner_engine.run_round(spec, on_trial)
-        round_trials = store.read_trials(k)
-        if round_trials and not any(t.ok for t in round_trials):
-            last = round_trials[-1].message or "no message"
-            raise RoundFailedError(
-                f"every trial of round {k} failed ({len(round_trials)} trials; last error: {last}); "
-                f"the run stopped with all state kept in {store.root}"
-            )
 
     def _budget(self, k: int) -> int:
         """Round ``k``'s trial count."""
@@ -503,6 +530,18 @@ def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[st
             before, after = report.short(old.get(key)), report.short(new.get(key))
             changed.append(f"{key}: was {before}, now {after}")
     return changed
+
+
+def _with_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Recorded settings with narrowing settings added since the run started at their defaults,
+    so that a run made before a setting existed resumes as it would have started."""
+    out = dict(settings)
+    if isinstance(out.get("narrowing"), Mapping):
+        try:
+            out["narrowing"] = NarrowingConfig.from_dict(out["narrowing"]).to_dict()
+        except RefinerError:
+            pass  # reported as a changed setting below
+    return out
 
 
 def _best_dict(best: Trial | None) -> dict[str, Any] | None:

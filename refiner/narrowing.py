@@ -43,7 +43,7 @@ from refiner.errors import ValidationError
 from refiner.space import (
     Boolean, Choice, Condition, Fixed, Float, Int, Parameter, SearchSpace, _same_scalar, parameter_from_dict,
 )
-from refiner.trial import Objective, Trial
+from refiner.trial import Objective, Trial, best_trial
 
 __all__ = [
     "NarrowingConfig",
@@ -85,6 +85,7 @@ _CONFIG_RULES: dict[str, tuple[type, Any, str]] = {
     "margin": (float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
     "min_width": (float, lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
     "n_candidates": (int, lambda v: 10 <= v <= 10**6, "an integer from 10 to 10**6"),
+    "reserve": (float, lambda v: 0.0 <= v <= 0.5, "a number in [0, 0.5]"),
 }
 
 
@@ -98,6 +99,10 @@ class NarrowingConfig:
     margin: float = 0.1
     min_width: float = 0.1
     n_candidates: int = 2000
+    # The share of each later round proposed over the declared space instead of the narrowed one
+    # (the exploration reserve of DESIGN.md section 4; SMAC draws 20 % at random, BOHB a third):
+    # it finds a basin the box left out, and the safeguards below then let the box follow it.
+    reserve: float = 0.25
 
     def __post_init__(self) -> None:
         problems = []
@@ -337,7 +342,6 @@ def refine(
     children = _children(space)
     dropped: dict[str, list[Any]] = {}
     decisions: list[Decision] = []
-    new_params: list[Parameter] = []
     for p in space:
         conditions = _pruned_conditions(p, dropped)
         current = _with_conditions(p, conditions)
@@ -356,9 +360,54 @@ def refine(
             )
             decision = dataclasses.replace(decision, reason=f"{decision.reason} Its condition was updated: {lost}.")
         decisions.append(decision)
-        new_params.append(parameter_from_dict(decision.after))
         logger.debug("%s: %s: %s", p.name, decision.action, decision.reason)
-    return SearchSpace(new_params), decisions
+    decisions = _follow_best_outside(decisions, trials, space, original, objective)
+    return SearchSpace([parameter_from_dict(d.after) for d in decisions]), decisions
+
+
+def _follow_best_outside(decisions: list[Decision], trials: Sequence[Trial], space: SearchSpace,
+                         original: SearchSpace, objective: Objective) -> list[Decision]:
+    """The incumbent safeguard for the whole run: when the best trial so far lies outside ``space``
+    (the exploration reserve found a better basin than the box held), every range widens just
+    enough to hold it. Widening on one trial costs only width; a lucky noisy trial cannot make a
+    cut, and the audit (:mod:`refiner.audit`) decides with more evidence whether to re-open more."""
+    best = best_trial([t for t in trials if t.ok and original.contains(t.hyperparameters)], objective)
+    if best is None or space.contains(best.hyperparameters):
+        return decisions
+    active = set(original.active_names(best.hyperparameters))
+    out = []
+    for d in decisions:
+        after = parameter_from_dict(d.after)
+        value = best.hyperparameters.get(d.name)
+        if d.name not in active or value is None or after.contains(value):
+            out.append(d)
+            continue
+        widened = _widen_to(after, parameter_from_dict(d.before), original[d.name] if d.name in original else None, value)
+        if widened is None:
+            out.append(d)
+            continue
+        reason = (f"{d.reason} Widened to {widened.describe()} to hold the best trial so far "
+                  f"({best.trial_id}, {d.name}={_fmt(value)}, found outside this round's space).")
+        out.append(Decision(d.name, "expand", d.before, widened.to_dict(), reason,
+                            {**d.evidence, "follows_trial": best.trial_id}))
+    return out
+
+
+def _widen_to(after: Parameter, before: Parameter, declared: Parameter | None, value: Any) -> Parameter | None:
+    """``after`` widened to hold ``value`` (a value of the declared space), or None when it cannot be."""
+    if isinstance(after, (Float, Int)) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return dataclasses.replace(after, low=min(after.low, value), high=max(after.high, value))
+    if isinstance(after, Fixed) and isinstance(before, (Float, Int)):
+        return dataclasses.replace(before, low=min(after.value, value), high=max(after.value, value),
+                                   conditions=after.conditions)
+    if isinstance(declared, (Choice, Boolean)):
+        kept = list(after.values) if isinstance(after, (Choice, Boolean)) else [getattr(after, "value", None)]
+        values = tuple(v for v in declared.values if any(_same_scalar(v, x) for x in kept + [value]))
+        if isinstance(declared, Boolean) and len(values) == 2:
+            return Boolean(declared.name, conditions=after.conditions)
+        if len(values) >= 2:
+            return Choice(declared.name, values, ordered=getattr(declared, "ordered", False), conditions=after.conditions)
+    return None
 
 
 def _good_set_size(mean: np.ndarray, std: np.ndarray, trial_mean: np.ndarray, trial_std: np.ndarray,

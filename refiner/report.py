@@ -104,19 +104,31 @@ def decision_table(decisions: Sequence[Mapping[str, Any]], width: int = 60,
 _VERDICT_ORDER = ("unjudged", "safe", "doubtful", "wrong")
 
 
-def audit_verdicts(store: Any) -> dict[int, dict[str, str]]:
-    """Per round, per parameter: the latest audit's verdict on that round's cut (the worst of its pieces)."""
-    out: dict[int, dict[str, str]] = {}
+def latest_judgements(store: Any) -> dict[int, dict[str, list[dict[str, Any]]]]:
+    """Per round, per parameter: the pieces of that round's cut as the latest audit judged them."""
+    out: dict[int, dict[str, list[dict[str, Any]]]] = {}
     for k in store.rounds():  # later audits replace earlier ones: they know more
         audit = store.read_audit(k)
-        latest: dict[tuple[int, str], str] = {}
-        for j in audit["judgements"] if audit else []:
-            key = (j["round"], j["name"])
-            if key not in latest or _VERDICT_ORDER.index(j["verdict"]) > _VERDICT_ORDER.index(latest[key]):
-                latest[key] = j["verdict"]
-        for (round_index, name), verdict in latest.items():
-            out.setdefault(round_index, {})[name] = verdict
+        if not audit:
+            continue
+        fresh: dict[tuple[int, str], list[dict[str, Any]]] = {}
+        for j in audit["judgements"]:
+            fresh.setdefault((j["round"], j["name"]), []).append(j)
+        for (round_index, name), pieces in fresh.items():
+            out.setdefault(round_index, {})[name] = pieces
     return out
+
+
+def verdict_of(pieces: Sequence[Mapping[str, Any]]) -> str:
+    """One word for a cut: the worst verdict among its pieces, and whether the audit re-opened it."""
+    worst = max((j["verdict"] for j in pieces), key=_VERDICT_ORDER.index)
+    return worst + (" (re-opened)" if any(j["reopen"] for j in pieces) else "")
+
+
+def audit_verdicts(store: Any) -> dict[int, dict[str, str]]:
+    """Per round, per parameter: :func:`verdict_of` the latest audit of that round's cut."""
+    return {k: {name: verdict_of(pieces) for name, pieces in by_name.items()}
+            for k, by_name in latest_judgements(store).items()}
 
 
 def audit_table(audit: Mapping[str, Any], width: int = 70) -> str:

@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 from refiner.errors import RefinerError, RunFolderError, ValidationError
 from refiner.export import FORMATS, SUFFIXES, render
 from refiner.overrides import decisions_with_overrides, read_overrides, refined_space
-from refiner.report import fmt
+from refiner.report import fmt, latest_judgements, verdict_of
 from refiner.space import (
     Fixed,
     Float,
@@ -157,6 +157,7 @@ class RoundView:
     decisions: dict[str, Any] | None  # refiner's proposal with any overrides applied
     overrides: dict[str, Any] | None
     next_started: bool  # round k+1 has its space, so an override of round k can no longer reach it
+    audit: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> latest judgements of its cut
 
     @property
     def kind(self) -> str:
@@ -216,6 +217,7 @@ def load_run(runs_dir: str | Path, name: str, events: int = 50) -> RunView:
     try:
         run = store.read_run()
         numbers = store.rounds()
+        judged = latest_judgements(store)
         rounds = []
         for k in numbers:
             overrides_path = store.round_dir(k) / "overrides.json"
@@ -231,6 +233,7 @@ def load_run(runs_dir: str | Path, name: str, events: int = 50) -> RunView:
                 decisions=decisions,
                 overrides=read_overrides(store, k),
                 next_started=store.has_space(k + 1),
+                audit=judged.get(k, {}),
             ))
         has_refined = store.refined_space_file.exists()
         if has_refined:
@@ -346,9 +349,12 @@ def evidence_text(evidence: Mapping[str, Any] | None) -> str:
     return "; ".join(parts)
 
 
-def decision_frame(decisions: Mapping[str, Any] | None) -> pd.DataFrame:
-    """The decision table: flag, parameter, action, before, after (chosen), proposed, reason, evidence."""
-    columns = ["flag", "parameter", "action", "before", "after", "refiner proposed", "override", "reason",
+def decision_frame(decisions: Mapping[str, Any] | None,
+                   audit: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> pd.DataFrame:
+    """The decision table: flag, parameter, action, before, after (chosen), proposed, audit (the latest
+    audit's verdict on the cut, :mod:`refiner.audit`), reason, evidence."""
+    audit = audit or {}
+    columns = ["flag", "parameter", "action", "before", "after", "refiner proposed", "override", "audit", "reason",
                "evidence"]
     rows = []
     for d in (decisions or {}).get("decisions", []):
@@ -366,6 +372,7 @@ def decision_frame(decisions: Mapping[str, Any] | None) -> pd.DataFrame:
             "after": describe(d.get("after")),
             "refiner proposed": describe(d["proposed"]) if "proposed" in d else "",
             "override": override_text,
+            "audit": verdict_of(audit[d["name"]]) if audit.get(d["name"]) else "",
             "reason": d["reason"],
             "evidence": evidence_text(d.get("evidence")),
         })

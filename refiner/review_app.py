@@ -271,13 +271,13 @@ def _decisions(view: review.RunView, r: review.RoundView) -> None:
     if r.decisions is None:
         st.info(f"Round {r.k} has no decisions yet: refiner makes them when the round's trials have finished.")
         return
-    frame = review.decision_frame(r.decisions)
+    frame = review.decision_frame(r.decisions, r.audit)
     flagged = [row["parameter"] for _, row in frame.iterrows() if row["flag"]]
     if flagged:
         st.warning(f"⚠ The good region reaches a bound you set for {esc(', '.join(flagged))}: the optimum may lie "
                    f"beyond it. Consider widening that bound (edit the decision below).")
     names = r.space.names if r.space is not None else []
-    shown = frame.drop(columns=[c for c in ("flag", "refiner proposed", "override") if not frame[c].any()])
+    shown = frame.drop(columns=[c for c in ("flag", "refiner proposed", "override", "audit") if not frame[c].any()])
     shown = shown.map(esc)  # every cell is text from the run folder: Markdown-inert
     shown["parameter"] = [
         f"[{esc(n)}](#{_anchor(r.k, names.index(n))})" if n in names else esc(n) for n in frame["parameter"]]
@@ -286,7 +286,9 @@ def _decisions(view: review.RunView, r: review.RoundView) -> None:
         lambda row: ["background-color: #fff3cd; color: #7a4a00" if flags[row.name] else "" for _ in row], axis=1)
     st.table(styled, hide_index=True)
     st.caption("Each parameter links to its plots below. 'after' is what the next round searches "
-               "(a person's override where there is one).")
+               "(a person's override where there is one)." + (
+                   " 'audit' is how the latest audit, with every trial since, judges what the cut removed: "
+                   "safe, doubtful or wrong (re-opened: the next space took it back)." if frame["audit"].any() else ""))
     if r.overrides and r.overrides.get("overrides"):
         st.markdown("**Overrides saved for this round**")
         st.dataframe(review.overrides_frame(r.overrides), hide_index=True, key=f"overrides-{r.k}")
@@ -309,6 +311,9 @@ def _parameter(view: review.RunView, r: review.RoundView, i: int, p: Parameter, 
             st.caption(esc(d["reason"]))
         if flag:
             st.warning(esc(f"{flag} of {p.name} {p.describe()}"))
+        for j in r.audit.get(p.name, []):
+            show = st.error if j["verdict"] == "wrong" else st.warning if j["verdict"] == "doubtful" else st.caption
+            show(esc(f"Audit ({j['piece']} piece): {j['reason']}"))
         if d and "proposed" in d:
             o = d.get("override") or {}
             who = "rejected" if o.get("action") == "reject" else "edited"

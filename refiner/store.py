@@ -10,6 +10,7 @@
     <run>/rounds/<k>/decisions.json one decision per hyperparameter -> the next space
     <run>/rounds/<k>/audit.json     every earlier cut judged again with all trials so far (round 1 on)
     <run>/rounds/<k>/kt/            KerasTuner's own project folder for the round
+    <run>/rounds/<k>/kt-reserve/    ... and for its exploration reserve (round 1 on)
     <run>/refined_space.json        the result
 
 Every JSON document is checked against its schema on write and on read, written atomically
@@ -138,8 +139,9 @@ class RunStore:
     def round_dir(self, k: int) -> Path:
         return self.root / "rounds" / str(k)
 
-    def kt_dir(self, k: int) -> Path:
-        return self.round_dir(k) / "kt"
+    def kt_dir(self, k: int, reserve: bool = False) -> Path:
+        """KerasTuner's folder for round ``k`` (``kt-reserve`` for its exploration reserve)."""
+        return self.round_dir(k) / ("kt-reserve" if reserve else "kt")
 
     def exists(self) -> bool:
         return self.run_file.exists()
@@ -183,7 +185,7 @@ class RunStore:
         """Delete temporary files a crash left between writing and renaming (never part of the record)."""
         removed = 0
         for path in self.root.rglob(".*.tmp"):
-            if "kt" in path.relative_to(self.root).parts[:-1]:
+            if any(part.startswith("kt") for part in path.relative_to(self.root).parts[:-1]):
                 continue  # KerasTuner's folder is not ours to tidy
             path.unlink(missing_ok=True)
             removed += 1

@@ -67,6 +67,7 @@ class Trial:
     metrics: Mapping[str, float] = field(default_factory=dict)
     duration_s: float = 0.0
     message: str | None = None
+    reserve: bool = False  # proposed over the declared space by the round's exploration reserve
 
     @property
     def ok(self) -> bool:
@@ -85,6 +86,8 @@ class Trial:
         }
         if self.message:
             out["message"] = self.message
+        if self.reserve:
+            out["reserve"] = True  # absent otherwise, as in runs made before the reserve existed
         return out
 
     @classmethod
@@ -98,6 +101,7 @@ class Trial:
             metrics=dict(d.get("metrics", {})),
             duration_s=float(d.get("duration_s", 0.0)),
             message=d.get("message"),
+            reserve=bool(d.get("reserve", False)),
         )
 
 

@@ -98,6 +98,8 @@ def _take_part(storage_url: str, study_name: str, token: str, target_name: str,
         objective=Objective.coerce(attrs["objective"]), budget=int(attrs["budget"]), project_dir=Path("."),
         seed=attrs.get("seed"), function=function, hypermodel=hypermodel,
         executions_per_trial=int(attrs.get("executions_per_trial", 1)), fit_kwargs=fit_kwargs,
+        reserve=bool(attrs.get("reserve", False)),
+        exclude=None if attrs.get("exclude") is None else SearchSpace.from_dict(attrs["exclude"], source=f"study {study_name}"),
     )
     participant = Participant(study, rdb, spec, spec.budget, attrs.get("heartbeat_interval"), token=token)
     log.info("round %d: joined %s", spec.round_index, study_name)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
 import refiner
 from refiner import schemas
@@ -18,6 +20,7 @@ from refiner.space import Boolean, Choice, Fixed, Float, Int, SearchSpace
 from refiner.store import RunStore
 from refiner.trial import Objective, Trial, TrialState
 
+APP = Path(__file__).resolve().parent.parent / "app.py"
 LOSS = Objective("loss", "min")
 SPACE = SearchSpace([Float("x", 0.0, 1.0), Float("y", 0.0, 1.0)])
 
@@ -142,7 +145,7 @@ class Stoppable:
 
 
 @pytest.mark.slow
-def test_a_persons_wrong_cut_is_caught_by_the_audit_and_re_opened(tmp_path):
+def test_a_persons_wrong_cut_is_caught_by_the_audit_and_re_opened(tmp_path, monkeypatch):
     fn = Stoppable()
     settings = dict(function=fn, space=SPACE, objective=LOSS, rounds=3, initial_trials=16, trials_per_round=8,
                     directory=tmp_path, project_name="run", seed=0, target_name="tests:bowl")
@@ -173,3 +176,15 @@ def test_a_persons_wrong_cut_is_caught_by_the_audit_and_re_opened(tmp_path):
     shown = run_summary(store)
     assert "wrong (re-opened)" in shown and "a person's override" in shown
     json.dumps(audit)  # plain JSON
+
+    # The review app shows the same verdict in round 0's decision table, and the reason by the plots.
+    monkeypatch.setenv("REFINER_RUNS", str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["run"] = "run"
+    at.run()
+    at.radio(key="round").set_value(0).run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.table[0].value
+    verdicts = dict(zip((p.split("]")[0].lstrip("[") for p in table["parameter"]), table["audit"]))
+    assert verdicts["x"].replace("\\", "") == "wrong (re-opened)"
+    assert any("Audit (high piece): Wrong" in e.value.replace("\\", "") for e in at.error)

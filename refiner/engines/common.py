@@ -39,6 +39,11 @@ class RoundSpec:
     fit_args: tuple = ()
     fit_kwargs: Mapping[str, Any] = field(default_factory=dict)
     trial_retries: int = 0  # extra attempts for a trial that raises or returns NaN/inf
+    # The round's exploration reserve: `space` is the declared space, proposals avoid `exclude` (the
+    # round's narrowed box, searched by the round's main part), and every trial is recorded with
+    # `reserve=True` under trial ids of its own.
+    reserve: bool = False
+    exclude: SearchSpace | None = None
 
 
 def retrying(attempt: Callable[[], T], retries: int, label: str) -> T:

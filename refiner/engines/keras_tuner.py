@@ -52,6 +52,10 @@ exploit more. On the quick benchmark (seeds 0-2, budget 60) median regret fell o
 against 2.6 (Branin 0.0039 -> 0.00017, Levy-4 0.53 -> 0.023, Hartmann-6 0.19 -> 0.13), with the
 optimum kept inside as often; 0.5 was worse than 1.0 on four problems."""
 
+STOCK_UCB_BETA = 2.6
+"""KerasTuner's own weight, for the exploration reserve: it searches the declared space, where
+exploring is its whole job."""
+
 def _kt():
     import keras_tuner as kt  # imports TensorFlow: only when a round actually runs
 
@@ -193,8 +197,19 @@ def _fast_acquisition(base: type) -> type:
             local = np.clip(picks + rng.normal(0.0, 0.05, size=picks.shape) * (high - low), low, high)
             local_scores = acquisition(local)
             pool, pool_scores = np.vstack([uniform, local]), np.concatenate([scores, local_scores])
-            values = self._vector_to_values(pool[int(np.argmin(pool_scores))])
-            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
+            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": self._pick(pool, pool_scores)}
+
+        def _pick(self, pool: np.ndarray, pool_scores: np.ndarray) -> dict[str, Any]:
+            """The best candidate by the acquisition; for an exploration reserve, the best outside
+            its round's box (the round's main part searches the box)."""
+            order = np.argsort(pool_scores, kind="stable")
+            exclude = getattr(self, "refiner_exclude", None)
+            if exclude is not None:
+                for i in order:
+                    values = self._vector_to_values(pool[i])
+                    if not exclude.contains(values):
+                        return values
+            return self._vector_to_values(pool[order[0]])
 
     Oracle.__name__ = base.__name__
     return Oracle
@@ -231,7 +246,7 @@ def _make_tuner_class(kt: Any) -> type:
                     # a seed trains the same models again (and a resumed trial matches).
                     import keras
 
-                    keras.utils.set_random_seed(derive_seed(spec.seed, spec.round_index, trial.trial_id))
+                    keras.utils.set_random_seed(derive_seed(spec.seed, spec.round_index, _tag(spec) + trial.trial_id))
                 result = super().run_trial(trial, *args, **kwargs)
                 from keras_tuner.src.engine import tuner_utils  # not re-exported publicly
 
@@ -268,7 +283,7 @@ def _make_tuner_class(kt: Any) -> type:
             if not ok and trial.message:
                 log.debug("trial %s failed:\n%s", trial.trial_id, trial.message)
             return Trial(
-                trial_id=f"{spec.round_index}-{trial.trial_id}",
+                trial_id=f"{spec.round_index}-{_tag(spec)}{trial.trial_id}",
                 round=spec.round_index,
                 hyperparameters=plain(trial.hyperparameters.values),
                 score=metrics[spec.objective.name] if ok else None,
@@ -276,9 +291,15 @@ def _make_tuner_class(kt: Any) -> type:
                 metrics=metrics,
                 duration_s=duration,
                 message=message,
+                reserve=spec.reserve,
             )
 
     return RefinerTuner
+
+
+def _tag(spec: RoundSpec) -> str:
+    """Reserve trials get ids of their own (``1-r05``): KerasTuner numbers each oracle's trials from its size."""
+    return "r" if spec.reserve else ""
 
 
 def _last_line(message: str | None) -> str | None:
@@ -299,7 +320,8 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
     elif spec.kind == "bayesian":
         oracle_cls = _oracle_mixin(_fast_acquisition(kt.oracles.BayesianOptimizationOracle))
         # Warm trials count towards the initial random points: they are why the round is warm.
-        extra = {"num_initial_points": max(2, min(3 * tunable, spec.budget // 2 + 1)), "beta": UCB_BETA}
+        extra = {"num_initial_points": max(2, min(3 * tunable, spec.budget // 2 + 1)),
+                 "beta": STOCK_UCB_BETA if spec.reserve else UCB_BETA}
     else:
         raise ValueError(f"round kind must be 'random' or 'bayesian', got {spec.kind!r}")
 
@@ -310,12 +332,13 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
         hyperparameters=hp,
         tune_new_entries=False,
         allow_new_entries=True,
-        seed=derive_seed(spec.seed, spec.round_index),
+        seed=derive_seed(spec.seed, spec.round_index, *(("reserve",) if spec.reserve else ())),
         max_retries_per_trial=0,
         max_consecutive_failed_trials=spec.budget + len(injected) + 1,
         **extra,
     )
-    oracle.refiner_seed = derive_seed(spec.seed, spec.round_index, "proposals")
+    oracle.refiner_seed = derive_seed(spec.seed, spec.round_index, "reserve" if spec.reserve else "proposals")
+    oracle.refiner_exclude = spec.exclude
 
     _move_aside(spec.project_dir)
     tuner_cls = _make_tuner_class(kt)

@@ -107,7 +107,7 @@ def _study(spec: RoundSpec, storage: Any, study_prefix: str) -> Any:
 
     attempt = 1
     while True:
-        name = f"{study_prefix}-round-{spec.round_index}" + (f"-attempt-{attempt}" if attempt > 1 else "")
+        name = _study_base(study_prefix, spec.round_index, spec.reserve) + (f"-attempt-{attempt}" if attempt > 1 else "")
         try:
             return optuna.create_study(storage=storage, study_name=name,
                                        direction="maximize" if spec.objective.direction == "max" else "minimize")
@@ -115,8 +115,13 @@ def _study(spec: RoundSpec, storage: Any, study_prefix: str) -> Any:
             attempt += 1  # an interrupted attempt: keep it for the dashboard, start a fresh one
 
 
-def _round_study_names(storage: Any, study_prefix: str, round_index: int) -> list[str]:
-    base = f"{study_prefix}-round-{round_index}"
+def _study_base(study_prefix: str, round_index: int, reserve: bool) -> str:
+    """A round's study name; its exploration reserve has a study of its own (another space)."""
+    return f"{study_prefix}-round-{round_index}" + ("-reserve" if reserve else "")
+
+
+def _round_study_names(storage: Any, study_prefix: str, round_index: int, reserve: bool = False) -> list[str]:
+    base = _study_base(study_prefix, round_index, reserve)
     names = [s.study_name for s in storage.get_all_studies()]
     return [n for n in names if n == base or n.startswith(base + "-attempt-")]
 
@@ -162,6 +167,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
         "space": space.to_dict(), "objective": spec.objective.to_dict(),
         "sampler": "random" if spec.kind == "random" else model_sampler_kind(space),
         "executions_per_trial": spec.executions_per_trial, "heartbeat_interval": heartbeat_interval,
+        "reserve": spec.reserve, "exclude": None if spec.exclude is None else spec.exclude.to_dict(),
     })
     shared.write_control(rdb, study_prefix, {"run_id": run_id, "state": "open", "round": spec.round_index,
                                              "study": study.study_name})
@@ -219,7 +225,7 @@ def _recover(spec: RoundSpec, rdb: Any, study_prefix: str, run_id: str) -> list[
     done = {t.trial_id for t in spec.done_trials}
     keys = {_key(t.hyperparameters) for t in spec.done_trials}
     out: list[Trial] = []
-    for name in _round_study_names(rdb, study_prefix, spec.round_index):
+    for name in _round_study_names(rdb, study_prefix, spec.round_index, spec.reserve):
         study = optuna.load_study(study_name=name, storage=rdb)
         if shared.round_attrs(study).get("run_id") != run_id:
             continue  # another run that used the same project name in this storage
@@ -285,12 +291,15 @@ class Participant:
             trial.set_user_attr(shared.KEY, key)
             trials = study.get_trials(deepcopy=False)
             mine = next(t for t in trials if t._trial_id == storage_id)
-            if shared.is_duplicate(trials, mine, key):
-                trial.set_user_attr(shared.DUPLICATE, True)
+            inside_box = spec.exclude is not None and spec.exclude.contains(values)
+            if inside_box or shared.is_duplicate(trials, mine, key):
+                # The reserve explores outside the round's box; a repeat would waste a slot. Either
+                # way the proposal yields to a fresh random point (outside the box for the reserve).
+                trial.set_user_attr(shared.INSIDE_BOX if inside_box else shared.DUPLICATE, True)
                 with shared.quiet_heartbeat_warnings():
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 seen = {t.user_attrs[shared.KEY] for t in trials if shared.KEY in t.user_attrs}
-                fresh = _fresh_point(spec.space, seen, self.rng)
+                fresh = _fresh_point(spec.space, seen, self.rng, exclude=spec.exclude)
                 if fresh is None:
                     study.set_user_attr(shared.EXHAUSTED, True)  # tells a coordinator that runs no trials
                     return "exhausted"
@@ -301,7 +310,7 @@ class Participant:
                 with shared.quiet_heartbeat_warnings():
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 return "full"
-            record = _evaluate(spec, trial.number, values, trial_id=f"{spec.round_index}-o{storage_id:04d}")
+            record = _evaluate(spec, trial.number, values, trial_id=f"{spec.round_index}-{'r' if spec.reserve else ''}o{storage_id:04d}")
             if self.on_result is not None:
                 self.on_result(record)
             try:
@@ -318,11 +327,12 @@ class Participant:
         return "ran"
 
 
-def _fresh_point(space: SearchSpace, seen: set[str], rng: np.random.Generator, tries: int = 200) -> dict[str, Any] | None:
+def _fresh_point(space: SearchSpace, seen: set[str], rng: np.random.Generator, tries: int = 200,
+                 exclude: SearchSpace | None = None) -> dict[str, Any] | None:
     for _ in range(tries):
         values = space.sample(rng)
         values = {k: v for k, v in values.items() if not isinstance(space[k], Fixed) or k in values}
-        if _key(values) not in seen:
+        if _key(values) not in seen and (exclude is None or not exclude.contains(values)):
             return values
     return None
 
@@ -357,6 +367,7 @@ def _evaluate(spec: RoundSpec, number: int, values: dict[str, Any], *, trial_id:
         metrics={k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))},
         duration_s=time.perf_counter() - started,
         message=message,
+        reserve=spec.reserve,
     )
 
 

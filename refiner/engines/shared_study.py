@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 from refiner.errors import RefinerError
 
 __all__ = [
-    "KEY", "RECORD", "KNOWN", "DUPLICATE", "SURPLUS", "WORKER", "EXHAUSTED",
+    "KEY", "RECORD", "KNOWN", "DUPLICATE", "INSIDE_BOX", "SURPLUS", "WORKER", "EXHAUSTED",
     "open_storage", "normalise_url", "quiet_heartbeat_warnings", "control_study_name", "read_control", "write_control",
     "claims_before", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
 ]
@@ -48,6 +48,7 @@ KEY = "refiner_key"  # the configuration, as canonical JSON
 RECORD = "refiner_record"  # the finished trial's trials.jsonl record
 KNOWN = "refiner_known"  # added from the run's record (warm start or resume), not run in this study
 DUPLICATE = "refiner_duplicate"
+INSIDE_BOX = "refiner_inside_box"  # an exploration-reserve proposal inside the round's box: replaced like a duplicate
 SURPLUS = "refiner_surplus"
 WORKER = "refiner_worker"  # host:pid of the process that ran it
 EXHAUSTED = "refiner_exhausted"  # study attribute: every configuration of the round's space was tried
@@ -146,7 +147,7 @@ def _is_live(trial: Any) -> bool:
     """Running, or finished with a result: what fills a slot of the budget."""
     import optuna
 
-    if trial.user_attrs.get(KNOWN) or trial.user_attrs.get(DUPLICATE) or trial.user_attrs.get(SURPLUS):
+    if any(trial.user_attrs.get(attr) for attr in (KNOWN, DUPLICATE, INSIDE_BOX, SURPLUS)):
         return False
     return trial.state == optuna.trial.TrialState.RUNNING or _has_result(trial)
 
@@ -163,7 +164,7 @@ def is_duplicate(trials: Sequence[Any], mine: Any, key: str) -> bool:
     for t in trials:
         if _storage_id(t) == _storage_id(mine) or t.user_attrs.get(KEY) != key:
             continue
-        if t.user_attrs.get(DUPLICATE) or t.user_attrs.get(SURPLUS):
+        if t.user_attrs.get(DUPLICATE) or t.user_attrs.get(INSIDE_BOX) or t.user_attrs.get(SURPLUS):
             continue
         if t.user_attrs.get(KNOWN) or RECORD in t.user_attrs or t.state == optuna.trial.TrialState.COMPLETE:
             return True
