@@ -169,3 +169,33 @@ def test_fast_gp_predict_matches_scikit_learn_bit_for_bit():
 
 def test_problem_registry_names_match():
     assert all(name == p.name for name, p in PROBLEMS.items())
+
+
+def test_reuse_runs_only_refiner_again_and_keeps_the_competitors_runs(smoke, tmp_path):
+    from refiner.bench.benchmark import BenchSettings, run_benchmark
+
+    out, first = smoke
+    settings = BenchSettings(suite="quick", budgets=(6, 12), seeds=2, out=tmp_path, jobs=1,
+                             problems=("branin", "mixed"), optimizers=("refiner", "optuna_random"),
+                             analysis_repeats=0, plots=False, reuse=out / "bench.json")
+    assert settings.validate() == []
+    second = run_benchmark(settings)
+    competitor = [r for r in first["runs"] if r["optimizer"] == "optuna_random"]
+    assert second["reused"] == {"from": str(out / "bench.json"), "n_runs": len(competitor)} and competitor
+    again = [r for r in second["runs"] if r["optimizer"] == "optuna_random"]
+    assert sorted(json.dumps(r, sort_keys=True) for r in again) == sorted(json.dumps(r, sort_keys=True) for r in competitor)
+    # refiner ran again: same seeds, same method, so the same values, in a new run
+    refiner_runs = lambda doc: sorted((r["problem"], r["seed"], r["budget"], tuple(r["values"]))  # noqa: E731
+                                      for r in doc["runs"] if r["optimizer"] == "refiner")
+    assert refiner_runs(second) == refiner_runs(first)
+
+
+def test_reuse_of_a_file_that_is_not_a_bench_json_is_refused(tmp_path):
+    from refiner.bench.benchmark import BenchSettings
+
+    bad = tmp_path / "bench.json"
+    bad.write_text('{"runs": 3}')
+    [problem] = BenchSettings(budgets=(6,), seeds=1, reuse=bad).validate()
+    assert problem == f"--reuse: {bad}: not a bench.json (it has no list of runs)"
+    [problem] = BenchSettings(budgets=(6,), seeds=1, reuse=tmp_path / "missing.json").validate()
+    assert problem.startswith("--reuse: cannot read") and "missing.json" in problem

@@ -8,6 +8,7 @@ The JSON document (``bench.json``, ``format_version`` 1) holds:
   measured from), ``reference``/``reference_source`` (the known or shipped reference optimum),
   ``best_found`` (the best value any run reached), ``optima`` (known minimisers);
 * ``optimizers``: name, label, ``knows_budget`` (false: read smaller budgets off the largest run);
+* ``reused``: ``{"from", "n_runs"}`` when ``--reuse`` took competitor runs from an earlier file, else null;
 * ``runs``: every raw run: ``problem``, ``optimizer``, ``seed``, ``budget``, ``values`` (objective per
   trial, in order), ``objective_s`` (seconds inside the objective per trial), ``elapsed_s`` (wall
   seconds since the run started, at each trial's end), ``wall_s``, ``extra`` (refiner: rounds,
@@ -64,6 +65,9 @@ class BenchSettings:
     refiner_narrowing: dict[str, Any] | None = None
     refiner_initial_share: float | None = None
     plots: bool = True
+    # An earlier bench.json whose competitor runs (every optimizer but refiner) are taken instead of
+    # run again: they do not depend on refiner's method, so a method change only re-runs refiner.
+    reuse: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> list[str]:
@@ -93,7 +97,28 @@ class BenchSettings:
                 problems.append(f"--optimizers: unknown optimizer {name!r}; the optimizers are {', '.join(OPTIMIZERS)}")
         if self.optimizers is not None and not self.optimizers:
             problems.append("--optimizers must name at least one optimizer")
+        if self.reuse is not None:
+            try:
+                _reusable_runs(self.reuse)
+            except ValueError as exc:
+                problems.append(f"--reuse: {exc}")
         return problems
+
+
+def _reusable_runs(path: Path) -> dict[str, dict[str, Any]]:
+    """The competitor runs of an earlier ``bench.json``, by task key; refiner's and failed runs are left out."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {path} as a bench.json ({exc})") from None
+    runs = document.get("runs") if isinstance(document, dict) else None
+    if not isinstance(runs, list):
+        raise ValueError(f"{path}: not a bench.json (it has no list of runs)")
+    out = {}
+    for r in runs:
+        if isinstance(r, dict) and r.get("optimizer") != "refiner" and "error" not in r and "values" in r:
+            out[f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}"] = r
+    return out
 
 
 def _versions() -> dict[str, str]:
@@ -142,9 +167,13 @@ def run_benchmark(settings: BenchSettings,
     if settings.refiner_initial_share is not None:
         refiner_options["initial_share"] = settings.refiner_initial_share
     tasks = plan(problems, optimizers, budgets, seeds, refiner_options)
-    log.info("%d runs: %d problems x %d optimizers x %d seeds, budgets %s, %d worker(s)",
-             len(tasks), len(problems), len(optimizers), len(seeds), budgets, settings.jobs)
-    records = run_tasks(tasks, settings.jobs, on_progress)
+    reusable = _reusable_runs(settings.reuse) if settings.reuse is not None else {}
+    reused = [reusable[t.key] for t in tasks if t.key in reusable]
+    to_run = [t for t in tasks if t.key not in reusable]
+    log.info("%d runs: %d problems x %d optimizers x %d seeds, budgets %s, %d worker(s)%s",
+             len(tasks), len(problems), len(optimizers), len(seeds), budgets, settings.jobs,
+             f"; {len(reused)} taken from {settings.reuse}" if settings.reuse is not None else "")
+    records = run_tasks(to_run, settings.jobs, on_progress) + reused
     order = {t.key: i for i, t in enumerate(sorted(tasks, key=lambda t: (t.problem, t.optimizer, t.seed, t.budget)))}
     records.sort(key=lambda r: order[f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}"])
     runs_wall = time.perf_counter() - t0
@@ -184,6 +213,7 @@ def run_benchmark(settings: BenchSettings,
                        for o in optimizers],
         "skipped_optimizers": skipped,
         "n_runs": len(records),
+        "reused": {"from": str(settings.reuse), "n_runs": len(reused)} if settings.reuse is not None else None,
         "errors": [{"run": f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}", "error": r["error"]}
                    for r in records if "error" in r],
         "summary": summary,
