@@ -337,7 +337,7 @@ class Refiner:
             raise RunFolderError(str(exc)) from None
 
     def _run_round(self, k: int, space: SearchSpace, fit_args: tuple, fit_kwargs: Mapping[str, Any],
-                   initial_space: SearchSpace | None = None) -> None:
+                   initial_space: SearchSpace) -> None:
         """Round ``k``'s trials: in ``space``, then the round's exploration reserve in the declared space."""
         store = self.store
         done = store.read_trials(k)
@@ -347,7 +347,6 @@ class Refiner:
         self._run_part(k, space, self._budget(k) - n_reserve, [t for t in done if not t.reserve], counter,
                        fit_args, fit_kwargs, reserve=False)
         if n_reserve:
-            assert initial_space is not None
             self._run_part(k, initial_space, n_reserve, [t for t in done if t.reserve], counter,
                            fit_args, fit_kwargs, reserve=True, box=space)
         round_trials = store.read_trials(k)
@@ -358,10 +357,10 @@ class Refiner:
                 f"the run stopped with all state kept in {store.root}"
             )
 
-    def _reserve_size(self, k: int, space: SearchSpace, initial_space: SearchSpace | None) -> int:
+    def _reserve_size(self, k: int, space: SearchSpace, initial_space: SearchSpace) -> int:
         """How many of round ``k``'s trials explore the declared space: none in round 0 or while
         nothing is narrowed (the round searches the declared space anyway), at least one otherwise."""
-        if k == 0 or initial_space is None or space == initial_space or self.narrowing.reserve == 0:
+        if k == 0 or space == initial_space or self.narrowing.reserve == 0:
             return 0
         budget = self._budget(k)
         return min(budget - 1, max(1, round(self.narrowing.reserve * budget)))
@@ -449,7 +448,7 @@ class Refiner:
         store.write_surrogate(k, {"round": k, **surrogate.to_dict()})
         checkpoint("narrowing")
         _, decisions = refine(space, completed, surrogate, objective=self.objective,
-                                       original_space=initial_space, config=self.narrowing, seed=seed)
+                              original_space=initial_space, config=self.narrowing, seed=seed)
         decisions = self._audit(k, completed, initial_space, decisions, seed)
         document = decisions_document(decisions, round_index=k, n_trials=len(completed),
                                       surrogate_trusted=bool(surrogate.trusted), config=self.narrowing)
@@ -460,7 +459,6 @@ class Refiner:
                     actions={d.name: d.action for d in decisions})
         round_trials = [t for t in self._trials if t.round == k]
         log.info("%s", report.round_table(k, round_trials, self.best_trial, surrogate, decisions, self.objective))
-
 
     def _audit(self, k: int, completed: list[Trial], initial_space: SearchSpace, decisions: list, seed: int | None) -> list:
         """Judge every earlier cut with all trials so far (``rounds/<k>/audit.json``); undo the strongly wrong ones."""
