@@ -59,10 +59,13 @@ def test_three_round_run_writes_a_complete_valid_run_folder(tmp_path):
     store = RunStore(root)
     assert store.rounds() == [0, 1, 2]
     assert [len(store.read_trials(k)) for k in range(3)] == [10, 10, 10]
-    # Every trial lies inside the space of its round, and each round's space comes from the decisions before it.
+    # Every trial lies inside the space of its round, but for the exploration reserve's, which are drawn
+    # from the declared space outside it; and each round's space comes from the decisions before it.
     for k in range(3):
         space = store.read_space(k)
-        assert all(space.contains(t.hyperparameters) for t in store.read_trials(k))
+        assert all(space.contains(t.hyperparameters) for t in store.read_trials(k) if not t.reserve)
+        assert all(SPACE.contains(t.hyperparameters) and not space.contains(t.hyperparameters)
+                   for t in store.read_trials(k) if t.reserve)
         decisions = store.read_decisions(k)
         assert [d["name"] for d in decisions["decisions"]] == SPACE.names
         if k < 2:
