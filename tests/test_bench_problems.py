@@ -1,4 +1,4 @@
-"""The benchmark's noisy problems: their noise, and regret measured on the noiseless function."""
+"""The benchmark's multimodal and noisy problems: their known optima, their noise, and regret under noise."""
 
 from __future__ import annotations
 
@@ -6,13 +6,50 @@ import math
 
 import numpy as np
 import pytest
+from scipy.optimize import minimize
 
 from refiner.bench.harness import Task, assemble, execute, incumbent
 from refiner.bench.optimizers import Recorder
 from refiner.bench.problems import PROBLEMS, SUITES, get_problem
 
-NEW = ("branin_noisy", "hartmann6_noisy")
+NEW = ("wells4", "styblinski5", "branin_noisy", "hartmann6_noisy")
 NOISY = ("branin_noisy", "hartmann6_noisy")
+
+
+def _as_params(x: np.ndarray) -> dict[str, float]:
+    return {f"x{i}": float(v) for i, v in enumerate(x)}
+
+
+def _bounds(name: str) -> list[tuple[float, float]]:
+    return [(p.low, p.high) for p in get_problem(name).space]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", ["wells4", "styblinski5", "hartmann6_noisy"])
+def test_known_optimum_is_a_local_minimum_no_random_sample_beats(name):
+    p = get_problem(name)
+    (optimum,) = p.optima
+    assert p.space.contains(optimum) and p.f_star == p.evaluate(optimum)
+    x0 = np.array([optimum[f"x{i}"] for i in range(len(p.space))])
+    # A local optimiser started at the known minimiser finds nothing lower (to rounding).
+    local = minimize(lambda x: p.evaluate(_as_params(x)), x0, method="L-BFGS-B", bounds=_bounds(name))
+    assert local.fun >= p.f_star - 1e-9, (name, local.fun, p.f_star)
+    assert np.max(np.abs(local.x - x0)) < 1e-3
+    # ... and 20,000 uniform samples never beat it.
+    rng = np.random.default_rng(1)
+    assert min(p.evaluate(p.space.sample(rng)) for _ in range(20_000)) > p.f_star
+
+
+def test_literature_values_of_the_known_optima():
+    # Styblinski-Tang: -39.16617 per coordinate at x_i = -2.903534 (Surjanovic & Bingham).
+    st = get_problem("styblinski5")
+    assert st.f_star == pytest.approx(-39.16617 * 5, abs=1e-4)
+    assert all(v == pytest.approx(-2.903534, abs=1e-6) for v in st.optima[0].values())
+    # Its other basin, +2.7468 per coordinate, is shallower: one coordinate there costs 14.137.
+    second = minimize(lambda x: st.evaluate(_as_params(x)), np.array([2.7, -2.9, -2.9, -2.9, -2.9]),
+                      method="L-BFGS-B", bounds=_bounds("styblinski5"))
+    assert second.x[0] == pytest.approx(2.746803, abs=1e-4)
+    assert second.fun - st.f_star == pytest.approx(39.16617 - 25.02945, abs=1e-4)
+    assert get_problem("wells4").f_star == pytest.approx(-1.46021, abs=1e-5)
 
 
 def test_noisy_problems_keep_the_known_optimum_of_their_noiseless_function():
@@ -21,6 +58,38 @@ def test_noisy_problems_keep_the_known_optimum_of_their_noiseless_function():
         assert p.f_star == get_problem(plain).f_star and p.optima == get_problem(plain).optima
         rng = np.random.default_rng(1)
         assert min(p.evaluate(p.space.sample(rng)) for _ in range(20_000)) > p.f_star
+
+
+def test_wells4_has_separate_basins_and_a_decoy_around_which_narrowing_loses_the_optimum():
+    from refiner.bench import problems as P
+
+    p = get_problem("wells4")
+    # Each well is its own local minimum, and all of them are shallower than the global one.
+    minima = []
+    for centre in P._WELLS_CENTRE:
+        local = minimize(lambda x: p.evaluate(_as_params(x)), centre, method="L-BFGS-B", bounds=_bounds("wells4"))
+        assert np.linalg.norm(local.x - centre) < 0.05  # it stayed in its own well
+        minima.append(local.fun)
+    assert minima[0] == pytest.approx(p.f_star, abs=1e-9)
+    assert min(minima[1:]) > p.f_star + 0.2  # well 2, the next deepest, is 0.26 shallower
+    assert len({round(m, 2) for m in minima}) == len(minima)  # different depths
+    # The global well is narrow and the decoy (well 1) the widest ...
+    assert P._WELLS_WIDTH[1] == P._WELLS_WIDTH.max() and P._WELLS_WIDTH[0] < P._WELLS_WIDTH[1]
+    # ... and it dominates what a random search sees: most of the best 10% of a uniform sample lie
+    # nearest the decoy, few nearest the global well.
+    rng = np.random.default_rng(2)
+    x = rng.uniform(size=(20_000, 4))
+    f = np.array([p.evaluate(_as_params(row)) for row in x])
+    top = x[f <= np.quantile(f, 0.1)]
+    nearest = np.argmin(((top[:, None, :] - P._WELLS_CENTRE[None]) ** 2).sum(-1) / P._WELLS_WIDTH**2, axis=1)
+    share = np.bincount(nearest, minlength=len(P._WELLS_CENTRE)) / len(top)
+    assert share[1] > 0.5 and share[0] < 0.2, share
+    # A box around the decoy of +-0.3 in every coordinate excludes the global minimiser.
+    (optimum,) = p.optima
+    assert any(abs(optimum[f"x{i}"] - P._WELLS_CENTRE[1][i]) > 0.3 for i in range(4))
+    # Off-centre: no coordinate of the minimiser is in the middle 20% of its range.
+    for param in p.space:
+        assert abs(param.to_unit(optimum[param.name]) - 0.5) >= 0.1
 
 
 def test_new_problems_are_in_both_suites():

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Prints a table; writes bench.json and incumbent-curve plots into --out."
     )
     parser.add_argument("--suite", choices=("quick", "full"), default="quick",
-                        help="quick: 7 synthetic (2 of them noisy) + 2 scikit-learn problems; full adds an MLP "
+                        help="quick: 9 synthetic (2 of them noisy) + 2 scikit-learn problems; full adds an MLP "
                              "and the Keras CNN "
                              "(default: quick)")
     parser.add_argument("--budgets", default="30,60",

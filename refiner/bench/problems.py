@@ -155,6 +155,54 @@ def levy_shifted(params: Mapping[str, Any]) -> float:
     return float(head + body + tail)
 
 
+# Six Gaussian wells in [0, 1]^4 (our own construction): centres, widths (sd) and depths. Row 0 is
+# the global well: the deepest, but narrow; row 1 is a shallower decoy, the widest, with the slope
+# below running down into it, so that most of a random sample's best points lie in the decoy's
+# basin (about 70% of the best 10%, against about 11% in the global one). Every coordinate of the
+# global centre is at least 0.35 from the decoy's, so a box that reaches less than 0.35 from the
+# decoy's centre in any one coordinate excludes the global minimum.
+_WELLS_CENTRE = np.array([
+    [0.80, 0.15, 0.70, 0.25],  # global: depth 1.5, width 0.14
+    [0.30, 0.65, 0.35, 0.70],  # decoy: depth 1.0, width 0.25 (the widest)
+    [0.15, 0.20, 0.85, 0.80],
+    [0.70, 0.85, 0.15, 0.55],
+    [0.85, 0.55, 0.85, 0.90],
+    [0.40, 0.10, 0.15, 0.25],
+])
+_WELLS_WIDTH = np.array([0.14, 0.25, 0.12, 0.15, 0.10, 0.15])
+_WELLS_DEPTH = np.array([1.5, 1.0, 1.2, 0.8, 0.9, 0.7])
+_WELLS_SLOPE = 0.2  # a gentle bowl (at most 0.2 * 0.49 across the box) centred on the decoy
+# The minimiser, found by BFGS from the global centre (gradient below 1e-7; the neighbouring wells'
+# tails and the slope move it by under 0.001 from the centre); tests check that nothing beats it.
+_WELLS_XSTAR = (0.79919724, 0.15079665, 0.69943441, 0.25071759)
+
+
+def wells(params: Mapping[str, Any]) -> float:
+    """Six Gaussian wells of different depth and width in [0, 1]^4 on a gentle slope; minimum about -1.46021.
+
+    f(x) = 0.2 * mean((x - c_1)^2) - sum_k d_k exp(-|x - c_k|^2 / (2 w_k^2)), with the wells of
+    ``_WELLS_CENTRE``/``_WELLS_WIDTH``/``_WELLS_DEPTH``: the global minimum is in the narrow well 0,
+    near (0.80, 0.15, 0.70, 0.25); the wide decoy 1 bottoms out near -1.0, well 2 near -1.20.
+    """
+    x = _vector(params, 4)
+    r2 = np.sum((x - _WELLS_CENTRE) ** 2, axis=1)
+    slope = _WELLS_SLOPE * float(np.mean((x - _WELLS_CENTRE[1]) ** 2))
+    return slope - float(np.sum(_WELLS_DEPTH * np.exp(-r2 / (2 * _WELLS_WIDTH**2))))
+
+
+# Styblinski-Tang's minimiser per coordinate: the negative root of f'(x) = 2x^3 - 16x + 2.5 below -2.
+_ST_XSTAR = float(min(r.real for r in np.roots([2.0, 0.0, -16.0, 2.5]) if abs(r.imag) < 1e-12))
+
+
+def styblinski_tang(params: Mapping[str, Any]) -> float:
+    """Styblinski-Tang in 5-D on [-5, 5]^5 (Styblinski & Tang 1990; Surjanovic & Bingham's library):
+    0.5 * sum(x_i^4 - 16 x_i^2 + 5 x_i). Separable with two basins per coordinate, at -2.903534
+    (-39.16617 per coordinate) and +2.746803 (-25.03 per coordinate), so 32 local minima; the global
+    one, -39.16617 * 5 = -195.83, has every coordinate at -2.903534 (unit position 0.21)."""
+    x = _vector(params, 5)
+    return float(0.5 * np.sum(x**4 - 16 * x**2 + 5 * x))
+
+
 # A made-up "validation loss" over a typical network's hyperparameters, with an optimiser-dependent
 # best learning rate, a width-dependent best dropout, and a correlated lr/width valley.
 _MIXED_BASE = {"adam": 0.05, "rmsprop": 0.09, "sgd": 0.16}
@@ -319,6 +367,14 @@ def _build() -> dict[str, Problem]:
                 optima=({"optimizer": "adam", "learning_rate": 10**_MIXED_LR["adam"], "units": _MIXED_UNITS,
                          "layers": _MIXED_LAYERS, "dropout": _mixed_dropout(_MIXED_UNITS), "batch_norm": True},),
                 cost=1.5),
+        # Multimodal: several basins of different depth, where narrowing around the first good
+        # basin found excludes the global one.
+        Problem("wells4", "six Gaussian wells in [0, 1]^4: the deepest narrow, a wide shallower decoy", "synthetic",
+                SearchSpace([Float(f"x{i}", 0.0, 1.0) for i in range(4)]), wells,
+                optima=({f"x{i}": v for i, v in enumerate(_WELLS_XSTAR)},), cost=1.2),
+        Problem("styblinski5", "Styblinski-Tang, 5 floats in [-5, 5]: two basins per coordinate, 32 minima",
+                "synthetic", SearchSpace([Float(f"x{i}", -5.0, 5.0) for i in range(5)]), styblinski_tang,
+                optima=({f"x{i}": _ST_XSTAR for i in range(5)},), cost=1.3),
         # Noisy: the same configuration scores differently on each call; regret is on the noiseless
         # function. The sd is about 9% of the sd of the function over a random sample's best 10%
         # (Branin 1.6, Hartmann-6 0.44): small against the whole range, but above the final regrets
