@@ -6,16 +6,21 @@ The JSON document (``bench.json``, ``format_version`` 1) holds:
 * ``refiner_schedule``: how refiner's rounds derive from the budget;
 * ``problems``: name, kind, description, space, ``f_star`` and ``f_star_source`` (what regret is
   measured from), ``reference``/``reference_source`` (the known or shipped reference optimum),
-  ``best_found`` (the best value any run reached), ``optima`` (known minimisers);
+  ``best_found`` (the best noiseless value any run reached), ``optima`` (known minimisers),
+  ``noise_sd`` (0 for a deterministic problem);
 * ``optimizers``: name, label, ``knows_budget`` (false: read smaller budgets off the largest run);
 * ``reused``: ``{"from", "n_runs"}`` when ``--reuse`` took competitor runs from an earlier file, else null;
 * ``runs``: every raw run: ``problem``, ``optimizer``, ``seed``, ``budget``, ``values`` (objective per
   trial, in order), ``objective_s`` (seconds inside the objective per trial), ``elapsed_s`` (wall
   seconds since the run started, at each trial's end), ``wall_s``, ``extra`` (refiner: rounds,
-  trials_per_round, contains_optimum, volume_fraction, refined_space), or ``error``;
+  trials_per_round, contains_optimum, volume_fraction, refined_space), or ``error``; on a noisy
+  problem ``values`` are the noisy observations the optimizer saw and ``true_values`` the
+  noiseless values of the same trials;
 * ``results``: one per run and budget it answers for: ``best_value``, ``f_star``, ``regret``
   (= best_value - f_star, never negative), ``n_trials``, ``run_budget``, ``wall_s``, ``objective_s``,
   ``orchestration_s`` (= wall_s - objective_s), and for refiner ``contains_optimum``, ``volume_fraction``;
+  on a noisy problem ``best_value`` is the noiseless value of the configuration with the best
+  observation, and ``best_observed`` that observation;
 * ``summary``: see :mod:`refiner.bench.summary` (per budget, as strings);
 * ``analysis_time``: see :mod:`refiner.bench.analysis_time`;
 * ``targets``: the issue's targets, each ``{"target", "met", "evidence"}``;
@@ -207,6 +212,7 @@ def run_benchmark(settings: BenchSettings,
         "problems": [{
             "name": name, "kind": PROBLEMS[name].kind, "description": PROBLEMS[name].description,
             "space": PROBLEMS[name].space.to_dict(), "optima": [dict(o) for o in PROBLEMS[name].optima],
+            "noise_sd": PROBLEMS[name].noise_sd,
             **stars[name],
         } for name in problems],
         "optimizers": [{"name": o, "label": OPTIMIZERS[o].label, "knows_budget": OPTIMIZERS[o].knows_budget}

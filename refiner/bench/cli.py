@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Prints a table; writes bench.json and incumbent-curve plots into --out."
     )
     parser.add_argument("--suite", choices=("quick", "full"), default="quick",
-                        help="quick: 5 synthetic + 2 scikit-learn problems; full adds an MLP and the Keras CNN "
+                        help="quick: 9 synthetic (2 of them noisy) + 2 scikit-learn problems; full adds an MLP "
+                             "and the Keras CNN "
                              "(default: quick)")
     parser.add_argument("--budgets", default="30,60",
                         help="comma-separated trial budgets (default: 30,60)")
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             log.warning("[%d/%d] %s FAILED: %s", done, total, what, record["error"])
         else:
             log.info("[%d/%d] %s: best %.6g in %.1f s", done, total, what, min(record["values"], default=float("nan")),
-                     record["wall_s"])
+                     record["wall_s"])  # on a noisy problem, the best observation
 
     try:
         document = run_benchmark(settings, progress)

@@ -9,6 +9,12 @@ A *result* is a run seen at one budget: the best value after that many trials, i
 ``f_star`` per problem is the smaller of its known or reference optimum and the best value any
 run reached, so regret is never negative (see :mod:`refiner.bench.problems`).
 
+On a noisy problem the optimizer's best is the configuration with the best *observed* (noisy)
+value, as it would report it, and what that is worth is its *noiseless* value: the best value and
+regret after n trials are the noiseless value of the configuration best by observation among the
+first n (:func:`incumbent`), so a lucky draw does not count as progress. ``f_star`` and the best
+value any run reached are noiseless too.
+
 Workers are spawned processes, each limited to one thread (BLAS, OpenMP, TensorFlow), so
 ``jobs`` workers use ``jobs`` cores; TensorFlow and the optimizers are imported once per worker,
 before the clock starts on any run.
@@ -171,13 +177,19 @@ def run_tasks(tasks: Sequence[Task], jobs: int,
     return records
 
 
-def incumbent(values: Sequence[float]) -> list[float]:
-    """Best value so far after each trial (non-finite values never become the incumbent)."""
-    out, best = [], math.inf
-    for v in values:
+def incumbent(values: Sequence[float], true_values: Sequence[float] | None = None) -> list[float]:
+    """After each trial, the value of the best configuration so far (non-finite values never become it).
+
+    With ``true_values`` (a noisy problem), "best" is judged by the observed ``values`` and the
+    answer is that configuration's noiseless value; without, both are ``values``."""
+    truth = values if true_values is None else true_values
+    if len(truth) != len(values):
+        raise ValueError(f"{len(values)} observed values but {len(truth)} noiseless ones")
+    out, best, worth = [], math.inf, math.inf
+    for v, t in zip(values, truth):
         if math.isfinite(v) and v < best:
-            best = v
-        out.append(best)
+            best, worth = v, t
+        out.append(worth)
     return out
 
 
@@ -187,7 +199,9 @@ def assemble(records: Sequence[dict[str, Any]], problems: Sequence[str], budgets
     stars: dict[str, dict[str, Any]] = {}
     for name in problems:
         ref, source = reference[name]
-        found = [v for r in records if r["problem"] == name and "values" in r for v in r["values"] if math.isfinite(v)]
+        # Noiseless values: a noisy observation below f* is luck, not a better optimum.
+        found = [v for r in records if r["problem"] == name and "values" in r
+                 for v in r.get("true_values", r["values"]) if math.isfinite(v)]
         best_found = min(found) if found else None
         f_star, star_source = ref, source
         if best_found is not None and (ref is None or best_found < ref):
@@ -203,7 +217,8 @@ def assemble(records: Sequence[dict[str, Any]], problems: Sequence[str], budgets
         optimizer = OPTIMIZERS[r["optimizer"]]
         answers = [r["budget"]] if optimizer.knows_budget else [b for b in budgets if b <= r["budget"]]
         f_star = stars[r["problem"]]["f_star"]
-        curve = incumbent(r["values"])
+        curve = incumbent(r["values"], r.get("true_values"))
+        observed = incumbent(r["values"]) if "true_values" in r else None  # the best noisy observation
         for b in answers:
             n = min(b, len(curve))
             if n == 0:
@@ -217,6 +232,7 @@ def assemble(records: Sequence[dict[str, Any]], problems: Sequence[str], budgets
                 "run_budget": r["budget"], "n_trials": n, "best_value": best, "f_star": f_star,
                 "regret": best - f_star if math.isfinite(best) else None,
                 "wall_s": wall, "objective_s": objective, "orchestration_s": wall - objective,
+                **({"best_observed": observed[n - 1]} if observed is not None else {}),
                 **({"contains_optimum": r["extra"].get("contains_optimum"),
                     "volume_fraction": r["extra"].get("volume_fraction")} if r["optimizer"] == "refiner" else {}),
             })

@@ -1,7 +1,10 @@
 """The optimizers under comparison, each run on one problem at one trial budget with one seed.
 
 Every optimizer gets the same objective wrapper (:class:`Recorder`), which times each evaluation,
-so a run's *orchestration time* is its wall time minus the time spent inside the objective.
+so a run's *orchestration time* is its wall time minus the time spent inside the objective. On a
+noisy problem it hands the optimizer noisy observations, drawn from the run's noise stream
+(:meth:`~refiner.bench.problems.Problem.noise_rng` of the run's seed), and records the noiseless
+value of every trial beside them (``true_values``), which regret is measured with.
 
 * ``refiner``: the default schedule for a total budget, :func:`refiner.agent.split_budget`: 3 rounds,
   a random round of 20 % of the budget, then two equal Bayesian rounds on narrowed spaces. Its
@@ -61,9 +64,11 @@ def refiner_schedule(budget: int, rounds: int = REFINER_ROUNDS,
 class Recorder:
     """The objective as every optimizer sees it: evaluates, and records value and timing per trial."""
 
-    def __init__(self, problem: Problem):
+    def __init__(self, problem: Problem, seed: int = 0):
         self.problem = problem
-        self.values: list[float] = []
+        self._noise = problem.noise_rng(seed) if problem.noisy else None
+        self.values: list[float] = []  # what the optimizer was told (noisy on a noisy problem)
+        self.true_values: list[float] = []  # the noiseless values of the same trials
         self.objective_s: list[float] = []
         self.elapsed_s: list[float] = []  # wall time since start() at the end of each trial
         self._t0 = time.perf_counter()
@@ -73,21 +78,25 @@ class Recorder:
 
     def __call__(self, params: Mapping[str, Any]) -> float:
         t = time.perf_counter()
-        value = self.problem.evaluate(params)
+        value, true = self.problem.observe(params, self._noise)
         done = time.perf_counter()
         self.values.append(value)
+        self.true_values.append(true)
         self.objective_s.append(done - t)
         self.elapsed_s.append(done - self._t0)
         return value
 
     def record(self, wall_s: float, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return {
+        out = {
             "values": self.values,
             "objective_s": self.objective_s,
             "elapsed_s": self.elapsed_s,
             "wall_s": wall_s,
             "extra": dict(extra or {}),
         }
+        if self.problem.noisy:  # deterministic problems: the same list, not worth writing twice
+            out["true_values"] = self.true_values
+        return out
 
 
 @dataclass(frozen=True)
@@ -116,7 +125,7 @@ def _run_refiner(problem: Problem, budget: int, seed: int, workdir: Path, rounds
     from refiner.trial import Objective
 
     rounds, initial, per_round = refiner_schedule(budget, rounds, initial_share)
-    recorder = Recorder(problem)
+    recorder = Recorder(problem, seed)
 
     def body() -> dict[str, Any]:
         agent = Refiner(function=recorder, space=problem.space, objective=Objective("loss", "min"), rounds=rounds,
@@ -210,7 +219,7 @@ def _run_kt(kind: str) -> Callable[[Problem, int, int, Path], dict[str, Any]]:
     def run(problem: Problem, budget: int, seed: int, workdir: Path) -> dict[str, Any]:
         classes = _kt_classes()
         kt = classes["kt"]
-        recorder = Recorder(problem)
+        recorder = Recorder(problem, seed)
 
         def body() -> None:
             oracle = classes[kind](objective=kt.Objective("loss", "min"), max_trials=budget,
@@ -230,7 +239,7 @@ def _run_optuna(kind: str) -> Callable[[Problem, int, int, Path], dict[str, Any]
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        recorder = Recorder(problem)
+        recorder = Recorder(problem, seed)
 
         def body() -> None:
             sampler = optuna.samplers.RandomSampler(seed=seed) if kind == "random" else optuna.samplers.TPESampler(seed=seed)
@@ -259,7 +268,7 @@ def _run_bayes_opt(problem: Problem, budget: int, seed: int, workdir: Path) -> d
     params = problem.space.tunable()
     bounds = {p.name: ((math.log10(p.low), math.log10(p.high)) if p.log else (p.low, p.high)) for p in params}
     fixed = {p.name: p.value for p in problem.space if p not in params}  # type: ignore[union-attr]
-    recorder = Recorder(problem)
+    recorder = Recorder(problem, seed)
 
     def target(**x: float) -> float:
         config = dict(fixed)

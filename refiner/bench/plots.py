@@ -2,7 +2,9 @@
 
 Each line is the median over seeds, with the band between the quartiles. Optimizers that ignore
 the budget ran once at the largest budget and have one curve; refiner has one curve per budget,
-because its schedule depends on it. Regret is drawn on a log axis, floored at ``FLOOR``.
+because its schedule depends on it. Regret is drawn on a log axis, floored at ``FLOOR``; on a
+noisy problem it is the noiseless regret of the best configuration by observation
+(:func:`refiner.bench.harness.incumbent`).
 
 PNG files need matplotlib (``pip install -e .[bench]``); without it only the HTML is written.
 The HTML file embeds plotly.js once, so it opens offline.
@@ -37,7 +39,7 @@ def curves(runs: Sequence[Mapping[str, Any]], stars: Mapping[str, Mapping[str, A
             continue
         label = f"refiner (budget {r['budget']})" if r["optimizer"] == "refiner" else r["optimizer"]
         f_star = stars[r["problem"]]["f_star"]
-        curve = [max(v - f_star, FLOOR) if math.isfinite(v) else math.nan for v in incumbent(r["values"])]
+        curve = [max(v - f_star, FLOOR) if math.isfinite(v) else math.nan for v in incumbent(r["values"], r.get("true_values"))]
         curve += [curve[-1]] * (r["budget"] - len(curve))  # a run that stopped early keeps its incumbent
         grouped[(r["problem"], label)].append(curve)
     out: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(dict)

@@ -8,8 +8,15 @@ reference search found, computed once by ``python -m refiner.bench.reference`` a
 value and the best any optimizer found in the benchmark itself, so regret is never negative
 (``f_star_source`` in the output says which one it was).
 
-Every objective is deterministic (fixed folds, fixed model seeds), so two optimizers that propose
-the same configuration get the same score.
+Every objective but the noisy problems' is deterministic (fixed folds, fixed model seeds), so two
+optimizers that propose the same configuration get the same score. A noisy problem (``noise_sd``
+above 0, e.g. ``branin_noisy``) adds Gaussian noise of that sd to every observation
+(:meth:`Problem.observe`): the same configuration scores differently on each call, as a real
+training run with an unseeded initialisation does. The noise comes from a generator seeded by the
+benchmark run's seed and the problem's name (:meth:`Problem.noise_rng`), not by the configuration,
+so repeated calls differ but a rerun of the benchmark repeats them. ``function`` is always the
+noiseless function: f*, regret and containment of the optimum are measured on it (see
+:func:`refiner.bench.harness.incumbent` for what an optimizer's best is under noise).
 
 Problems are looked up by name (:func:`get_problem`) so that worker processes rebuild them
 instead of receiving pickled closures.
@@ -21,6 +28,7 @@ import functools
 import json
 import logging
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -46,20 +54,42 @@ REFERENCE_FILE = Path(__file__).with_name("reference_optima.json")
 
 @dataclass(frozen=True)
 class Problem:
-    """One benchmark problem. ``evaluate`` returns the value to minimise."""
+    """One benchmark problem: ``observe`` is what optimizers see, ``evaluate`` the noiseless value to minimise."""
 
     name: str
     description: str
     kind: str  # "synthetic" | "training"
     space: SearchSpace
-    function: Callable[[Mapping[str, Any]], float]
+    function: Callable[[Mapping[str, Any]], float]  # the noiseless function (f*, regret, optima refer to it)
     optima: tuple[Mapping[str, Any], ...] = ()  # known minimisers (synthetic problems)
     f_star: float | None = None  # known minimum (set from ``optima``), or None: see reference_optima.json
     suites: tuple[str, ...] = ("quick", "full")
     cost: float = 1.0  # relative cost of one run, to start the slow tasks first
+    noise_sd: float = 0.0  # above 0: each observation is function(params) + N(0, noise_sd^2)
 
     def evaluate(self, params: Mapping[str, Any]) -> float:
+        """The noiseless value of ``params``: what f*, regret and the known optima are measured with."""
         return float(self.function(params))
+
+    @property
+    def noisy(self) -> bool:
+        return self.noise_sd > 0
+
+    def noise_rng(self, seed: int) -> np.random.Generator:
+        """The noise stream of one run: a function of the run's seed and the problem, not of the
+        configuration, so that repeated calls differ and a rerun with the same seed repeats them.
+        Every optimizer run with the same seed draws the same stream (trial i gets the same noise)."""
+        return np.random.default_rng([seed, zlib.crc32(self.name.encode())])
+
+    def observe(self, params: Mapping[str, Any], rng: np.random.Generator | None) -> tuple[float, float]:
+        """One observation as an optimizer sees it, and the noiseless value: ``(observed, true)``.
+        The observation is the noiseless value plus, on a noisy problem, one draw from ``rng``."""
+        true = self.evaluate(params)
+        if not self.noisy:
+            return true, true
+        if rng is None:
+            raise ValueError(f"{self.name} is noisy: observe() needs its noise stream, noise_rng(seed)")
+        return true + self.noise_sd * float(rng.standard_normal()), true
 
     @property
     def all_float(self) -> bool:
@@ -123,6 +153,54 @@ def levy_shifted(params: Mapping[str, Any]) -> float:
     body = float(np.sum((w[:-1] - 1) ** 2 * (1 + 10 * np.sin(math.pi * w[:-1] + 1) ** 2)))
     tail = (w[-1] - 1) ** 2 * (1 + math.sin(2 * math.pi * w[-1]) ** 2)
     return float(head + body + tail)
+
+
+# Six Gaussian wells in [0, 1]^4 (our own construction): centres, widths (sd) and depths. Row 0 is
+# the global well: the deepest, but narrow; row 1 is a shallower decoy, the widest, with the slope
+# below running down into it, so that most of a random sample's best points lie in the decoy's
+# basin (about 70% of the best 10%, against about 11% in the global one). Every coordinate of the
+# global centre is at least 0.35 from the decoy's, so a box that reaches less than 0.35 from the
+# decoy's centre in any one coordinate excludes the global minimum.
+_WELLS_CENTRE = np.array([
+    [0.80, 0.15, 0.70, 0.25],  # global: depth 1.5, width 0.14
+    [0.30, 0.65, 0.35, 0.70],  # decoy: depth 1.0, width 0.25 (the widest)
+    [0.15, 0.20, 0.85, 0.80],
+    [0.70, 0.85, 0.15, 0.55],
+    [0.85, 0.55, 0.85, 0.90],
+    [0.40, 0.10, 0.15, 0.25],
+])
+_WELLS_WIDTH = np.array([0.14, 0.25, 0.12, 0.15, 0.10, 0.15])
+_WELLS_DEPTH = np.array([1.5, 1.0, 1.2, 0.8, 0.9, 0.7])
+_WELLS_SLOPE = 0.2  # a gentle bowl (at most 0.2 * 0.49 across the box) centred on the decoy
+# The minimiser, found by BFGS from the global centre (gradient below 1e-7; the neighbouring wells'
+# tails and the slope move it by under 0.001 from the centre); tests check that nothing beats it.
+_WELLS_XSTAR = (0.79919724, 0.15079665, 0.69943441, 0.25071759)
+
+
+def wells(params: Mapping[str, Any]) -> float:
+    """Six Gaussian wells of different depth and width in [0, 1]^4 on a gentle slope; minimum about -1.46021.
+
+    f(x) = 0.2 * mean((x - c_1)^2) - sum_k d_k exp(-|x - c_k|^2 / (2 w_k^2)), with the wells of
+    ``_WELLS_CENTRE``/``_WELLS_WIDTH``/``_WELLS_DEPTH``: the global minimum is in the narrow well 0,
+    near (0.80, 0.15, 0.70, 0.25); the wide decoy 1 bottoms out near -1.0, well 2 near -1.20.
+    """
+    x = _vector(params, 4)
+    r2 = np.sum((x - _WELLS_CENTRE) ** 2, axis=1)
+    slope = _WELLS_SLOPE * float(np.mean((x - _WELLS_CENTRE[1]) ** 2))
+    return slope - float(np.sum(_WELLS_DEPTH * np.exp(-r2 / (2 * _WELLS_WIDTH**2))))
+
+
+# Styblinski-Tang's minimiser per coordinate: the negative root of f'(x) = 2x^3 - 16x + 2.5 below -2.
+_ST_XSTAR = float(min(r.real for r in np.roots([2.0, 0.0, -16.0, 2.5]) if abs(r.imag) < 1e-12))
+
+
+def styblinski_tang(params: Mapping[str, Any]) -> float:
+    """Styblinski-Tang in 5-D on [-5, 5]^5 (Styblinski & Tang 1990; Surjanovic & Bingham's library):
+    0.5 * sum(x_i^4 - 16 x_i^2 + 5 x_i). Separable with two basins per coordinate, at -2.903534
+    (-39.16617 per coordinate) and +2.746803 (-25.03 per coordinate), so 32 local minima; the global
+    one, -39.16617 * 5 = -195.83, has every coordinate at -2.903534 (unit position 0.21)."""
+    x = _vector(params, 5)
+    return float(0.5 * np.sum(x**4 - 16 * x**2 + 5 * x))
 
 
 # A made-up "validation loss" over a typical network's hyperparameters, with an optimiser-dependent
@@ -289,6 +367,26 @@ def _build() -> dict[str, Problem]:
                 optima=({"optimizer": "adam", "learning_rate": 10**_MIXED_LR["adam"], "units": _MIXED_UNITS,
                          "layers": _MIXED_LAYERS, "dropout": _mixed_dropout(_MIXED_UNITS), "batch_norm": True},),
                 cost=1.5),
+        # Multimodal: several basins of different depth, where narrowing around the first good
+        # basin found excludes the global one.
+        Problem("wells4", "six Gaussian wells in [0, 1]^4: the deepest narrow, a wide shallower decoy", "synthetic",
+                SearchSpace([Float(f"x{i}", 0.0, 1.0) for i in range(4)]), wells,
+                optima=({f"x{i}": v for i, v in enumerate(_WELLS_XSTAR)},), cost=1.2),
+        Problem("styblinski5", "Styblinski-Tang, 5 floats in [-5, 5]: two basins per coordinate, 32 minima",
+                "synthetic", SearchSpace([Float(f"x{i}", -5.0, 5.0) for i in range(5)]), styblinski_tang,
+                optima=({f"x{i}": _ST_XSTAR for i in range(5)},), cost=1.3),
+        # Noisy: the same configuration scores differently on each call; regret is on the noiseless
+        # function. The sd is about 9% of the sd of the function over a random sample's best 10%
+        # (Branin 1.6, Hartmann-6 0.44): small against the whole range, but above the final regrets
+        # of the better optimizers on the noiseless versions (Branin about 1e-4 to 4e-3, Hartmann-6
+        # 1e-4 to 0.2 at 60 trials), so one observation no longer ranks the best configurations.
+        Problem("branin_noisy", "Branin-Hoo plus Gaussian noise, sd 0.15", "synthetic",
+                SearchSpace([Float("x1", -5.0, 10.0), Float("x2", 0.0, 15.0)]), branin,
+                optima=({"x1": -math.pi, "x2": 12.275}, {"x1": math.pi, "x2": 2.275}, {"x1": 9.42478, "x2": 2.475}),
+                cost=0.5, noise_sd=0.15),
+        Problem("hartmann6_noisy", "Hartmann-6 plus Gaussian noise, sd 0.04", "synthetic",
+                SearchSpace([Float(f"x{i}", 0.0, 1.0) for i in range(6)]), hartmann6,
+                optima=({f"x{i}": v for i, v in enumerate(_H6_XSTAR)},), cost=1.5, noise_sd=0.04),
         Problem("svc_digits", "RBF SVC on 900 digits: 3-fold CV error over log C, log gamma", "training",
                 SearchSpace([Float("C", 1e-3, 1e3, log=True), Float("gamma", 1e-5, 10.0, log=True)]), svc_digits,
                 cost=1.0),

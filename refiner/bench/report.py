@@ -70,6 +70,10 @@ def format_report(document: Mapping[str, Any]) -> str:
                    f"(fit_surrogate + refine, {analysis['repeats']} repeats)")
     out.append("wins column: rate (wins/ties/losses) over paired (problem, seed) runs; stuck: final regret worse "
                "than kt_random's median")
+    noisy = [f"{p['name']} (sd {p['noise_sd']:g})" for p in document["problems"] if p.get("noise_sd")]
+    if noisy:
+        out.append(f"noisy problems: {', '.join(noisy)}; their regret is the noiseless value of the configuration "
+                   "with the best noisy observation, minus f*")
     out.append("")
     out.append("Targets:")
     for t in document.get("targets", []):
