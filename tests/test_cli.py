@@ -31,10 +31,10 @@ def test_run_writes_a_finished_run_whose_files_all_validate(branin_run):
     assert store.read_run()["state"]["status"] == "finished"
     assert [len(store.read_trials(k)) for k in store.rounds()] == [10, 10, 10]
     by_name = {"space.json": "search_space", "surrogate.json": "surrogate", "decisions.json": "decisions",
-               "run.json": "run", "refined_space.json": "search_space", "trials.jsonl": "trial", "events.jsonl": None}
+               "audit.json": "audit", "run.json": "run", "refined_space.json": "search_space", "trials.jsonl": "trial", "events.jsonl": None}
     checked = 0
     for path in branin_run.rglob("*.json*"):
-        if "kt" in path.relative_to(branin_run).parts:
+        if any(part.startswith("kt") for part in path.relative_to(branin_run).parts):
             continue  # KerasTuner's own files
         schema = by_name[path.name]
         lines = path.read_text().splitlines() if path.suffix == ".jsonl" else [path.read_text()]

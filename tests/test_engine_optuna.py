@@ -88,7 +88,11 @@ def test_three_round_run_on_the_optuna_engine_writes_the_same_run_folder(tmp_pat
     assert store.read_run()["settings"]["engine"] == "optuna"
     assert (tmp_path / "opt" / "optuna.db").exists()
     summaries = optuna.get_all_study_summaries(storage=f"sqlite:///{tmp_path}/opt/optuna.db")
-    assert sorted(s.study_name for s in summaries) == ["opt-control", "opt-round-0", "opt-round-1", "opt-round-2"]
+    # One study per round, and one for each narrowed round's exploration reserve (another space).
+    reserve = [f"opt-round-{k}-reserve" for k in (1, 2) if any(t.reserve for t in store.read_trials(k))]
+    assert reserve  # the bowl narrows, so a reserve ran
+    assert sorted(s.study_name for s in summaries) == sorted(["opt-control", "opt-round-0", "opt-round-1",
+                                                              "opt-round-2"] + reserve)
     assert agent.refined_space.contains(agent.best_trial.hyperparameters)
 
 
