@@ -28,7 +28,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from refiner import __version__, report
+from refiner import __version__, progress, report
+from refiner.engines.common import ObjectiveNotLoggedError
 from refiner.errors import RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
 from refiner.failpoints import checkpoint
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
@@ -37,6 +38,7 @@ from refiner.space import SearchSpace
 from refiner.store import RunStore, now_iso
 from refiner.surrogate import fit_surrogate
 from refiner.trial import Objective, Trial, best_trial
+from refiner.tuner_calls import FunctionHyperModel, KerasTunerCalls
 
 __all__ = ["Refiner", "ENGINES", "INITIAL_SHARE", "split_budget"]
 
@@ -63,19 +65,57 @@ def split_budget(total_trials: int, rounds: int = 3) -> tuple[int, int]:
     return total_trials - per_round * (rounds - 1), per_round
 
 
-class Refiner:
+def _schedule(max_trials: int, rounds: int, initial: int | None, per_round: int | None) -> tuple[int, int]:
+    """``(initial_trials, trials_per_round)`` for a total of ``max_trials``: the benchmark's split,
+    with a part given explicitly kept and the other filled so the rounds add up to the total."""
+    if rounds == 1:
+        if initial is not None and initial != max_trials:
+            raise ValueError(f"`initial_trials` ({initial}) must equal `max_trials` ({max_trials}) with one round")
+        return max_trials, per_round if per_round is not None else max_trials
+    if initial is None and per_round is None:
+        try:
+            return split_budget(max_trials, rounds)
+        except ValueError:
+            raise ValueError(f"`max_trials` must give at least 2 trials to the random round and 1 to each of the "
+                             f"other {rounds - 1} rounds, got {max_trials}") from None
+    if initial is None:
+        initial = max_trials - per_round * (rounds - 1)  # type: ignore[operator]
+        if initial < 1:
+            raise ValueError(f"`max_trials` ({max_trials}) is too small for {rounds - 1} rounds of "
+                             f"`trials_per_round` ({per_round}) after the random round")
+    elif per_round is None:
+        per_round, rest = divmod(max_trials - initial, rounds - 1)
+        if per_round < 1 or rest:
+            raise ValueError(f"`max_trials` ({max_trials}) minus `initial_trials` ({initial}) must split into "
+                             f"{rounds - 1} equal rounds of at least one trial")
+    if initial + per_round * (rounds - 1) != max_trials:
+        raise ValueError(f"`initial_trials` ({initial}) + {rounds - 1} x `trials_per_round` ({per_round}) must add up "
+                         f"to `max_trials` ({max_trials}); give two of the three")
+    return initial, per_round
+
+
+class Refiner(KerasTunerCalls):
     """Multi-round search refinement over a KerasTuner hypermodel or a plain Python function.
 
+    A KerasTuner script runs with only its constructor changed: ``search``, ``get_best_models``,
+    ``get_best_hyperparameters``, ``get_best_trials``, ``results_summary``, ``search_space_summary``,
+    ``oracle.get_best_trials`` and ``hypermodel.build`` behave as on a ``keras_tuner.Tuner``
+    (:mod:`refiner.tuner_calls`).
+
     Args:
-        hypermodel: ``build_model(hp)`` as for KerasTuner; its space is discovered from it.
+        hypermodel: ``build_model(hp)`` as for KerasTuner, or a ``keras_tuner.HyperModel``; its
+            space is discovered from it.
         function: ``f(params: dict) -> float`` (or a dict of metrics holding the objective).
             Exactly one of ``hypermodel`` and ``function``.
         space: a :class:`SearchSpace`; required with ``function``, and with ``hypermodel`` it
             overrides the ranges ``build_model`` declares.
-        objective: a metric name (``"val_accuracy"``; names with loss/error minimise) or an
-            :class:`Objective` with an explicit direction.
+        objective: a metric name (``"val_accuracy"``; names with loss/error minimise), or an
+            :class:`Objective` or ``keras_tuner.Objective`` with an explicit direction.
         rounds: how many rounds (round 0 random, then Bayesian).
-        trials_per_round: new trials per round.
+        max_trials: the total budget over all rounds, split as the benchmark found best
+            (:func:`split_budget`: a fifth for the random round, the rest in equal rounds);
+            ``trials_per_round`` or ``initial_trials``, when given too, replace their part.
+        trials_per_round: new trials per round (default 10, or from ``max_trials``).
         initial_trials: new trials in round 0, the random round (default: ``trials_per_round``).
         executions_per_trial: models trained per trial (hypermodel only), averaged as in KerasTuner.
         trial_retries: extra tries for a trial that raises or returns NaN/inf before it is
@@ -92,6 +132,9 @@ class Refiner:
         run_trials: Optuna engine only: ``False`` makes this process only coordinate, leaving
             every trial to workers.
         overwrite: start afresh, deleting an existing run folder of that name.
+        verbose: 0 silent, 1 (default) one line per trial and a table per round, as ``refiner run``
+            prints them, 2 also Keras's epoch bars. The lines are ``logging`` records of the
+            ``refiner`` logger; where no logging is configured, ``search()`` shows them on stderr.
     """
 
     def __init__(
@@ -102,7 +145,8 @@ class Refiner:
         space: SearchSpace | None = None,
         objective: Objective | str | Mapping[str, str] = "val_accuracy",
         rounds: int = 3,
-        trials_per_round: int = 10,
+        max_trials: int | None = None,
+        trials_per_round: int | None = None,
         initial_trials: int | None = None,
         executions_per_trial: int = 1,
         trial_retries: int = 0,
@@ -117,18 +161,25 @@ class Refiner:
         overwrite: bool = False,
         target_name: str | None = None,
         config_path: str | None = None,
+        verbose: int = 1,
     ):
         if (hypermodel is None) == (function is None):
             raise ValueError("give exactly one of `hypermodel` and `function`")
         if function is not None and space is None:
             raise ValueError("`space` is required with `function` (a plain function declares no space)")
-        for name, value in (("rounds", rounds), ("trials_per_round", trials_per_round),
-                            ("executions_per_trial", executions_per_trial)):
+        for name, value in (("rounds", rounds), ("executions_per_trial", executions_per_trial)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-        if initial_trials is not None and (not isinstance(initial_trials, int) or isinstance(initial_trials, bool)
-                                           or initial_trials < 1):
-            raise ValueError(f"`initial_trials` must be a positive integer or None, got {initial_trials!r}")
+        for name, value in (("max_trials", max_trials), ("trials_per_round", trials_per_round),
+                            ("initial_trials", initial_trials)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"`{name}` must be a positive integer or None, got {value!r}")
+        if max_trials is not None:
+            initial_trials, trials_per_round = _schedule(max_trials, rounds, initial_trials, trials_per_round)
+        elif trials_per_round is None:
+            trials_per_round = 10
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}")
         if not isinstance(trial_retries, int) or isinstance(trial_retries, bool) or trial_retries < 0:
             raise ValueError(f"`trial_retries` must be a non-negative integer, got {trial_retries!r}")
         if engine not in ENGINES:
@@ -142,8 +193,9 @@ class Refiner:
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31):
             # numpy and scikit-learn take seeds below 2**32; per-round seeds are derived from this one.
             raise ValueError(f"`seed` must be an integer in [0, 2**31 - 1] or None, got {seed!r}")
-        self.hypermodel = hypermodel
+        self._hypermodel = hypermodel  # as given: a function or a keras_tuner.HyperModel
         self.function = function
+        self.verbose = verbose
         self.space = space
         self.objective = Objective.coerce(objective)
         self.rounds = rounds
@@ -166,6 +218,14 @@ class Refiner:
         self.target_name = target_name or f"{getattr(target, '__module__', None) or type(target).__module__}:{qualname}"
         self.config_path = config_path
         self._trials: list[Trial] = []
+        self._fit: tuple[tuple, dict[str, Any]] | None = None  # the last search()'s data, for get_best_models
+
+    @property
+    def hypermodel(self) -> Any:
+        """The hypermodel, with KerasTuner's ``build(hp)`` (``None`` for a function run)."""
+        if self._hypermodel is None or callable(getattr(self._hypermodel, "build", None)):
+            return self._hypermodel
+        return FunctionHyperModel(self._hypermodel)
 
     # -- results -------------------------------------------------------------------------------
     @property
@@ -201,8 +261,20 @@ class Refiner:
 
     # -- the loop ------------------------------------------------------------------------------
     def search(self, *fit_args: Any, **fit_kwargs: Any) -> "Refiner":
-        """Run (or resume) every round. Positional and keyword arguments go to ``model.fit``."""
+        """Run (or resume) every round. Positional and keyword arguments go to ``model.fit``
+        (``callbacks`` are copied for every model, as in KerasTuner); ``verbose=`` sets this
+        call's verbosity as in the constructor."""
+        verbose = fit_kwargs.pop("verbose", self.verbose)
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}")
+        with progress.shown(verbose):
+            return self._search(fit_args, fit_kwargs, verbose)
+
+    def _search(self, fit_args: tuple, fit_kwargs: dict[str, Any], verbose: int) -> "Refiner":
         store = self.store
+        self._fit = (fit_args, fit_kwargs)
+        self._verbose_now = verbose
+        created_here = not store.exists()
         initial_space = self._initial_space()
         settings = self._settings(initial_space, fit_args, fit_kwargs)
         if self.storage is not None:
@@ -219,6 +291,15 @@ class Refiner:
             store.update_state(status="failed", message=str(exc))
             store.event("run_failed", message=str(exc))
             self._tell_workers("stopped", str(exc))
+            raise
+        except ObjectiveNotLoggedError as exc:
+            # The first model showed the settings are wrong. A run this call created holds no trial
+            # worth keeping, so it goes and the corrected command starts cleanly; an older run is kept.
+            if created_here and not store.all_trials():
+                shutil.rmtree(store.root, ignore_errors=True)
+            else:
+                store.update_state(status="failed", message=str(exc))
+                store.event("run_failed", message=str(exc))
             raise
         except RefinerError:
             raise  # bad input or a damaged folder: refused as it is, nothing recorded
@@ -241,18 +322,18 @@ class Refiner:
 
     # -- steps ---------------------------------------------------------------------------------
     def _initial_space(self) -> SearchSpace:
-        if self.hypermodel is None:
+        if self._hypermodel is None:
             assert self.space is not None
             return self.space
         from refiner.engines.keras_tuner import discover_space
 
         self.store.root.mkdir(parents=True, exist_ok=True)
-        declared = discover_space(self.hypermodel, self.store.root)
+        declared = discover_space(self._hypermodel, self.store.root)
         return declared.override_with(self.space) if self.space is not None else declared
 
     def _settings(self, space: SearchSpace, fit_args: tuple, fit_kwargs: Mapping[str, Any]) -> dict[str, Any]:
         settings: dict[str, Any] = {
-            "mode": "hypermodel" if self.hypermodel is not None else "function",
+            "mode": "hypermodel" if self._hypermodel is not None else "function",
             "target": self.target_name,
             "objective": self.objective.to_dict(),
             "rounds": self.rounds,
@@ -268,7 +349,7 @@ class Refiner:
             settings["initial_trials"] = self.initial_trials  # absent by default, as in runs made before it existed
         if self.trial_retries:
             settings["trial_retries"] = self.trial_retries  # absent when 0, as in runs made before it existed
-        if self.hypermodel is not None:
+        if self._hypermodel is not None:
             settings["fit"] = _describe_fit(fit_args, fit_kwargs)
         return settings
 
@@ -365,9 +446,10 @@ class Refiner:
 
         spec = RoundSpec(
             round_index=k, kind=kind, space=space, objective=self.objective, budget=remaining,
-            project_dir=store.kt_dir(k), seed=self.seed, function=self.function, hypermodel=self.hypermodel,
+            project_dir=store.kt_dir(k), seed=self.seed, function=self.function, hypermodel=self._hypermodel,
             executions_per_trial=self.executions_per_trial, warm_trials=earlier, done_trials=done,
             fit_args=fit_args, fit_kwargs=fit_kwargs, trial_retries=self.trial_retries,
+            check_objective=not any(t.ok for t in self._trials), verbose=self._verbose_now,
         )
         if self.engine == "optuna":
             from refiner.engines import optuna as optuna_engine

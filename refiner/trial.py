@@ -35,10 +35,20 @@ class Objective:
             raise ValueError("objective name must not be empty")
 
     @classmethod
-    def coerce(cls, value: "Objective | str | Mapping[str, str]") -> "Objective":
-        """Accept an ``Objective``, a dict, or a bare name (loss-like names minimise, others maximise)."""
+    def coerce(cls, value: Any) -> "Objective":
+        """Accept an ``Objective``, a ``keras_tuner.Objective``, a dict, or a bare name (loss-like
+        names minimise, others maximise)."""
         if isinstance(value, Objective):
             return value
+        if isinstance(value, (list, tuple)):
+            raise TypeError("objective must be one metric; refiner does not tune several objectives at once "
+                            f"(got {len(value)}: {list(value)!r})")
+        if hasattr(value, "name_to_direction"):
+            raise TypeError("objective must be one metric; refiner does not tune a keras_tuner.MultiObjective "
+                            f"({sorted(value.name_to_direction)})")
+        if type(value).__module__.startswith("keras_tuner") and hasattr(value, "direction"):
+            # keras_tuner.Objective(name, direction); matched by module so TensorFlow is not imported here.
+            return cls(value.name, value.direction)
         if isinstance(value, Mapping):
             return cls(value["name"], value.get("direction", "max"))
         if isinstance(value, str):

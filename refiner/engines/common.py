@@ -10,10 +10,12 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
+from refiner.errors import ValidationError
 from refiner.space import SearchSpace
 from refiner.trial import Objective, Trial
 
-__all__ = ["RoundSpec", "TrialCallback", "derive_seed", "function_metrics", "plain", "retrying", "tries_note"]
+__all__ = ["RoundSpec", "TrialCallback", "ObjectiveNotLoggedError", "build_model", "check_objective_logged",
+           "derive_seed", "function_metrics", "plain", "retrying", "tries_note"]
 
 TrialCallback = Callable[[Trial], None]
 T = TypeVar("T")
@@ -39,6 +41,10 @@ class RoundSpec:
     fit_args: tuple = ()
     fit_kwargs: Mapping[str, Any] = field(default_factory=dict)
     trial_retries: int = 0  # extra attempts for a trial that raises or returns NaN/inf
+    # Check the first model's metrics for the objective and stop the run if it is missing
+    # (set while the run has no completed trial: later, the objective is known to be logged).
+    check_objective: bool = False
+    verbose: int = 1  # 2 shows Keras's epoch bars; the trial lines are the agent's
 
 
 def retrying(attempt: Callable[[], T], retries: int, label: str) -> T:
@@ -48,6 +54,8 @@ def retrying(attempt: Callable[[], T], retries: int, label: str) -> T:
     for n in range(retries):
         try:
             return attempt()
+        except ObjectiveNotLoggedError:
+            raise  # a mistake in the run's settings: every try would fail the same way
         except Exception as exc:  # noqa: PERF203 - each try is a whole trial
             log.info("%s failed (%s: %s); retry %d of %d", label, type(exc).__name__, exc, n + 1, retries)
     return attempt()
@@ -74,3 +82,24 @@ def function_metrics(result: Any, objective: Objective) -> dict[str, float]:
 def plain(values: Mapping[str, Any]) -> dict[str, Any]:
     """numpy scalars -> Python scalars, so records are JSON."""
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in values.items()}
+
+
+class ObjectiveNotLoggedError(ValidationError):
+    """The first model (or function call) of a run did not log the objective: every other trial
+    would fail the same way, so the run stops at once and says which metrics it did log."""
+
+
+def check_objective_logged(logged: Any, objective: Objective) -> None:
+    """Raise :class:`ObjectiveNotLoggedError` when ``objective`` is not among the ``logged`` names."""
+    names = [str(n) for n in logged]  # in the order the model logged them
+    if objective.name not in names:
+        raise ObjectiveNotLoggedError(
+            f"objective: {objective.name!r} not found in the first model's metrics; "
+            f"logged: {', '.join(names) if names else 'nothing'} (set objective to one of them)"
+        )
+
+
+def build_model(hypermodel: Any, hp: Any) -> Any:
+    """``hypermodel.build(hp)`` for a ``keras_tuner.HyperModel``, ``hypermodel(hp)`` for a function."""
+    build = getattr(hypermodel, "build", None)
+    return build(hp) if callable(build) else hypermodel(hp)

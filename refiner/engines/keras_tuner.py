@@ -35,7 +35,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from refiner.engines.common import (
-    RoundSpec, TrialCallback, derive_seed, function_metrics, plain, retrying, tries_note,
+    ObjectiveNotLoggedError, RoundSpec, TrialCallback, build_model, check_objective_logged, derive_seed,
+    function_metrics, plain, retrying, tries_note,
 )
 from refiner.errors import ValidationError
 from refiner.space import SearchSpace
@@ -70,7 +71,7 @@ def discover_space(hypermodel: Callable[[Any], Any], workdir: Path) -> SearchSpa
     built: list[Any] = []
 
     def probe(hp: Any) -> Any:
-        model = hypermodel(hp)
+        model = build_model(hypermodel, hp)
         built.append(model)
         return model
 
@@ -208,6 +209,7 @@ def _make_tuner_class(kt: Any) -> type:
             self._spec = spec
             self._on_trial = on_trial
             self._started: dict[str, float] = {}
+            self._objective_checked = not spec.check_objective
             super().__init__(*args, **kwargs)
 
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
@@ -215,6 +217,8 @@ def _make_tuner_class(kt: Any) -> type:
             try:
                 return retrying(lambda: self._attempt(trial, *args, **kwargs), spec.trial_retries,
                                 f"trial {spec.round_index}-{trial.trial_id}")
+            except ObjectiveNotLoggedError as exc:
+                raise _StopRun(exc) from exc  # KerasTuner lets only its FatalError end a search
             except Exception as exc:
                 if not spec.trial_retries:
                     raise
@@ -224,6 +228,7 @@ def _make_tuner_class(kt: Any) -> type:
             spec = self._spec
             if spec.function is not None:
                 result = spec.function(dict(trial.hyperparameters.values))
+                self._check_objective(result.keys() if isinstance(result, dict) else [spec.objective.name])
                 metrics = function_metrics(result, spec.objective)
             else:
                 if spec.seed is not None:
@@ -242,6 +247,22 @@ def _make_tuner_class(kt: Any) -> type:
                     f"objective {spec.objective.name!r} is {value!r}; the trial counts as failed"
                 )
             return metrics
+
+        def _build_and_fit_model(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
+            # One execution: one model built and fitted. The first of the run is checked at once,
+            # so a misspelled objective costs one model, not a round.
+            # Keras's epoch bars only at verbose=2; the agent logs one line per trial.
+            kwargs["verbose"] = "auto" if self._spec.verbose >= 2 else 0
+            results = super()._build_and_fit_model(trial, *args, **kwargs)
+            history = getattr(results, "history", results)
+            if isinstance(history, dict):
+                self._check_objective(history.keys())
+            return results
+
+        def _check_objective(self, logged: Any) -> None:
+            if not self._objective_checked:
+                check_objective_logged(logged, self._spec.objective)
+                self._objective_checked = True
 
         def on_trial_begin(self, trial: Any) -> None:
             self._started[trial.trial_id] = time.perf_counter()
@@ -279,6 +300,21 @@ def _make_tuner_class(kt: Any) -> type:
             )
 
     return RefinerTuner
+
+
+def _stop_run_class() -> type:
+    class StopRun(_kt().errors.FatalError):
+        """Carries a refiner error through KerasTuner's search loop, which swallows all others."""
+
+        def __init__(self, error: Exception):
+            super().__init__(str(error))
+            self.error = error
+
+    return StopRun
+
+
+def _StopRun(error: Exception) -> Exception:  # noqa: N802 - used like the class it builds
+    return _stop_run_class()(error)
 
 
 def _last_line(message: str | None) -> str | None:
@@ -340,8 +376,9 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
     _inject(kt, oracle, injected, spec)
     if spec.budget > 0:
         fit_kwargs = dict(spec.fit_kwargs)
-        if spec.hypermodel is not None:
-            fit_kwargs.setdefault("verbose", 0)
+        # Not passed to search(), which would turn KerasTuner's trial banners on: model.fit gets
+        # its verbosity per execution (_build_and_fit_model).
+        fit_kwargs.pop("verbose", None)
         # KerasTuner ships with DEBUG on, printing every failed trial's traceback to stdout;
         # refiner records the error and logs the traceback at debug level instead.
         from keras_tuner.src import config as kt_config
@@ -349,6 +386,10 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
         debug, kt_config.DEBUG = kt_config.DEBUG, False
         try:
             tuner.search(*spec.fit_args, **fit_kwargs)
+        except kt.errors.FatalError as exc:
+            if isinstance(getattr(exc, "error", None), ObjectiveNotLoggedError):
+                raise exc.error from None
+            raise
         finally:
             kt_config.DEBUG = debug
     return ran
