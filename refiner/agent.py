@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from refiner import __version__, progress, report
-from refiner.engines.common import ObjectiveNotLoggedError
+from refiner.engines.common import FirstTrialError
 from refiner.errors import RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
 from refiner.failpoints import checkpoint
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
@@ -292,7 +292,7 @@ class Refiner(KerasTunerCalls):
             store.event("run_failed", message=str(exc))
             self._tell_workers("stopped", str(exc))
             raise
-        except ObjectiveNotLoggedError as exc:
+        except FirstTrialError as exc:
             # The first model showed the settings are wrong. A run this call created holds no trial
             # worth keeping, so it goes and the corrected command starts cleanly; an older run is kept.
             if created_here and not store.all_trials():

@@ -130,3 +130,23 @@ def test_an_earlier_run_is_kept_and_marked_failed_when_its_next_round_reveals_th
     assert len(store.all_trials()) == 3
     state = store.read_run()["state"]
     assert state["status"] == "failed" and "'loss' not found" in state["message"]
+
+
+@pytest.mark.slow
+def test_data_the_first_model_cannot_take_stops_the_run_naming_the_shapes(tmp_path):
+    import numpy as np
+
+    from tests.test_tuner_calls import build_model  # takes 64 features
+
+    x = np.zeros((40, 5), dtype="float32")
+    y = np.zeros(40, dtype="int64")
+    agent = refiner.Refiner(build_model, objective="val_accuracy", rounds=2, trials_per_round=5, directory=tmp_path,
+                            project_name="shape", verbose=0)
+    with pytest.raises(ValidationError) as info:
+        agent.search(x, y, epochs=1, validation_split=0.25)
+    message = str(info.value)
+    assert message.startswith("data: the first model built but failed before finishing an epoch (")
+    assert "expected axis -1 of input shape to have value 64, but received input with shape (None, 5)" in message
+    assert "the data loader gave args[0]: array(40, 5) float32, args[1]: array(40,) int64" in message
+    assert "\n" not in message
+    assert not (tmp_path / "shape").exists()

@@ -14,8 +14,9 @@ from refiner.errors import ValidationError
 from refiner.space import SearchSpace
 from refiner.trial import Objective, Trial
 
-__all__ = ["RoundSpec", "TrialCallback", "ObjectiveNotLoggedError", "build_model", "check_objective_logged",
-           "derive_seed", "function_metrics", "plain", "retrying", "tries_note"]
+__all__ = ["RoundSpec", "TrialCallback", "FirstTrialError", "ObjectiveNotLoggedError", "build_model",
+           "check_objective_logged", "derive_seed", "describe_data", "function_metrics", "plain", "retrying",
+           "tries_note"]
 
 TrialCallback = Callable[[Trial], None]
 T = TypeVar("T")
@@ -54,7 +55,7 @@ def retrying(attempt: Callable[[], T], retries: int, label: str) -> T:
     for n in range(retries):
         try:
             return attempt()
-        except ObjectiveNotLoggedError:
+        except FirstTrialError:
             raise  # a mistake in the run's settings: every try would fail the same way
         except Exception as exc:  # noqa: PERF203 - each try is a whole trial
             log.info("%s failed (%s: %s); retry %d of %d", label, type(exc).__name__, exc, n + 1, retries)
@@ -84,9 +85,13 @@ def plain(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in values.items()}
 
 
-class ObjectiveNotLoggedError(ValidationError):
-    """The first model (or function call) of a run did not log the objective: every other trial
-    would fail the same way, so the run stops at once and says which metrics it did log."""
+class FirstTrialError(ValidationError):
+    """The run's first model showed a mistake every other trial would repeat (the objective not
+    logged, data the model cannot take): the run stops at once, saying what would work."""
+
+
+class ObjectiveNotLoggedError(FirstTrialError):
+    """The first model (or function call) did not log the objective; the message lists what it did log."""
 
 
 def check_objective_logged(logged: Any, objective: Objective) -> None:
@@ -103,3 +108,18 @@ def build_model(hypermodel: Any, hp: Any) -> Any:
     """``hypermodel.build(hp)`` for a ``keras_tuner.HyperModel``, ``hypermodel(hp)`` for a function."""
     build = getattr(hypermodel, "build", None)
     return build(hp) if callable(build) else hypermodel(hp)
+
+
+def describe_data(fit_args: Sequence[Any], fit_kwargs: Mapping[str, Any]) -> str:
+    """``x: array(60, 8) float32, y: array(60,) int64``: what the data loader gave, for error messages."""
+    parts = [f"args[{i}]: {_shape(v)}" for i, v in enumerate(fit_args)]
+    parts += [f"{k}: {_shape(v)}" for k, v in fit_kwargs.items() if k in ("x", "y", "validation_data")]
+    return ", ".join(parts) or "no data"
+
+
+def _shape(value: Any) -> str:
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"array{tuple(int(s) for s in value.shape)} {value.dtype}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_shape(v) for v in value) + ")"
+    return type(value).__name__

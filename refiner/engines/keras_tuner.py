@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import time
 import warnings
@@ -35,7 +36,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from refiner.engines.common import (
-    ObjectiveNotLoggedError, RoundSpec, TrialCallback, build_model, check_objective_logged, derive_seed,
+    FirstTrialError, RoundSpec, TrialCallback, build_model, check_objective_logged, derive_seed, describe_data,
     function_metrics, plain, retrying, tries_note,
 )
 from refiner.errors import ValidationError
@@ -217,7 +218,7 @@ def _make_tuner_class(kt: Any) -> type:
             try:
                 return retrying(lambda: self._attempt(trial, *args, **kwargs), spec.trial_retries,
                                 f"trial {spec.round_index}-{trial.trial_id}")
-            except ObjectiveNotLoggedError as exc:
+            except FirstTrialError as exc:
                 raise _StopRun(exc) from exc  # KerasTuner lets only its FatalError end a search
             except Exception as exc:
                 if not spec.trial_retries:
@@ -253,7 +254,20 @@ def _make_tuner_class(kt: Any) -> type:
             # so a misspelled objective costs one model, not a round.
             # Keras's epoch bars only at verbose=2; the agent logs one line per trial.
             kwargs["verbose"] = "auto" if self._spec.verbose >= 2 else 0
-            results = super()._build_and_fit_model(trial, *args, **kwargs)
+            watch = _first_epoch_watch()
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), watch]
+            try:
+                results = super()._build_and_fit_model(trial, *args, **kwargs)
+            except Exception as exc:
+                if not self._objective_checked and watch.started and not watch.finished_epoch:
+                    # The first model of the run built but could not train one epoch: almost always
+                    # data the model cannot take, which every trial would repeat.
+                    raise FirstTrialError(
+                        f"data: the first model built but failed before finishing an epoch "
+                        f"({type(exc).__name__}: {_telling_line(str(exc))}); the data loader gave "
+                        f"{describe_data(args, kwargs)}: check it against build_model's input"
+                    ) from exc
+                raise
             history = getattr(results, "history", results)
             if isinstance(history, dict):
                 self._check_objective(history.keys())
@@ -302,6 +316,24 @@ def _make_tuner_class(kt: Any) -> type:
     return RefinerTuner
 
 
+def _first_epoch_watch() -> Any:
+    import keras
+
+    class FirstEpochWatch(keras.callbacks.Callback):
+        """Tells a model that failed before training from one that failed during its first epoch."""
+
+        started = False
+        finished_epoch = False
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.started = True
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.finished_epoch = True
+
+    return FirstEpochWatch()
+
+
 def _stop_run_class() -> type:
     class StopRun(_kt().errors.FatalError):
         """Carries a refiner error through KerasTuner's search loop, which swallows all others."""
@@ -315,6 +347,16 @@ def _stop_run_class() -> type:
 
 def _StopRun(error: Exception) -> Exception:  # noqa: N802 - used like the class it builds
     return _stop_run_class()(error)
+
+
+def _telling_line(message: str) -> str:
+    """The line of a (multi-line) Keras error that names the problem, e.g. the shapes that disagree."""
+    plain_text = re.sub(r"\x1b\[[0-9;]*m", "", message)  # Keras colours its messages for terminals
+    lines = [line.strip() for line in plain_text.splitlines() if line.strip()]
+    for line in lines:
+        if any(word in line for word in ("expected", "incompatible", "shape")):
+            return line[:300]
+    return lines[0][:300] if lines else "no message"
 
 
 def _last_line(message: str | None) -> str | None:
@@ -387,7 +429,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
         try:
             tuner.search(*spec.fit_args, **fit_kwargs)
         except kt.errors.FatalError as exc:
-            if isinstance(getattr(exc, "error", None), ObjectiveNotLoggedError):
+            if isinstance(getattr(exc, "error", None), FirstTrialError):
                 raise exc.error from None
             raise
         finally:

@@ -40,7 +40,7 @@ import numpy as np
 
 from refiner.engines import shared_study as shared
 from refiner.engines.common import (
-    ObjectiveNotLoggedError, RoundSpec, TrialCallback, build_model, check_objective_logged, derive_seed,
+    FirstTrialError, RoundSpec, TrialCallback, build_model, check_objective_logged, derive_seed,
     function_metrics, plain, retrying, tries_note,
 )
 from refiner.space import Fixed, SearchSpace
@@ -349,7 +349,7 @@ def _evaluate(spec: RoundSpec, number: int, values: dict[str, Any], *, trial_id:
 
     try:
         metrics = retrying(attempt, spec.trial_retries, f"trial {trial_id}")
-    except ObjectiveNotLoggedError:
+    except FirstTrialError:
         raise  # the run's objective is wrong: the run stops (the agent says which metrics exist)
     except Exception as exc:  # a failing trial is recorded, never fatal
         message = (f"{type(exc).__name__}: {exc}"[:450] + tries_note(spec.trial_retries))
