@@ -107,7 +107,8 @@ class Refiner(KerasTunerCalls):
             space is discovered from it.
         function: ``f(params: dict) -> float`` (or a dict of metrics holding the objective).
             Exactly one of ``hypermodel`` and ``function``.
-        space: a :class:`SearchSpace`; required with ``function``, and with ``hypermodel`` it
+        space: a :class:`SearchSpace` or the path of a space JSON file (an earlier run's
+            ``refined_space.json``); required with ``function``, and with ``hypermodel`` it
             overrides the ranges ``build_model`` declares.
         objective: a metric name (``"val_accuracy"``; names with loss/error minimise), or an
             :class:`Objective` or ``keras_tuner.Objective`` with an explicit direction.
@@ -132,6 +133,9 @@ class Refiner(KerasTunerCalls):
         run_trials: Optuna engine only: ``False`` makes this process only coordinate, leaving
             every trial to workers.
         overwrite: start afresh, deleting an existing run folder of that name.
+        warm_start: an earlier run folder with the same objective and parameters: its trials are
+            imported (``imported.jsonl``, each with its source); those completed inside this run's
+            space are evidence for its first surrogate and warm-start its rounds (:mod:`refiner.warm_start`).
         verbose: 0 silent, 1 (default) one line per trial and a table per round, as ``refiner run``
             prints them, 2 also Keras's epoch bars. The lines are ``logging`` records of the
             ``refiner`` logger; where no logging is configured, ``search()`` shows them on stderr.
@@ -142,7 +146,7 @@ class Refiner(KerasTunerCalls):
         hypermodel: Callable[[Any], Any] | None = None,
         *,
         function: Callable[[dict[str, Any]], Any] | None = None,
-        space: SearchSpace | None = None,
+        space: SearchSpace | str | os.PathLike[str] | None = None,
         objective: Objective | str | Mapping[str, str] = "val_accuracy",
         rounds: int = 3,
         max_trials: int | None = None,
@@ -162,6 +166,7 @@ class Refiner(KerasTunerCalls):
         target_name: str | None = None,
         config_path: str | None = None,
         verbose: int = 1,
+        warm_start: str | os.PathLike[str] | None = None,
     ):
         if (hypermodel is None) == (function is None):
             raise ValueError("give exactly one of `hypermodel` and `function`")
@@ -196,7 +201,10 @@ class Refiner(KerasTunerCalls):
         self._hypermodel = hypermodel  # as given: a function or a keras_tuner.HyperModel
         self.function = function
         self.verbose = verbose
+        if isinstance(space, (str, os.PathLike)):
+            space = SearchSpace.from_json(Path(space))  # e.g. an earlier run's refined_space.json
         self.space = space
+        self.warm_start = None if warm_start is None else Path(warm_start)
         self.objective = Objective.coerce(objective)
         self.rounds = rounds
         self.trials_per_round = trials_per_round
@@ -230,7 +238,8 @@ class Refiner(KerasTunerCalls):
     # -- results -------------------------------------------------------------------------------
     @property
     def trials(self) -> list[Trial]:
-        """Every finished trial of the run, in order."""
+        """Every finished trial of the run, in order; first, with a warm start, the imported
+        trials used as evidence (round -1, ``source`` set)."""
         return list(self._trials)
 
     @property
@@ -276,12 +285,17 @@ class Refiner(KerasTunerCalls):
         self._verbose_now = verbose
         created_here = not store.exists()
         initial_space = self._initial_space()
+        imported = None
+        if self.warm_start is not None and (self.overwrite or not store.exists()):
+            from refiner.warm_start import earlier_trials
+
+            imported = earlier_trials(self.warm_start, self.objective, initial_space)  # checked before any write
         settings = self._settings(initial_space, fit_args, fit_kwargs)
         if self.storage is not None:
             from refiner.engines.shared_study import open_storage
 
             open_storage(self.storage)  # an unreachable server is refused before the run folder is touched
-        self._open_run(settings)
+        self._open_run(settings, initial_space, imported)
         try:
             for k in range(self.rounds):
                 space = self._round_space(k, initial_space)
@@ -349,11 +363,15 @@ class Refiner(KerasTunerCalls):
             settings["initial_trials"] = self.initial_trials  # absent by default, as in runs made before it existed
         if self.trial_retries:
             settings["trial_retries"] = self.trial_retries  # absent when 0, as in runs made before it existed
+        if self.warm_start is not None:
+            settings["warm_start"] = str(self.warm_start)  # absent without one, as in runs made before it existed
         if self._hypermodel is not None:
             settings["fit"] = _describe_fit(fit_args, fit_kwargs)
         return settings
 
-    def _open_run(self, settings: dict[str, Any]) -> None:
+    def _open_run(self, settings: dict[str, Any], initial_space: SearchSpace, imported: list[Trial] | None) -> None:
+        from refiner.warm_start import evidence
+
         store = self.store
         if store.exists() and self.overwrite:
             log.info("--overwrite: deleting the earlier run in %s", store.root)
@@ -368,7 +386,7 @@ class Refiner(KerasTunerCalls):
                     f"{store.root}: the run was started with other settings ({'; '.join(changed)}); "
                     "use --overwrite (overwrite=True) to start afresh or another run name"
                 )
-            self._trials = store.all_trials()
+            self._trials = [*evidence(store.read_imported(), initial_space), *store.all_trials()]
             store.update_state(status="running", message=None)
             store.event("run_resumed", trials_so_far=len(self._trials))
             log.info("resuming %s: %d trials recorded so far", store.root, len(self._trials))
@@ -376,6 +394,10 @@ class Refiner(KerasTunerCalls):
         # A folder without run.json (e.g. left by a crash before the first write) is started afresh;
         # anything else in it is kept.
         store.root.mkdir(parents=True, exist_ok=True)
+        if imported is not None:
+            # Before run.json: a crash in between leaves a folder that is started afresh, never a
+            # warm-started run without its imports.
+            store.write_imported(imported)
         store.write_run({
             "format_version": 1,
             "name": self.project_name,
@@ -387,6 +409,12 @@ class Refiner(KerasTunerCalls):
         })
         store.event("run_started", rounds=self.rounds, trials_per_round=self.trials_per_round)
         self._trials = []
+        if imported is not None:
+            self._trials = evidence(imported, initial_space)
+            store.event("warm_started", source=str(self.warm_start), imported=len(imported),
+                        evidence=len(self._trials))
+            log.info("warm start from %s: %d trials imported, %d completed inside this run's space used as evidence",
+                     self.warm_start, len(imported), len(self._trials))
 
     def _round_space(self, k: int, initial_space: SearchSpace) -> SearchSpace:
         store = self.store

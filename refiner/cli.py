@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="delete an existing run folder and start afresh (default: resume it)")
     run.add_argument("--quiet", action="store_true",
                      help="only the final summary (default: a line per trial and a table per round)")
+    run.add_argument("--warm-start", type=Path, default=None, metavar="RUN_DIR",
+                     help="seed the run with an earlier run's trials (same objective and parameters): those inside "
+                     "the space are evidence for the first surrogate, all are kept in imported.jsonl with their "
+                     "source (default: none)")
+    run.add_argument("--from-refined", action="store_true",
+                     help="with --warm-start: search the earlier run's refined_space.json instead of the config's "
+                     "space (default: the config's space)")
     run.add_argument("--storage", default=None,
                      help="optuna engine: storage URL, e.g. postgresql://user@host/db (default: SQLite in the run folder)")
     run.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
@@ -151,10 +158,18 @@ def _run(args: argparse.Namespace) -> int:
 def _make_refiner(config: Any, args: argparse.Namespace, run_dir: Path, hypermodel: Any, function: Any) -> Any:
     from refiner.agent import Refiner
 
+    space = config.space
+    if args.from_refined:
+        if args.warm_start is None:
+            raise RefinerError("--from-refined: needs --warm-start RUN_DIR, the run whose refined space to search")
+        space = args.warm_start / "refined_space.json"
+        if not space.is_file():
+            raise RefinerError(f"--from-refined: {space} does not exist; the earlier run has not finished")
     return Refiner(
         hypermodel=hypermodel,
         function=function,
-        space=config.space,
+        space=space,
+        warm_start=args.warm_start,
         objective=config.objective,
         rounds=config.rounds,
         trials_per_round=config.trials_per_round,

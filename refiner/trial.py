@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["TrialState", "Trial", "Objective", "best_trial"]
+__all__ = ["TrialState", "Trial", "Objective", "best_trial", "IMPORTED_ROUND"]
 
 
 class TrialState(str, enum.Enum):
@@ -65,9 +65,17 @@ class Objective:
         return {"name": self.name, "direction": self.direction}
 
 
+IMPORTED_ROUND = -1
+"""The ``round`` of a trial imported from an earlier run (a warm start): before this run's rounds."""
+
+
 @dataclass(frozen=True)
 class Trial:
-    """One finished evaluation: hyperparameters in, score and metrics out."""
+    """One finished evaluation: hyperparameters in, score and metrics out.
+
+    A trial imported from an earlier run has round :data:`IMPORTED_ROUND` and a ``source``:
+    ``{"run": folder, "trial_id": its id there, "round": its round there}``.
+    """
 
     trial_id: str
     round: int
@@ -77,6 +85,11 @@ class Trial:
     metrics: Mapping[str, float] = field(default_factory=dict)
     duration_s: float = 0.0
     message: str | None = None
+    source: Mapping[str, Any] | None = None
+
+    @property
+    def imported(self) -> bool:
+        return self.source is not None
 
     @property
     def ok(self) -> bool:
@@ -95,6 +108,8 @@ class Trial:
         }
         if self.message:
             out["message"] = self.message
+        if self.source is not None:
+            out["source"] = dict(self.source)
         return out
 
     @classmethod
@@ -108,6 +123,7 @@ class Trial:
             metrics=dict(d.get("metrics", {})),
             duration_s=float(d.get("duration_s", 0.0)),
             message=d.get("message"),
+            source=dict(d["source"]) if d.get("source") is not None else None,
         )
 
 
