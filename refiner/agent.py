@@ -227,6 +227,7 @@ class Refiner(KerasTunerCalls):
         self.config_path = config_path
         self._trials: list[Trial] = []
         self._fit: tuple[tuple, dict[str, Any]] | None = None  # the last search()'s data, for get_best_models
+        self._verbose_now = verbose  # this search() call's verbosity (search(verbose=...) may change it)
 
     @property
     def hypermodel(self) -> Any:
