@@ -219,7 +219,7 @@ def _make_tuner_class(kt: Any) -> type:
                 return retrying(lambda: self._attempt(trial, *args, **kwargs), spec.trial_retries,
                                 f"trial {spec.round_index}-{trial.trial_id}")
             except FirstTrialError as exc:
-                raise _StopRun(exc) from exc  # KerasTuner lets only its FatalError end a search
+                raise _stop_run_class()(exc) from exc  # KerasTuner lets only its FatalError end a search
             except Exception as exc:
                 if not spec.trial_retries:
                     raise
@@ -343,10 +343,6 @@ def _stop_run_class() -> type:
             self.error = error
 
     return StopRun
-
-
-def _StopRun(error: Exception) -> Exception:  # noqa: N802 - used like the class it builds
-    return _stop_run_class()(error)
 
 
 def _telling_line(message: str) -> str:
