@@ -381,7 +381,7 @@ class Refiner(KerasTunerCalls):
             store.check()  # a damaged run is refused before anything in it is touched
             store.remove_stale_temporaries()
             run = store.read_run()
-            changed = _changed_settings(run["settings"], settings)
+            changed = _changed_settings(run["settings"], _as_recorded_before_defaults(run["settings"], settings))
             if changed:
                 raise SettingsChangedError(
                     f"{store.root}: the run was started with other settings ({'; '.join(changed)}); "
@@ -583,6 +583,19 @@ def _describe_fit(fit_args: tuple, fit_kwargs: Mapping[str, Any]) -> dict[str, A
     if fit_args:
         out["args"] = [describe(v) for v in fit_args]
     return out
+
+
+def _as_recorded_before_defaults(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` without parameter defaults when the run was recorded before spaces kept them, so a
+    hypermodel that declares defaults can still resume its earlier runs."""
+    def parameters(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return list(settings.get("initial_space", {}).get("parameters", []))
+
+    if any("default" in p for p in parameters(old)) or not any("default" in p for p in parameters(new)):
+        return new
+    space = dict(new["initial_space"], parameters=[{k: v for k, v in p.items() if k != "default"}
+                                                   for p in parameters(new)])
+    return {**new, "initial_space": space}
 
 
 def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
