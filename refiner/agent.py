@@ -28,8 +28,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from refiner import __version__, report
+from refiner import __version__, progress, report
 from refiner.audit import audit_cuts, audit_document, cuts_of, reopen
+from refiner.engines.common import FirstTrialError
 from refiner.errors import RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
 from refiner.failpoints import checkpoint
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
@@ -38,6 +39,7 @@ from refiner.space import SearchSpace
 from refiner.store import RunStore, now_iso
 from refiner.surrogate import fit_surrogate
 from refiner.trial import Objective, Trial, best_trial
+from refiner.tuner_calls import FunctionHyperModel, KerasTunerCalls
 
 __all__ = ["Refiner", "ENGINES", "INITIAL_SHARE", "split_budget"]
 
@@ -64,19 +66,58 @@ def split_budget(total_trials: int, rounds: int = 3) -> tuple[int, int]:
     return total_trials - per_round * (rounds - 1), per_round
 
 
-class Refiner:
+def _schedule(max_trials: int, rounds: int, initial: int | None, per_round: int | None) -> tuple[int, int]:
+    """``(initial_trials, trials_per_round)`` for a total of ``max_trials``: the benchmark's split,
+    with a part given explicitly kept and the other filled so the rounds add up to the total."""
+    if rounds == 1:
+        if initial is not None and initial != max_trials:
+            raise ValueError(f"`initial_trials` ({initial}) must equal `max_trials` ({max_trials}) with one round")
+        return max_trials, per_round if per_round is not None else max_trials
+    if initial is None and per_round is None:
+        try:
+            return split_budget(max_trials, rounds)
+        except ValueError:
+            raise ValueError(f"`max_trials` must give at least 2 trials to the random round and 1 to each of the "
+                             f"other {rounds - 1} rounds, got {max_trials}") from None
+    if initial is None:
+        initial = max_trials - per_round * (rounds - 1)  # type: ignore[operator]
+        if initial < 1:
+            raise ValueError(f"`max_trials` ({max_trials}) is too small for {rounds - 1} rounds of "
+                             f"`trials_per_round` ({per_round}) after the random round")
+    elif per_round is None:
+        per_round, rest = divmod(max_trials - initial, rounds - 1)
+        if per_round < 1 or rest:
+            raise ValueError(f"`max_trials` ({max_trials}) minus `initial_trials` ({initial}) must split into "
+                             f"{rounds - 1} equal rounds of at least one trial")
+    if initial + per_round * (rounds - 1) != max_trials:
+        raise ValueError(f"`initial_trials` ({initial}) + {rounds - 1} x `trials_per_round` ({per_round}) must add up "
+                         f"to `max_trials` ({max_trials}); give two of the three")
+    return initial, per_round
+
+
+class Refiner(KerasTunerCalls):
     """Multi-round search refinement over a KerasTuner hypermodel or a plain Python function.
 
+    A KerasTuner script runs with only its constructor changed: ``search``, ``get_best_models``,
+    ``get_best_hyperparameters``, ``get_best_trials``, ``results_summary``, ``search_space_summary``,
+    ``oracle.get_best_trials`` and ``hypermodel.build`` behave as on a ``keras_tuner.Tuner``
+    (:mod:`refiner.tuner_calls`).
+
     Args:
-        hypermodel: ``build_model(hp)`` as for KerasTuner; its space is discovered from it.
+        hypermodel: ``build_model(hp)`` as for KerasTuner, or a ``keras_tuner.HyperModel``; its
+            space is discovered from it.
         function: ``f(params: dict) -> float`` (or a dict of metrics holding the objective).
             Exactly one of ``hypermodel`` and ``function``.
-        space: a :class:`SearchSpace`; required with ``function``, and with ``hypermodel`` it
+        space: a :class:`SearchSpace` or the path of a space JSON file (an earlier run's
+            ``refined_space.json``); required with ``function``, and with ``hypermodel`` it
             overrides the ranges ``build_model`` declares.
-        objective: a metric name (``"val_accuracy"``; names with loss/error minimise) or an
-            :class:`Objective` with an explicit direction.
+        objective: a metric name (``"val_accuracy"``; names with loss/error minimise), or an
+            :class:`Objective` or ``keras_tuner.Objective`` with an explicit direction.
         rounds: how many rounds (round 0 random, then Bayesian).
-        trials_per_round: new trials per round.
+        max_trials: the total budget over all rounds, split as the benchmark found best
+            (:func:`split_budget`: a fifth for the random round, the rest in equal rounds);
+            ``trials_per_round`` or ``initial_trials``, when given too, replace their part.
+        trials_per_round: new trials per round (default 10, or from ``max_trials``).
         initial_trials: new trials in round 0, the random round (default: ``trials_per_round``).
         executions_per_trial: models trained per trial (hypermodel only), averaged as in KerasTuner.
         trial_retries: extra tries for a trial that raises or returns NaN/inf before it is
@@ -93,6 +134,12 @@ class Refiner:
         run_trials: Optuna engine only: ``False`` makes this process only coordinate, leaving
             every trial to workers.
         overwrite: start afresh, deleting an existing run folder of that name.
+        warm_start: an earlier run folder with the same objective and parameters: its trials are
+            imported (``imported.jsonl``, each with its source); those completed inside this run's
+            space are evidence for its first surrogate and warm-start its rounds (:mod:`refiner.warm_start`).
+        verbose: 0 silent, 1 (default) one line per trial and a table per round, as ``refiner run``
+            prints them, 2 also Keras's epoch bars. The lines are ``logging`` records of the
+            ``refiner`` logger; where no logging is configured, ``search()`` shows them on stderr.
     """
 
     def __init__(
@@ -100,10 +147,11 @@ class Refiner:
         hypermodel: Callable[[Any], Any] | None = None,
         *,
         function: Callable[[dict[str, Any]], Any] | None = None,
-        space: SearchSpace | None = None,
+        space: SearchSpace | str | os.PathLike[str] | None = None,
         objective: Objective | str | Mapping[str, str] = "val_accuracy",
         rounds: int = 3,
-        trials_per_round: int = 10,
+        max_trials: int | None = None,
+        trials_per_round: int | None = None,
         initial_trials: int | None = None,
         executions_per_trial: int = 1,
         trial_retries: int = 0,
@@ -118,18 +166,26 @@ class Refiner:
         overwrite: bool = False,
         target_name: str | None = None,
         config_path: str | None = None,
+        verbose: int = 1,
+        warm_start: str | os.PathLike[str] | None = None,
     ):
         if (hypermodel is None) == (function is None):
             raise ValueError("give exactly one of `hypermodel` and `function`")
         if function is not None and space is None:
             raise ValueError("`space` is required with `function` (a plain function declares no space)")
-        for name, value in (("rounds", rounds), ("trials_per_round", trials_per_round),
-                            ("executions_per_trial", executions_per_trial)):
+        for name, value in (("rounds", rounds), ("executions_per_trial", executions_per_trial)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-        if initial_trials is not None and (not isinstance(initial_trials, int) or isinstance(initial_trials, bool)
-                                           or initial_trials < 1):
-            raise ValueError(f"`initial_trials` must be a positive integer or None, got {initial_trials!r}")
+        for name, value in (("max_trials", max_trials), ("trials_per_round", trials_per_round),
+                            ("initial_trials", initial_trials)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"`{name}` must be a positive integer or None, got {value!r}")
+        if max_trials is not None:
+            initial_trials, trials_per_round = _schedule(max_trials, rounds, initial_trials, trials_per_round)
+        elif trials_per_round is None:
+            trials_per_round = 10
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}")
         if not isinstance(trial_retries, int) or isinstance(trial_retries, bool) or trial_retries < 0:
             raise ValueError(f"`trial_retries` must be a non-negative integer, got {trial_retries!r}")
         if engine not in ENGINES:
@@ -143,9 +199,13 @@ class Refiner:
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31):
             # numpy and scikit-learn take seeds below 2**32; per-round seeds are derived from this one.
             raise ValueError(f"`seed` must be an integer in [0, 2**31 - 1] or None, got {seed!r}")
-        self.hypermodel = hypermodel
+        self._hypermodel = hypermodel  # as given: a function or a keras_tuner.HyperModel
         self.function = function
+        self.verbose = verbose
+        if isinstance(space, (str, os.PathLike)):
+            space = SearchSpace.from_json(Path(space))  # e.g. an earlier run's refined_space.json
         self.space = space
+        self.warm_start = None if warm_start is None else Path(warm_start)
         self.objective = Objective.coerce(objective)
         self.rounds = rounds
         self.trials_per_round = trials_per_round
@@ -167,11 +227,21 @@ class Refiner:
         self.target_name = target_name or f"{getattr(target, '__module__', None) or type(target).__module__}:{qualname}"
         self.config_path = config_path
         self._trials: list[Trial] = []
+        self._fit: tuple[tuple, dict[str, Any]] | None = None  # the last search()'s data, for get_best_models
+        self._verbose_now = verbose  # this search() call's verbosity (search(verbose=...) may change it)
+
+    @property
+    def hypermodel(self) -> Any:
+        """The hypermodel, with KerasTuner's ``build(hp)`` (``None`` for a function run)."""
+        if self._hypermodel is None or callable(getattr(self._hypermodel, "build", None)):
+            return self._hypermodel
+        return FunctionHyperModel(self._hypermodel)
 
     # -- results -------------------------------------------------------------------------------
     @property
     def trials(self) -> list[Trial]:
-        """Every finished trial of the run, in order."""
+        """Every finished trial of the run, in order; first, with a warm start, the imported
+        trials used as evidence (round -1, ``source`` set)."""
         return list(self._trials)
 
     @property
@@ -202,15 +272,32 @@ class Refiner:
 
     # -- the loop ------------------------------------------------------------------------------
     def search(self, *fit_args: Any, **fit_kwargs: Any) -> "Refiner":
-        """Run (or resume) every round. Positional and keyword arguments go to ``model.fit``."""
+        """Run (or resume) every round. Positional and keyword arguments go to ``model.fit``
+        (``callbacks`` are copied for every model, as in KerasTuner); ``verbose=`` sets this
+        call's verbosity as in the constructor."""
+        verbose = fit_kwargs.pop("verbose", self.verbose)
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}")
+        with progress.shown(verbose):
+            return self._search(fit_args, fit_kwargs, verbose)
+
+    def _search(self, fit_args: tuple, fit_kwargs: dict[str, Any], verbose: int) -> "Refiner":
         store = self.store
+        self._fit = (fit_args, fit_kwargs)
+        self._verbose_now = verbose
+        created_here = not store.exists()
         initial_space = self._initial_space()
+        imported = None
+        if self.warm_start is not None and (self.overwrite or not store.exists()):
+            from refiner.warm_start import earlier_trials
+
+            imported = earlier_trials(self.warm_start, self.objective, initial_space)  # checked before any write
         settings = self._settings(initial_space, fit_args, fit_kwargs)
         if self.storage is not None:
             from refiner.engines.shared_study import open_storage
 
             open_storage(self.storage)  # an unreachable server is refused before the run folder is touched
-        self._open_run(settings)
+        self._open_run(settings, initial_space, imported)
         try:
             for k in range(self.rounds):
                 space = self._round_space(k, initial_space)
@@ -220,6 +307,15 @@ class Refiner:
             store.update_state(status="failed", message=str(exc))
             store.event("run_failed", message=str(exc))
             self._tell_workers("stopped", str(exc))
+            raise
+        except FirstTrialError as exc:
+            # The first model showed the settings are wrong. A run this call created holds no trial
+            # worth keeping, so it goes and the corrected command starts cleanly; an older run is kept.
+            if created_here and not store.all_trials():
+                shutil.rmtree(store.root, ignore_errors=True)
+            else:
+                store.update_state(status="failed", message=str(exc))
+                store.event("run_failed", message=str(exc))
             raise
         except RefinerError:
             raise  # bad input or a damaged folder: refused as it is, nothing recorded
@@ -242,18 +338,18 @@ class Refiner:
 
     # -- steps ---------------------------------------------------------------------------------
     def _initial_space(self) -> SearchSpace:
-        if self.hypermodel is None:
+        if self._hypermodel is None:
             assert self.space is not None
             return self.space
         from refiner.engines.keras_tuner import discover_space
 
         self.store.root.mkdir(parents=True, exist_ok=True)
-        declared = discover_space(self.hypermodel, self.store.root)
+        declared = discover_space(self._hypermodel, self.store.root)
         return declared.override_with(self.space) if self.space is not None else declared
 
     def _settings(self, space: SearchSpace, fit_args: tuple, fit_kwargs: Mapping[str, Any]) -> dict[str, Any]:
         settings: dict[str, Any] = {
-            "mode": "hypermodel" if self.hypermodel is not None else "function",
+            "mode": "hypermodel" if self._hypermodel is not None else "function",
             "target": self.target_name,
             "objective": self.objective.to_dict(),
             "rounds": self.rounds,
@@ -269,11 +365,15 @@ class Refiner:
             settings["initial_trials"] = self.initial_trials  # absent by default, as in runs made before it existed
         if self.trial_retries:
             settings["trial_retries"] = self.trial_retries  # absent when 0, as in runs made before it existed
-        if self.hypermodel is not None:
+        if self.warm_start is not None:
+            settings["warm_start"] = str(self.warm_start)  # absent without one, as in runs made before it existed
+        if self._hypermodel is not None:
             settings["fit"] = _describe_fit(fit_args, fit_kwargs)
         return settings
 
-    def _open_run(self, settings: dict[str, Any]) -> None:
+    def _open_run(self, settings: dict[str, Any], initial_space: SearchSpace, imported: list[Trial] | None) -> None:
+        from refiner.warm_start import evidence
+
         store = self.store
         if store.exists() and self.overwrite:
             log.info("--overwrite: deleting the earlier run in %s", store.root)
@@ -282,13 +382,14 @@ class Refiner:
             store.check()  # a damaged run is refused before anything in it is touched
             store.remove_stale_temporaries()
             run = store.read_run()
-            changed = _changed_settings(_with_defaults(run["settings"]), settings)
+            changed = _changed_settings(_with_defaults(run["settings"]),
+                                        _as_recorded_before_defaults(run["settings"], settings))
             if changed:
                 raise SettingsChangedError(
                     f"{store.root}: the run was started with other settings ({'; '.join(changed)}); "
                     "use --overwrite (overwrite=True) to start afresh or another run name"
                 )
-            self._trials = store.all_trials()
+            self._trials = [*evidence(store.read_imported(), initial_space), *store.all_trials()]
             store.update_state(status="running", message=None)
             store.event("run_resumed", trials_so_far=len(self._trials))
             log.info("resuming %s: %d trials recorded so far", store.root, len(self._trials))
@@ -296,6 +397,10 @@ class Refiner:
         # A folder without run.json (e.g. left by a crash before the first write) is started afresh;
         # anything else in it is kept.
         store.root.mkdir(parents=True, exist_ok=True)
+        if imported is not None:
+            # Before run.json: a crash in between leaves a folder that is started afresh, never a
+            # warm-started run without its imports.
+            store.write_imported(imported)
         store.write_run({
             "format_version": 1,
             "name": self.project_name,
@@ -307,6 +412,12 @@ class Refiner:
         })
         store.event("run_started", rounds=self.rounds, trials_per_round=self.trials_per_round)
         self._trials = []
+        if imported is not None:
+            self._trials = evidence(imported, initial_space)
+            store.event("warm_started", source=str(self.warm_start), imported=len(imported),
+                        evidence=len(self._trials))
+            log.info("warm start from %s: %d trials imported, %d completed inside this run's space used as evidence",
+                     self.warm_start, len(imported), len(self._trials))
 
     def _round_space(self, k: int, initial_space: SearchSpace) -> SearchSpace:
         store = self.store
@@ -399,8 +510,9 @@ class Refiner:
         spec = RoundSpec(
             round_index=k, kind=kind, space=space, objective=self.objective, budget=remaining,
             project_dir=store.kt_dir(k, reserve=reserve), seed=self.seed, function=self.function,
-            hypermodel=self.hypermodel, executions_per_trial=self.executions_per_trial, warm_trials=earlier,
+            hypermodel=self._hypermodel, executions_per_trial=self.executions_per_trial, warm_trials=earlier,
             done_trials=done, fit_args=fit_args, fit_kwargs=fit_kwargs, trial_retries=self.trial_retries,
+            check_objective=not any(t.ok for t in self._trials), verbose=self._verbose_now,
             reserve=reserve, exclude=box if reserve else None,
         )
         if self.engine == "optuna":
@@ -519,6 +631,19 @@ def _describe_fit(fit_args: tuple, fit_kwargs: Mapping[str, Any]) -> dict[str, A
     if fit_args:
         out["args"] = [describe(v) for v in fit_args]
     return out
+
+
+def _as_recorded_before_defaults(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` without parameter defaults when the run was recorded before spaces kept them, so a
+    hypermodel that declares defaults can still resume its earlier runs."""
+    def parameters(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return list(settings.get("initial_space", {}).get("parameters", []))
+
+    if any("default" in p for p in parameters(old)) or not any("default" in p for p in parameters(new)):
+        return new
+    space = dict(new["initial_space"], parameters=[{k: v for k, v in p.items() if k != "default"}
+                                                   for p in parameters(new)])
+    return {**new, "initial_space": space}
 
 
 def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

@@ -27,20 +27,34 @@ def _parser() -> argparse.ArgumentParser:
         description="Multi-round hyperparameter search refinement on KerasTuner: a random round, "
         "surrogate-guided narrowing with one explained decision per hyperparameter, Bayesian rounds.",
     )
+    from refiner import __version__
+
+    parser.add_argument("--version", action="version", version=f"refiner {__version__}",
+                        help="print refiner's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run (or resume) the search a TOML config describes")
     run.add_argument("config", type=Path, help="run config (TOML), see schemas/run_config.schema.json")
     run.add_argument("--run-dir", type=Path, default=None, help="run folder (default: <directory>/<name> from the config)")
-    run.add_argument("--overwrite", action="store_true", help="delete an existing run folder and start afresh")
-    run.add_argument("--quiet", action="store_true", help="only the final summary")
+    run.add_argument("--overwrite", action="store_true",
+                     help="delete an existing run folder and start afresh (default: resume it)")
+    run.add_argument("--quiet", action="store_true",
+                     help="only the final summary (default: a line per trial and a table per round)")
+    run.add_argument("--warm-start", type=Path, default=None, metavar="RUN_DIR",
+                     help="seed the run with an earlier run's trials (same objective and parameters): those inside "
+                     "the space are evidence for the first surrogate, all are kept in imported.jsonl with their "
+                     "source (default: none)")
+    run.add_argument("--from-refined", action="store_true",
+                     help="with --warm-start: search the earlier run's refined_space.json instead of the config's "
+                     "space (default: the config's space)")
     run.add_argument("--storage", default=None,
                      help="optuna engine: storage URL, e.g. postgresql://user@host/db (default: SQLite in the run folder)")
     run.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
                      help="optuna engine: seconds between a running trial's heartbeats; a trial silent for three "
                      "is failed and re-run (default: 10)")
     run.add_argument("--no-trials", action="store_true",
-                     help="optuna engine: only coordinate; every trial is left to `refiner worker` processes")
+                     help="optuna engine: only coordinate; every trial is left to `refiner worker` processes "
+                     "(default: this process runs trials too)")
 
     worker = sub.add_parser("worker", help="take part in the rounds of an optuna-engine run, from any machine")
     worker.add_argument("run_dir", type=Path, help="the run folder; its name is the run's name in the storage")
@@ -51,18 +65,21 @@ def _parser() -> argparse.ArgumentParser:
                         "folder is not shared)")
     worker.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
                         help="stop after this long with no round open (default: 600)")
-    worker.add_argument("--quiet", action="store_true", help="only errors")
+    worker.add_argument("--quiet", action="store_true", help="only errors (default: a line per trial)")
 
     show = sub.add_parser("show", help="summarise a run folder: per round its space, best score, decisions")
-    show.add_argument("run_dir", type=Path)
+    show.add_argument("run_dir", type=Path, help="the run folder, e.g. runs/branin")
 
     export = sub.add_parser("export", help="write the refined space as JSON, KerasTuner code or Optuna code")
-    export.add_argument("run_dir", type=Path)
-    export.add_argument("--format", choices=("json", "keras-tuner", "optuna"), default="json")
+    export.add_argument("run_dir", type=Path, help="a finished run folder, e.g. runs/branin")
+    export.add_argument("--format", choices=("json", "keras-tuner", "optuna"), default="json",
+                        help="json: the portable space format; keras-tuner: Python code building a "
+                        "keras_tuner.HyperParameters; optuna: Python code with Optuna distributions and suggest(trial) "
+                        "(default: json)")
     export.add_argument("-o", "--output", type=Path, default=None, help="file to write (default: standard output)")
 
     validate = sub.add_parser("validate", help="check a search-space JSON or a run config; exit 2 on problems")
-    validate.add_argument("file", type=Path)
+    validate.add_argument("file", type=Path, help="a search-space JSON file or a run config (TOML)")
 
     bench = sub.add_parser("bench", help="benchmark refiner against stock KerasTuner, Optuna and bayes_opt")
     from refiner.bench.cli import add_arguments as add_bench_arguments
@@ -71,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 
     app = sub.add_parser("app", help="open the review app (Streamlit) on 127.0.0.1")
     app.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run folders (default: runs)")
-    app.add_argument("--port", type=int, default=8501)
+    app.add_argument("--port", type=int, default=8501, help="port to listen on (default: 8501)")
     app.add_argument("--address", default="127.0.0.1", help="address to bind (default: loopback only)")
     return parser
 
@@ -141,10 +158,18 @@ def _run(args: argparse.Namespace) -> int:
 def _make_refiner(config: Any, args: argparse.Namespace, run_dir: Path, hypermodel: Any, function: Any) -> Any:
     from refiner.agent import Refiner
 
+    space = config.space
+    if args.from_refined:
+        if args.warm_start is None:
+            raise RefinerError("--from-refined: needs --warm-start RUN_DIR, the run whose refined space to search")
+        space = args.warm_start / "refined_space.json"
+        if not space.is_file():
+            raise RefinerError(f"--from-refined: {space} does not exist; the earlier run has not finished")
     return Refiner(
         hypermodel=hypermodel,
         function=function,
-        space=config.space,
+        space=space,
+        warm_start=args.warm_start,
         objective=config.objective,
         rounds=config.rounds,
         trials_per_round=config.trials_per_round,

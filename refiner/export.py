@@ -85,34 +85,37 @@ def _header(space: SearchSpace, title: str, usage: list[str]) -> list[str]:
 # -- KerasTuner ---------------------------------------------------------------------------------
 def _kt_call(p: Parameter) -> str:
     name = _lit(p.name)
+    # A declared default is written out; none means KerasTuner's own (low, the first value, False).
+    default = [] if p.default is None else [f"default={_lit(p.default)}"]
     if isinstance(p, Float):
         args = [name, _lit(p.low), _lit(p.high)]
         if p.step is not None:
             args.append(f"step={_lit(p.step)}")
         if p.log:
             args.append("sampling='log'")
-        return f"hp.Float({', '.join(args)})"
+        return f"hp.Float({', '.join(args + default)})"
     if isinstance(p, Int):
         args = [name, _lit(p.low), _lit(p.high)]
         if p.step is not None and not p.log:
             args.append(f"step={_lit(p.step)}")
         if p.log:
             args.append("sampling='log'")
-        return f"hp.Int({', '.join(args)})"
+        return f"hp.Int({', '.join(args + default)})"
     if isinstance(p, Choice) and isinstance(p.values[0], bool):
         # KerasTuner stores a choice of booleans as 0/1 ints, so build_model would see 1, not
         # True; Boolean and Fixed keep real booleans and mean the same.
         if len(p.values) == 1:
             return f"hp.Fixed({name}, {_lit(p.values[0])})"
-        return f"hp.Boolean({name})"
+        first = p.values[0] if p.default is None else p.default
+        return f"hp.Boolean({name}, default={_lit(first)})" if first else f"hp.Boolean({name})"
     if isinstance(p, Choice):
         args = [name, _lit(list(p.values))]
         if not isinstance(p.values[0], str):
             # Explicit even when False: KerasTuner otherwise marks every numeric choice ordered.
             args.append(f"ordered={p.ordered!r}")
-        return f"hp.Choice({', '.join(args)})"
+        return f"hp.Choice({', '.join(args + default)})"
     if isinstance(p, Boolean):
-        return f"hp.Boolean({name})"
+        return f"hp.Boolean({', '.join([name] + default)})"
     if isinstance(p, Fixed):
         return f"hp.Fixed({name}, {_lit(p.value)})"
     raise TypeError(f"unknown parameter type {type(p).__name__}")  # pragma: no cover
@@ -185,11 +188,24 @@ def _render_optuna(space: SearchSpace) -> str:
         "    def objective(trial):",
         "        params = suggest(trial)",
         "        return train_and_score(**params)",
+        "",
+        "What Optuna's distributions cannot hold is kept as data: CONDITIONS (when a parameter",
+        "is active), DEFAULTS (the declared defaults; study.enqueue_trial(DEFAULTS) tries them",
+        "first) and ORDERED (choices whose values are ranked). refiner reads all of it back with",
+        "SearchSpace.from_optuna(DISTRIBUTIONS, CONDITIONS, DEFAULTS, ORDERED).",
     ])
     lines += ["", "import optuna", "", "DISTRIBUTIONS: dict[str, optuna.distributions.BaseDistribution] = {"]
     lines += [f"    {_lit(p.name)}: {_optuna_distribution(p)}," for p in space]
+    lines += ["}", "", "CONDITIONS: dict[str, list[dict]] = {"]
+    for p in space:
+        if p.conditions:
+            conditions = ", ".join(f"{{'parent': {_lit(c.parent)}, 'values': {_lit(list(c.values))}}}" for c in p.conditions)
+            lines.append(f"    {_lit(p.name)}: [{conditions}],")
+    lines += ["}", "", "DEFAULTS: dict = {"]
+    lines += [f"    {_lit(p.name)}: {_lit(p.default)}," for p in space if p.default is not None]
+    ordered = [p.name for p in space if isinstance(p, Choice) and p.ordered]
+    lines += ["}", "", f"ORDERED: list[str] = {_lit(ordered)}"]
     lines += [
-        "}",
         "",
         "",
         "def _holds(params: dict, parent: str, values: list) -> bool:",

@@ -11,7 +11,7 @@ import math
 import textwrap
 from typing import Any, Iterable, Mapping, Sequence
 
-from refiner.space import parameter_from_dict
+from refiner.space import SearchSpace, parameter_from_dict
 from refiner.trial import Objective, Trial
 
 __all__ = ["fmt", "short", "table", "trial_line", "round_table", "decision_table", "run_summary", "planned_trials",
@@ -190,6 +190,12 @@ def run_summary(store: Any) -> str:
         f"objective: {objective.name} ({objective.direction}),  {schedule_words(settings)},  "
         f"seed: {settings['seed']}",
     ]
+    imported = store.read_imported()
+    if imported:
+        space = SearchSpace.from_dict(settings["initial_space"])
+        inside = sum(1 for t in imported if t.ok and space.contains(t.hyperparameters))
+        out.append(f"warm start: {len(imported)} trials imported from {settings.get('warm_start')}, "
+                   f"{inside} of them completed inside the space (evidence for the first surrogate)")
     best = state.get("best")
     if best:
         out.append(f"best: {objective.name} {fmt(best['score'])} (trial {best['trial_id']})  {_params(best['hyperparameters'], 99)}")

@@ -179,6 +179,7 @@ class RunView:
     rounds: tuple[RoundView, ...]
     has_refined_space: bool
     events: tuple[dict[str, Any], ...] = field(default=())
+    imported: tuple[Trial, ...] = field(default=())  # a warm start's trials, each with its source
 
     @property
     def store(self) -> RunStore:
@@ -239,6 +240,7 @@ def load_run(runs_dir: str | Path, name: str, events: int = 50) -> RunView:
         if has_refined:
             store.read_refined_space()  # validate now, so a broken result shows as this run's problem
         recent = tuple(store.read_events()[-events:]) if events else ()
+        imported = tuple(store.read_imported())
     except RunFolderError:
         raise
     except ValidationError as exc:
@@ -246,7 +248,7 @@ def load_run(runs_dir: str | Path, name: str, events: int = 50) -> RunView:
     except (ValueError, KeyError, TypeError) as exc:  # a record that passed its schema but not its type
         raise RunFolderError(f"{root}: cannot be read ({type(exc).__name__}: {exc})") from None
     return RunView(name=name, root=root, run=run, rounds=tuple(rounds), has_refined_space=has_refined,
-                   events=recent)
+                   events=recent, imported=imported)
 
 
 # -- text -------------------------------------------------------------------------------------
@@ -293,9 +295,13 @@ def trials_frame(trials: Sequence[Trial], space: SearchSpace | None = None) -> p
         for m in metrics:
             row[f"metric: {m}"] = t.metrics.get(m)
         row["message"] = t.message or ""
+        if t.source is not None:
+            row["source"] = f"imported from {t.source['run']} (trial {t.source['trial_id']}, round {t.source['round']})"
         rows.append(row)
     columns = ["trial", "round", "status", "score", "duration (s)", *names, *(f"metric: {m}" for m in metrics),
                "message"]
+    if any(t.source is not None for t in trials):
+        columns.append("source")
     frame = pd.DataFrame(rows, columns=columns)
     for n in names:  # keep a column of one type so Arrow can show it; inactive values stay empty
         values = [v for v in frame[n] if v is not None]
@@ -546,15 +552,16 @@ def param_scatter_figure(param: Parameter, trials: Sequence[Trial], objective: O
             labels.append(label)
     for r in sorted({t.round for t in used}):
         pts = [t for t in used if t.round == r]
+        name = "imported" if r < 0 else f"round {r}"  # a warm start's trials, from an earlier run
         xs = [t.hyperparameters[param.name] if numeric else _cat_label(t.hyperparameters[param.name]) for t in pts]
         ys = [t.score for t in pts]
         text = [_hover(t) for t in pts]
         marker = dict(color=round_color(r), size=8, opacity=1.0 if k is None or r == k else 0.45)
         if numeric:
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=f"round {r}", marker=marker, text=text,
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=name, marker=marker, text=text,
                                      hovertemplate="%{text}<br>score %{y:.4g}<extra></extra>"))
         else:
-            fig.add_trace(go.Box(x=xs, y=ys, name=f"round {r}", boxpoints="all", jitter=0.5, pointpos=0,
+            fig.add_trace(go.Box(x=xs, y=ys, name=name, boxpoints="all", jitter=0.5, pointpos=0,
                                  fillcolor="rgba(0,0,0,0)", line=dict(width=0), marker=marker, text=text,
                                  hoveron="points", hovertemplate="%{text}<br>score %{y:.4g}<extra></extra>"))
     best = best_trial(list(used), objective)

@@ -132,6 +132,7 @@ def _page(view: review.RunView) -> None:
     st.title(f"Run {esc(view.name)}")
     _summary(view)
     st.plotly_chart(review.incumbent_figure(view.trials, view.objective), key="incumbent")
+    _imported(view)
     _export(view)
     if not view.rounds:
         st.info("No round has started yet.")
@@ -185,6 +186,16 @@ def _summary(view: review.RunView) -> None:
             st.dataframe([{"time": e.get("time"), "event": e.get("event"),
                            "details": json.dumps({k: v for k, v in e.items() if k not in ("time", "event")})}
                           for e in reversed(view.events)], hide_index=True, key="events")
+
+
+def _imported(view: review.RunView) -> None:
+    if not view.imported:
+        return
+    source = view.run["settings"].get("warm_start", "an earlier run")
+    with st.expander(f"Imported from an earlier run: {len(view.imported)} trials (warm start)"):
+        st.caption(f"Trials of {esc(source)}, each with where it came from. Those completed inside this run's space "
+                   "were evidence for its first surrogate; they show as \"imported\" in the per-parameter plots.")
+        st.dataframe(review.trials_frame(list(view.imported)), hide_index=True, key="imported")
 
 
 def _export(view: review.RunView) -> None:
@@ -250,7 +261,7 @@ def _round(view: review.RunView, r: review.RoundView) -> None:
     if r.space is None:
         st.info("This round's space has not been written yet.")
     else:
-        trials_so_far = [t for t in view.trials if t.round <= r.k]
+        trials_so_far = [*view.imported, *(t for t in view.trials if t.round <= r.k)]
         for i, p in enumerate(r.space):
             _parameter(view, r, i, p, trials_so_far)
 

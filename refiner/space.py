@@ -82,6 +82,10 @@ class Condition:
 class _Base:
     name: str
     conditions: tuple[Condition, ...] = field(default=(), kw_only=True)
+    # The value KerasTuner gives build_model before any search (and while inactive). None means
+    # KerasTuner's own: `low`, the first value, False; a default equal to that is stored as None,
+    # and one a narrowed range no longer holds moves to the nearest value it does.
+    default: Scalar | None = field(default=None, kw_only=True)
 
     type_name = ""
 
@@ -101,7 +105,24 @@ class _Base:
         out: dict[str, Any] = {"name": self.name, "type": self.type_name}
         if self.conditions:
             out["conditions"] = [c.to_dict() for c in self.conditions]
+        if self.default is not None:
+            out["default"] = self.default
         return out
+
+    def _settle_default(self, implicit: Any) -> None:
+        """Store the default in the parameter's own type, inside it, and None when it is KerasTuner's own."""
+        default = self.default
+        if isinstance(default, np.generic):
+            default = default.item()
+        if default is not None:
+            if _value_kind(default) is None or (isinstance(default, float) and not math.isfinite(default)):
+                raise ValueError(f"`default` must be a finite str, int, float or bool for {self.name!r}, got {default!r}")
+            default = self._nearest(default)
+        object.__setattr__(self, "default", None if default is None or _same_scalar(default, implicit) else default)
+
+    def _nearest(self, value: Any) -> Any:
+        """The legal value closest to ``value`` (None when there is none)."""
+        return value
 
     def describe(self) -> str:
         """A short human form of the range, used in tables: ``[0.0001, 0.01] log``."""
@@ -204,6 +225,11 @@ class _Numeric(_Base):
         extra = " log" if self.log else (f" step {_fmt(self.step)}" if self.step is not None else "")
         return f"[{_fmt(self.low)}, {_fmt(self.high)}]{extra}"
 
+    def _nearest(self, value: Any) -> Any:
+        if isinstance(value, (bool, str)):
+            raise ValueError(f"`default` must be a number for {self.name!r}, got {value!r}")
+        return self.snap(float(value))
+
     def to_dict(self) -> dict[str, Any]:
         out = self._base_dict()
         out.update(low=self.low, high=self.high)
@@ -233,6 +259,7 @@ class Float(_Numeric):
             exact = float(Decimal(repr(self.low)) + n * Decimal(repr(self.step)))
             if exact != self.high and abs(exact - self.high) <= 1e-8 * max(1.0, abs(self.high)):
                 object.__setattr__(self, "high", exact)
+        self._settle_default(self.low)
 
     def snap(self, value: float) -> float:
         return float(super().snap(value))
@@ -260,6 +287,7 @@ class Int(_Numeric):
             step = None
         object.__setattr__(self, "step", None if step is None else int(step))
         self._check_numeric()
+        self._settle_default(self.low)
 
     @property
     def grid_step(self) -> int:
@@ -310,6 +338,11 @@ class Choice(_Base):
             raise ValueError(f"`values` must be unique for {self.name!r}, got {list(values)!r}")
         if kinds == {"float"} and not all(math.isfinite(v) for v in values):
             raise ValueError(f"`values` must be finite for {self.name!r}, got {list(values)!r}")
+        self._settle_default(values[0])
+
+    def _nearest(self, value: Any) -> Any:
+        # A value narrowing dropped leaves KerasTuner's own default, the first value.
+        return next((v for v in self.values if _same_scalar(value, v)), None)
 
     def contains(self, value: Any) -> bool:
         return any(_same_scalar(value, v) for v in self.values)
@@ -338,6 +371,12 @@ class Boolean(_Base):
     type_name = "boolean"
     values = (False, True)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.default is not None and not isinstance(self.default, (bool, np.bool_)):
+            raise ValueError(f"`default` must be true or false for {self.name!r}, got {self.default!r}")
+        self._settle_default(False)
+
     def contains(self, value: Any) -> bool:
         return isinstance(value, (bool, np.bool_))
 
@@ -364,6 +403,8 @@ class Fixed(_Base):
             raise ValueError(f"`value` must be a str, int, float or bool for {self.name!r}, got {self.value!r}")
         if isinstance(self.value, float) and not math.isfinite(self.value):
             raise ValueError(f"`value` must be finite for {self.name!r}, got {self.value!r}")
+        if self.default is not None:
+            raise ValueError(f"`default` does not apply to the fixed parameter {self.name!r}; its `value` is its only value")
 
     def contains(self, value: Any) -> bool:
         return _same_scalar(value, self.value)
@@ -415,7 +456,12 @@ def parameter_from_dict(d: Mapping[str, Any]) -> Parameter:
         kwargs["conditions"] = tuple(Condition(c["parent"], tuple(c["values"])) for c in kwargs["conditions"])
     if "values" in kwargs:
         kwargs["values"] = tuple(kwargs["values"])
-    return _TYPES[d["type"]](**kwargs)
+    parameter = _TYPES[d["type"]](**kwargs)
+    default = d.get("default")
+    if default is not None and not parameter.contains(default):
+        # A document's default is checked, never moved: only narrowing moves one.
+        raise ValueError(f"`default` must be a value {d['name']!r} can take ({parameter.describe()}), got {default!r}")
+    return parameter
 
 
 class SearchSpace:
@@ -607,24 +653,30 @@ class SearchSpace:
         params: list[Parameter] = []
         for h in hp.space:
             conditions = tuple(Condition(c.name, tuple(c.values)) for c in getattr(h, "conditions", []))
+            default = getattr(h, "default", None)  # KerasTuner's own when none was declared: read back as None
             if isinstance(h, hp_types.Fixed):
                 params.append(Fixed(h.name, h.value, conditions=conditions))
             elif isinstance(h, hp_types.Boolean):
-                params.append(Boolean(h.name, conditions=conditions))
+                params.append(Boolean(h.name, conditions=conditions, default=default))
             elif isinstance(h, hp_types.Choice):
-                params.append(Choice(h.name, tuple(h.values), ordered=bool(h.ordered), conditions=conditions))
+                params.append(Choice(h.name, tuple(h.values), ordered=bool(h.ordered), conditions=conditions,
+                                     default=default))
             elif isinstance(h, hp_types.Int):
                 log = h.sampling in ("log", "reverse_log")
                 if log and h.step is not None:
-                    params.append(Choice(h.name, tuple(int(v) for v in h.values), ordered=True, conditions=conditions))
+                    params.append(Choice(h.name, tuple(int(v) for v in h.values), ordered=True, conditions=conditions,
+                                         default=default))
                 else:
-                    params.append(Int(h.name, h.min_value, h.max_value, log=log, step=None if log else h.step, conditions=conditions))
+                    params.append(Int(h.name, h.min_value, h.max_value, log=log, step=None if log else h.step,
+                                      conditions=conditions, default=default))
             elif isinstance(h, hp_types.Float):
                 log = h.sampling in ("log", "reverse_log")
                 if log and h.step is not None:
-                    params.append(Choice(h.name, tuple(float(v) for v in h.values), ordered=True, conditions=conditions))
+                    params.append(Choice(h.name, tuple(float(v) for v in h.values), ordered=True, conditions=conditions,
+                                         default=default))
                 else:
-                    params.append(Float(h.name, h.min_value, h.max_value, log=log, step=h.step, conditions=conditions))
+                    params.append(Float(h.name, h.min_value, h.max_value, log=log, step=h.step, conditions=conditions,
+                                        default=default))
             else:  # pragma: no cover - KerasTuner has no other public types
                 raise ValidationError(f"{h.name}: unsupported KerasTuner hyperparameter type {type(h).__name__}")
         return cls(params)
@@ -656,27 +708,33 @@ class SearchSpace:
     def from_optuna(
         cls,
         distributions: Mapping[str, "optuna.distributions.BaseDistribution"],
-        conditions: Mapping[str, Sequence[Condition]] | None = None,
+        conditions: Mapping[str, Sequence[Condition | Mapping[str, Any]]] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        ordered: Sequence[str] = (),
     ) -> "SearchSpace":
-        """Inverse of :meth:`to_optuna` (conditions, which Optuna does not store, may be given)."""
+        """Inverse of :meth:`to_optuna`. Optuna stores no conditions, defaults or choice order:
+        give them as the Optuna export writes them (``CONDITIONS``, ``DEFAULTS``, ``ORDERED``)."""
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
         conditions = conditions or {}
+        defaults = defaults or {}
         params: list[Parameter] = []
         for name, d in distributions.items():
             cond = tuple(conditions.get(name, ()))
+            default = defaults.get(name)
             if isinstance(d, FloatDistribution):
-                params.append(Float(name, d.low, d.high, log=d.log, step=d.step, conditions=cond))
+                params.append(Float(name, d.low, d.high, log=d.log, step=d.step, conditions=cond, default=default))
             elif isinstance(d, IntDistribution):
-                params.append(Int(name, d.low, d.high, log=d.log, step=None if d.log else d.step, conditions=cond))
+                params.append(Int(name, d.low, d.high, log=d.log, step=None if d.log else d.step, conditions=cond,
+                                  default=default))
             elif isinstance(d, CategoricalDistribution):
                 choices = tuple(d.choices)
                 if len(choices) == 1:
                     params.append(Fixed(name, choices[0], conditions=cond))
                 elif choices == (False, True) and all(isinstance(c, bool) for c in choices):
-                    params.append(Boolean(name, conditions=cond))
+                    params.append(Boolean(name, conditions=cond, default=default))
                 else:
-                    params.append(Choice(name, choices, conditions=cond))
+                    params.append(Choice(name, choices, ordered=name in ordered, conditions=cond, default=default))
             else:
                 raise ValidationError(f"{name}: unsupported Optuna distribution {type(d).__name__}")
         return cls(params)
@@ -695,22 +753,23 @@ class SearchSpace:
 
 def _register(hp: Any, p: Parameter) -> None:
     if isinstance(p, Float):
-        hp.Float(p.name, p.low, p.high, step=p.step, sampling="log" if p.log else "linear")
+        hp.Float(p.name, p.low, p.high, step=p.step, sampling="log" if p.log else "linear", default=p.default)
     elif isinstance(p, Int):
-        hp.Int(p.name, p.low, p.high, step=p.step if not p.log else None, sampling="log" if p.log else "linear")
+        hp.Int(p.name, p.low, p.high, step=p.step if not p.log else None, sampling="log" if p.log else "linear",
+               default=p.default)
     elif isinstance(p, Choice) and isinstance(p.values[0], bool):
         # KerasTuner stores a choice of booleans as 0/1; Boolean and Fixed keep real booleans.
         if len(p.values) == 1:
             hp.Fixed(p.name, p.values[0])
         else:
-            hp.Boolean(p.name)
+            hp.Boolean(p.name, default=bool(p.values[0] if p.default is None else p.default))
     elif isinstance(p, Choice):
         # Explicit even when False (KerasTuner otherwise marks every numeric choice ordered);
         # KerasTuner orders numeric choices only, so an ordered string choice goes in unordered.
         numeric = not isinstance(p.values[0], str)
-        hp.Choice(p.name, list(p.values), ordered=p.ordered if numeric else None)
+        hp.Choice(p.name, list(p.values), ordered=p.ordered if numeric else None, default=p.default)
     elif isinstance(p, Boolean):
-        hp.Boolean(p.name)
+        hp.Boolean(p.name, default=bool(p.default))
     else:
         hp.Fixed(p.name, p.value)
 

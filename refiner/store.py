@@ -27,7 +27,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from refiner import schemas
 from refiner.errors import RunFolderError, ValidationError
@@ -136,6 +136,11 @@ class RunStore:
     def refined_space_file(self) -> Path:
         return self.root / "refined_space.json"
 
+    @property
+    def imported_file(self) -> Path:
+        """Trials imported from an earlier run (a warm start), each with its ``source``."""
+        return self.root / "imported.jsonl"
+
     def round_dir(self, k: int) -> Path:
         return self.root / "rounds" / str(k)
 
@@ -180,6 +185,7 @@ class RunStore:
                     raise damaged(path, "; ".join(found))
         if self.refined_space_file.exists():
             self.read_refined_space()
+        self.read_imported()
 
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files a crash left between writing and renaming (never part of the record)."""
@@ -239,8 +245,23 @@ class RunStore:
         schemas.validate(record, "trial", source=str(path))
         self._append_line(path, record)
 
+    def write_imported(self, trials: Sequence[Trial]) -> None:
+        """Record a warm start's trials at once (atomically): a run holds all of them or none."""
+        lines = []
+        for trial in trials:
+            record = trial.to_dict()
+            schemas.validate(record, "trial", source=str(self.imported_file))
+            lines.append(_dumps(record, indent=None) + "\n")
+        atomic_write_text(self.imported_file, "".join(lines))
+
+    def read_imported(self) -> list[Trial]:
+        """The trials a warm start imported (none for a run without one, or made before warm starts)."""
+        return self._read_trial_lines(self.imported_file)
+
     def read_trials(self, k: int) -> list[Trial]:
-        path = self.round_dir(k) / "trials.jsonl"
+        return self._read_trial_lines(self.round_dir(k) / "trials.jsonl")
+
+    def _read_trial_lines(self, path: Path) -> list[Trial]:
         trials = []
         for n, line in enumerate(self._complete_lines(path), start=1):
             try:

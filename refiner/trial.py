@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["TrialState", "Trial", "Objective", "best_trial"]
+__all__ = ["TrialState", "Trial", "Objective", "best_trial", "IMPORTED_ROUND"]
 
 
 class TrialState(str, enum.Enum):
@@ -35,10 +35,20 @@ class Objective:
             raise ValueError("objective name must not be empty")
 
     @classmethod
-    def coerce(cls, value: "Objective | str | Mapping[str, str]") -> "Objective":
-        """Accept an ``Objective``, a dict, or a bare name (loss-like names minimise, others maximise)."""
+    def coerce(cls, value: Any) -> "Objective":
+        """Accept an ``Objective``, a ``keras_tuner.Objective``, a dict, or a bare name (loss-like
+        names minimise, others maximise)."""
         if isinstance(value, Objective):
             return value
+        if isinstance(value, (list, tuple)):
+            raise TypeError("objective must be one metric; refiner does not tune several objectives at once "
+                            f"(got {len(value)}: {list(value)!r})")
+        if hasattr(value, "name_to_direction"):
+            raise TypeError("objective must be one metric; refiner does not tune a keras_tuner.MultiObjective "
+                            f"({sorted(value.name_to_direction)})")
+        if type(value).__module__.startswith("keras_tuner") and hasattr(value, "direction"):
+            # keras_tuner.Objective(name, direction); matched by module so TensorFlow is not imported here.
+            return cls(value.name, value.direction)
         if isinstance(value, Mapping):
             return cls(value["name"], value.get("direction", "max"))
         if isinstance(value, str):
@@ -55,9 +65,17 @@ class Objective:
         return {"name": self.name, "direction": self.direction}
 
 
+IMPORTED_ROUND = -1
+"""The ``round`` of a trial imported from an earlier run (a warm start): before this run's rounds."""
+
+
 @dataclass(frozen=True)
 class Trial:
-    """One finished evaluation: hyperparameters in, score and metrics out."""
+    """One finished evaluation: hyperparameters in, score and metrics out.
+
+    A trial imported from an earlier run has round :data:`IMPORTED_ROUND` and a ``source``:
+    ``{"run": folder, "trial_id": its id there, "round": its round there}``.
+    """
 
     trial_id: str
     round: int
@@ -68,6 +86,11 @@ class Trial:
     duration_s: float = 0.0
     message: str | None = None
     reserve: bool = False  # proposed over the declared space by the round's exploration reserve
+    source: Mapping[str, Any] | None = None
+
+    @property
+    def imported(self) -> bool:
+        return self.source is not None
 
     @property
     def ok(self) -> bool:
@@ -86,6 +109,8 @@ class Trial:
         }
         if self.message:
             out["message"] = self.message
+        if self.source is not None:
+            out["source"] = dict(self.source)
         if self.reserve:
             out["reserve"] = True  # absent otherwise, as in runs made before the reserve existed
         return out
@@ -101,6 +126,7 @@ class Trial:
             metrics=dict(d.get("metrics", {})),
             duration_s=float(d.get("duration_s", 0.0)),
             message=d.get("message"),
+            source=dict(d["source"]) if d.get("source") is not None else None,
             reserve=bool(d.get("reserve", False)),
         )
 

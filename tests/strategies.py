@@ -10,6 +10,7 @@ otherwise, which fails the test loudly rather than filtering silently).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from decimal import Decimal
 from typing import Any
@@ -88,6 +89,20 @@ def choice_params(
     return Choice(name, tuple(values), ordered=ordered, conditions=conditions)
 
 
+@st.composite
+def with_default(draw: st.DrawFn, p: Parameter) -> Parameter:
+    """``p``, half the time with a declared default it can take (KerasTuner's ``default=``)."""
+    if isinstance(p, Fixed) or not draw(st.booleans()):
+        return p
+    if isinstance(p, (Float, Int)):
+        value = p.from_unit(draw(st.floats(0.0, 1.0)))
+    elif isinstance(p, Boolean):
+        value = draw(st.booleans())
+    else:
+        value = draw(st.sampled_from(p.values))
+    return dataclasses.replace(p, default=value)
+
+
 def _parent_values(parent: Parameter) -> tuple[Any, ...]:
     return (parent.value,) if isinstance(parent, Fixed) else tuple(parent.values)  # type: ignore[union-attr]
 
@@ -143,24 +158,29 @@ def search_spaces(
             params.append(Boolean(name, conditions=conds))
         else:
             params.append(Fixed(name, draw(scalars), conditions=conds))
+        params[-1] = draw(with_default(params[-1]))
     return SearchSpace(params)
 
 
-def as_optuna_sees_it(space: SearchSpace) -> SearchSpace:
+def as_optuna_sees_it(space: SearchSpace, with_data: bool = False) -> SearchSpace:
     """``space`` as it comes back from ``SearchSpace.from_optuna(space.to_optuna(), conditions)``.
 
-    Optuna's categoricals carry no order, a one-value categorical reads back as ``fixed`` and
-    ``[False, True]`` as ``boolean``; numeric ranges come back unchanged.
+    Optuna's categoricals carry no order and its distributions no defaults, a one-value
+    categorical reads back as ``fixed`` and ``[False, True]`` as ``boolean``; numeric ranges come
+    back unchanged. ``with_data=True``: the export's DEFAULTS and ORDERED were given back too.
     """
     out: list[Parameter] = []
     for p in space:
+        default = p.default if with_data else None
         if isinstance(p, Choice):
             if len(p.values) == 1:
                 p = Fixed(p.name, p.values[0], conditions=p.conditions)
             elif p.values == (False, True) and all(isinstance(v, bool) for v in p.values):
-                p = Boolean(p.name, conditions=p.conditions)
+                p = Boolean(p.name, conditions=p.conditions, default=default)
             else:
-                p = Choice(p.name, p.values, ordered=False, conditions=p.conditions)
+                p = Choice(p.name, p.values, ordered=p.ordered and with_data, conditions=p.conditions, default=default)
+        elif not isinstance(p, Fixed):
+            p = dataclasses.replace(p, default=default)
         out.append(p)
     return SearchSpace(out)
 

@@ -325,3 +325,21 @@ def test_show_and_the_app_count_a_smaller_random_round(tmp_path):
     assert schedule_words(settings) == "3 rounds: 2 trials, then 4 per round"
     assert "3 rounds: 2 trials, then 4 per round" in run_summary(agent.store)
     assert schedule_words({"rounds": 3, "trials_per_round": 10}) == "3 rounds of 10 trials"
+
+
+def test_a_run_recorded_before_spaces_kept_defaults_still_resumes(tmp_path):
+    import dataclasses
+
+    from refiner.errors import SettingsChangedError
+
+    plain = SearchSpace([Float("x", -1.0, 1.0)])
+    with_default = SearchSpace([dataclasses.replace(plain["x"], default=0.5)])
+    kw = dict(function=lambda p: p["x"] ** 2, objective=LOSS, rounds=1, trials_per_round=3, directory=tmp_path, seed=0,
+              verbose=0)
+    refiner.Refiner(space=plain, project_name="old", **kw).search()
+    resumed = refiner.Refiner(space=with_default, project_name="old", **kw).search()  # e.g. build_model's default=
+    assert len(resumed.trials) == 3
+    refiner.Refiner(space=with_default, project_name="new", **kw).search()
+    other = SearchSpace([dataclasses.replace(plain["x"], default=0.25)])
+    with pytest.raises(SettingsChangedError, match="initial_space"):
+        refiner.Refiner(space=other, project_name="new", **kw).search()  # a recorded default is a setting

@@ -84,7 +84,7 @@ def test_digits_build_model_compiles_on_keras_tuner_hyperparameters():
     assert model.optimizer is not None and model.loss == "sparse_categorical_crossentropy"
     assert SearchSpace.from_keras_tuner(hp) == SearchSpace([
         Int("conv_1_filter", 16, 64, step=16),
-        Boolean("use_conv_2"),
+        Boolean("use_conv_2", default=True),  # declared in build_model, so KerasTuner builds two blocks first
         Int("conv_2_filter", 32, 128, step=32, conditions=[Condition("use_conv_2", (True,))]),
         Int("dense_units", 32, 256, step=32),
         Float("dropout", 0.0, 0.5),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import logging
 
 import pytest
@@ -300,6 +301,16 @@ def test_optuna_code_distributions_property(space):
     assert list(ns["DISTRIBUTIONS"]) == space.names
 
 
+@PROPERTY
+@given(search_spaces())
+def test_optuna_code_round_trip_keeps_conditions_defaults_and_order_property(space):
+    """JSON -> Optuna module -> its distributions and data -> JSON: nothing the space knows is lost
+    (Optuna's one-value categorical still reads back as fixed, [False, True] as boolean)."""
+    ns = load(render(space, "optuna"))
+    back = SearchSpace.from_optuna(ns["DISTRIBUTIONS"], ns["CONDITIONS"], ns["DEFAULTS"], ns["ORDERED"])
+    assert identical(SearchSpace.from_json(back.to_json()), as_optuna_sees_it(space, with_data=True))
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(search_spaces(min_parameters=2))
 def test_optuna_code_suggest_property(space):
@@ -315,6 +326,43 @@ def test_optuna_code_suggest_property(space):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(objective, n_trials=5)
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+def test_declared_defaults_survive_every_format():
+    """The issue's case: `default=True` came back `False` through the KerasTuner export."""
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    hp.Boolean("use_bn", default=True)
+    hp.Float("lr", 1e-4, 1e-1, sampling="log", default=1e-3)
+    hp.Int("units", 16, 128, step=16, default=64)
+    hp.Choice("act", ["relu", "tanh"], default="tanh")
+    with hp.conditional_scope("act", ["tanh"]):
+        hp.Float("slope", 0.0, 1.0, step=0.25, default=0.5)
+    space = SearchSpace.from_keras_tuner(hp)
+    assert {p.name: p.default for p in space} == {"use_bn": True, "lr": 1e-3, "units": 64, "act": "tanh", "slope": 0.5}
+    assert space.to_dict()["parameters"][0] == {"name": "use_bn", "type": "boolean", "default": True}
+    from_json = SearchSpace.from_json(render(space, "json"))
+    from_kt_code = SearchSpace.from_keras_tuner(load(render(space, "keras-tuner"))["hp"])
+    ns = load(render(space, "optuna"))
+    from_optuna_code = SearchSpace.from_optuna(ns["DISTRIBUTIONS"], ns["CONDITIONS"], ns["DEFAULTS"], ns["ORDERED"])
+    for back in (from_json, from_kt_code, from_optuna_code):
+        assert identical(back, space)
+    rebuilt = load(render(space, "keras-tuner"))["hp"]
+    assert rebuilt.get("use_bn") is True and rebuilt.get("units") == 64  # what build_model sees first
+
+
+def test_a_default_outside_the_range_is_refused_in_a_document_and_moved_by_narrowing():
+    document = {"format_version": 1, "parameters": [{"name": "x", "type": "float", "low": 0.0, "high": 1.0,
+                                                    "default": 2.0}]}
+    with pytest.raises(ValidationError, match=r"parameters\[0\]: `default` must be a value 'x' can take"):
+        SearchSpace.from_dict(document)
+    narrowed = dataclasses.replace(Float("x", 0.0, 1.0, default=0.9), low=0.0, high=0.5)
+    assert narrowed.default == 0.5
+    assert dataclasses.replace(Choice("c", ("a", "b", "c"), default="c"), values=("a", "b")).default is None
+    assert Float("x", 0.0, 1.0, default=0.0).default is None  # KerasTuner's own default: not stored
+    with pytest.raises(ValueError, match="`default` does not apply to the fixed parameter"):
+        Fixed("f", 1, default=1)
 
 
 def test_render_logs_nothing_at_warning(caplog):

@@ -37,17 +37,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizers", default=None, help="comma-separated subset of optimizers (default: all)")
     parser.add_argument("--analysis-repeats", type=int, default=3,
                         help="repeats of the 200-trial x 8-parameter analysis timing; 0 skips it (default: 3)")
-    parser.add_argument("--no-plots", action="store_true", help="write no plots")
+    parser.add_argument("--no-plots", action="store_true", help="write no plots (default: PNG and HTML curves)")
     parser.add_argument("--reuse", type=Path, default=None, metavar="BENCH_JSON",
                         help="take the competitors' runs (every optimizer but refiner) from an earlier bench.json "
                              "where it has them, instead of running them again (default: run everything)")
     experiments = parser.add_argument_group("method experiments (leave unset to benchmark the product's defaults)")
     experiments.add_argument("--refiner-rounds", type=int, default=3, help="refiner's rounds per run (default: 3)")
     experiments.add_argument("--refiner-narrowing", default=None, metavar="JSON",
-                             help='narrowing settings for refiner, e.g. \'{"top_fraction": 0.05}\'')
+                             help='narrowing settings for refiner, e.g. \'{"top_fraction": 0.05}\' '
+                                  '(default: the product\'s, refiner.narrowing.NarrowingConfig)')
     experiments.add_argument("--refiner-initial-share", type=float, default=None, metavar="SHARE",
                              help="round 0's share of the budget (default: the product's split, "
-                                  "refiner.agent.INITIAL_SHARE of the budget)")
+                                  "refiner.agent.INITIAL_SHARE = 0.2)")
 
 
 def _settings(args: argparse.Namespace) -> Any:

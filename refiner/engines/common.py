@@ -10,10 +10,13 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
+from refiner.errors import ValidationError
 from refiner.space import SearchSpace
 from refiner.trial import Objective, Trial
 
-__all__ = ["RoundSpec", "TrialCallback", "derive_seed", "function_metrics", "plain", "retrying", "tries_note"]
+__all__ = ["RoundSpec", "TrialCallback", "FirstTrialError", "ObjectiveNotLoggedError", "build_model",
+           "check_objective_logged", "derive_seed", "describe_data", "function_metrics", "plain", "retrying",
+           "tries_note"]
 
 TrialCallback = Callable[[Trial], None]
 T = TypeVar("T")
@@ -39,6 +42,10 @@ class RoundSpec:
     fit_args: tuple = ()
     fit_kwargs: Mapping[str, Any] = field(default_factory=dict)
     trial_retries: int = 0  # extra attempts for a trial that raises or returns NaN/inf
+    # Check the first model's metrics for the objective and stop the run if it is missing
+    # (set while the run has no completed trial: later, the objective is known to be logged).
+    check_objective: bool = False
+    verbose: int = 1  # 2 shows Keras's epoch bars; the trial lines are the agent's
     # The round's exploration reserve: `space` is the declared space, proposals avoid `exclude` (the
     # round's narrowed box, searched by the round's main part), and every trial is recorded with
     # `reserve=True` under trial ids of its own.
@@ -53,6 +60,8 @@ def retrying(attempt: Callable[[], T], retries: int, label: str) -> T:
     for n in range(retries):
         try:
             return attempt()
+        except FirstTrialError:
+            raise  # a mistake in the run's settings: every try would fail the same way
         except Exception as exc:  # noqa: PERF203 - each try is a whole trial
             log.info("%s failed (%s: %s); retry %d of %d", label, type(exc).__name__, exc, n + 1, retries)
     return attempt()
@@ -79,3 +88,43 @@ def function_metrics(result: Any, objective: Objective) -> dict[str, float]:
 def plain(values: Mapping[str, Any]) -> dict[str, Any]:
     """numpy scalars -> Python scalars, so records are JSON."""
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in values.items()}
+
+
+class FirstTrialError(ValidationError):
+    """The run's first model showed a mistake every other trial would repeat (the objective not
+    logged, data the model cannot take): the run stops at once, saying what would work."""
+
+
+class ObjectiveNotLoggedError(FirstTrialError):
+    """The first model (or function call) did not log the objective; the message lists what it did log."""
+
+
+def check_objective_logged(logged: Any, objective: Objective) -> None:
+    """Raise :class:`ObjectiveNotLoggedError` when ``objective`` is not among the ``logged`` names."""
+    names = [str(n) for n in logged]  # in the order the model logged them
+    if objective.name not in names:
+        raise ObjectiveNotLoggedError(
+            f"objective: {objective.name!r} not found in the first model's metrics; "
+            f"logged: {', '.join(names) if names else 'nothing'} (set objective to one of them)"
+        )
+
+
+def build_model(hypermodel: Any, hp: Any) -> Any:
+    """``hypermodel.build(hp)`` for a ``keras_tuner.HyperModel``, ``hypermodel(hp)`` for a function."""
+    build = getattr(hypermodel, "build", None)
+    return build(hp) if callable(build) else hypermodel(hp)
+
+
+def describe_data(fit_args: Sequence[Any], fit_kwargs: Mapping[str, Any]) -> str:
+    """``x: array(60, 8) float32, y: array(60,) int64``: what the data loader gave, for error messages."""
+    parts = [f"args[{i}]: {_shape(v)}" for i, v in enumerate(fit_args)]
+    parts += [f"{k}: {_shape(v)}" for k, v in fit_kwargs.items() if k in ("x", "y", "validation_data")]
+    return ", ".join(parts) or "no data"
+
+
+def _shape(value: Any) -> str:
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"array{tuple(int(s) for s in value.shape)} {value.dtype}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_shape(v) for v in value) + ")"
+    return type(value).__name__

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import time
 import warnings
@@ -35,7 +36,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from refiner.engines.common import (
-    RoundSpec, TrialCallback, derive_seed, function_metrics, plain, retrying, tries_note,
+    FirstTrialError, RoundSpec, TrialCallback, build_model, check_objective_logged, derive_seed, describe_data,
+    function_metrics, plain, retrying, tries_note,
 )
 from refiner.errors import ValidationError
 from refiner.space import SearchSpace
@@ -74,7 +76,7 @@ def discover_space(hypermodel: Callable[[Any], Any], workdir: Path) -> SearchSpa
     built: list[Any] = []
 
     def probe(hp: Any) -> Any:
-        model = hypermodel(hp)
+        model = build_model(hypermodel, hp)
         built.append(model)
         return model
 
@@ -223,6 +225,7 @@ def _make_tuner_class(kt: Any) -> type:
             self._spec = spec
             self._on_trial = on_trial
             self._started: dict[str, float] = {}
+            self._objective_checked = not spec.check_objective
             super().__init__(*args, **kwargs)
 
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
@@ -230,6 +233,8 @@ def _make_tuner_class(kt: Any) -> type:
             try:
                 return retrying(lambda: self._attempt(trial, *args, **kwargs), spec.trial_retries,
                                 f"trial {spec.round_index}-{trial.trial_id}")
+            except FirstTrialError as exc:
+                raise _stop_run_class()(exc) from exc  # KerasTuner lets only its FatalError end a search
             except Exception as exc:
                 if not spec.trial_retries:
                     raise
@@ -239,6 +244,7 @@ def _make_tuner_class(kt: Any) -> type:
             spec = self._spec
             if spec.function is not None:
                 result = spec.function(dict(trial.hyperparameters.values))
+                self._check_objective(result.keys() if isinstance(result, dict) else [spec.objective.name])
                 metrics = function_metrics(result, spec.objective)
             else:
                 if spec.seed is not None:
@@ -257,6 +263,35 @@ def _make_tuner_class(kt: Any) -> type:
                     f"objective {spec.objective.name!r} is {value!r}; the trial counts as failed"
                 )
             return metrics
+
+        def _build_and_fit_model(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
+            # One execution: one model built and fitted. The first of the run is checked at once,
+            # so a misspelled objective costs one model, not a round.
+            # Keras's epoch bars only at verbose=2; the agent logs one line per trial.
+            kwargs["verbose"] = "auto" if self._spec.verbose >= 2 else 0
+            watch = _first_epoch_watch()
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), watch]
+            try:
+                results = super()._build_and_fit_model(trial, *args, **kwargs)
+            except Exception as exc:
+                if not self._objective_checked and watch.started and not watch.finished_epoch:
+                    # The first model of the run built but could not train one epoch: almost always
+                    # data the model cannot take, which every trial would repeat.
+                    raise FirstTrialError(
+                        f"data: the first model built but failed before finishing an epoch "
+                        f"({type(exc).__name__}: {_telling_line(str(exc))}); the data loader gave "
+                        f"{describe_data(args, kwargs)}: check it against build_model's input"
+                    ) from exc
+                raise
+            history = getattr(results, "history", results)
+            if isinstance(history, dict):
+                self._check_objective(history.keys())
+            return results
+
+        def _check_objective(self, logged: Any) -> None:
+            if not self._objective_checked:
+                check_objective_logged(logged, self._spec.objective)
+                self._objective_checked = True
 
         def on_trial_begin(self, trial: Any) -> None:
             self._started[trial.trial_id] = time.perf_counter()
@@ -300,6 +335,45 @@ def _make_tuner_class(kt: Any) -> type:
 def _tag(spec: RoundSpec) -> str:
     """Reserve trials get ids of their own (``1-r05``): KerasTuner numbers each oracle's trials from its size."""
     return "r" if spec.reserve else ""
+
+
+def _first_epoch_watch() -> Any:
+    import keras
+
+    class FirstEpochWatch(keras.callbacks.Callback):
+        """Tells a model that failed before training from one that failed during its first epoch."""
+
+        started = False
+        finished_epoch = False
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.started = True
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.finished_epoch = True
+
+    return FirstEpochWatch()
+
+
+def _stop_run_class() -> type:
+    class StopRun(_kt().errors.FatalError):
+        """Carries a refiner error through KerasTuner's search loop, which swallows all others."""
+
+        def __init__(self, error: Exception):
+            super().__init__(str(error))
+            self.error = error
+
+    return StopRun
+
+
+def _telling_line(message: str) -> str:
+    """The line of a (multi-line) Keras error that names the problem, e.g. the shapes that disagree."""
+    plain_text = re.sub(r"\x1b\[[0-9;]*m", "", message)  # Keras colours its messages for terminals
+    lines = [line.strip() for line in plain_text.splitlines() if line.strip()]
+    for line in lines:
+        if any(word in line for word in ("expected", "incompatible", "shape")):
+            return line[:300]
+    return lines[0][:300] if lines else "no message"
 
 
 def _last_line(message: str | None) -> str | None:
@@ -363,8 +437,9 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
     _inject(kt, oracle, injected, spec)
     if spec.budget > 0:
         fit_kwargs = dict(spec.fit_kwargs)
-        if spec.hypermodel is not None:
-            fit_kwargs.setdefault("verbose", 0)
+        # Not passed to search(), which would turn KerasTuner's trial banners on: model.fit gets
+        # its verbosity per execution (_build_and_fit_model).
+        fit_kwargs.pop("verbose", None)
         # KerasTuner ships with DEBUG on, printing every failed trial's traceback to stdout;
         # refiner records the error and logs the traceback at debug level instead.
         from keras_tuner.src import config as kt_config
@@ -372,6 +447,10 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
         debug, kt_config.DEBUG = kt_config.DEBUG, False
         try:
             tuner.search(*spec.fit_args, **fit_kwargs)
+        except kt.errors.FatalError as exc:
+            if isinstance(getattr(exc, "error", None), FirstTrialError):
+                raise exc.error from None
+            raise
         finally:
             kt_config.DEBUG = debug
     return ran

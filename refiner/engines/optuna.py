@@ -26,6 +26,7 @@ as KerasTuner computes it.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -39,7 +40,8 @@ import numpy as np
 
 from refiner.engines import shared_study as shared
 from refiner.engines.common import (
-    RoundSpec, TrialCallback, derive_seed, function_metrics, plain, retrying, tries_note,
+    FirstTrialError, RoundSpec, TrialCallback, build_model, check_objective_logged, derive_seed,
+    function_metrics, plain, retrying, tries_note,
 )
 from refiner.space import Fixed, SearchSpace
 from refiner.trial import Objective, Trial, TrialState
@@ -344,7 +346,10 @@ def _evaluate(spec: RoundSpec, number: int, values: dict[str, Any], *, trial_id:
 
     def attempt() -> dict[str, float]:
         if spec.function is not None:
-            found = function_metrics(spec.function(dict(values)), spec.objective)
+            result = spec.function(dict(values))
+            if spec.check_objective and isinstance(result, Mapping):
+                check_objective_logged(result.keys(), spec.objective)
+            found = function_metrics(result, spec.objective)
         else:
             found = _fit_hypermodel(spec, number, values)
         value = found.get(spec.objective.name)
@@ -354,6 +359,8 @@ def _evaluate(spec: RoundSpec, number: int, values: dict[str, Any], *, trial_id:
 
     try:
         metrics = retrying(attempt, spec.trial_retries, f"trial {trial_id}")
+    except FirstTrialError:
+        raise  # the run's objective is wrong: the run stops (the agent says which metrics exist)
     except Exception as exc:  # a failing trial is recorded, never fatal
         message = (f"{type(exc).__name__}: {exc}"[:450] + tries_note(spec.trial_retries))
         log.debug("trial %d failed", number, exc_info=True)
@@ -383,8 +390,14 @@ def _fit_hypermodel(spec: RoundSpec, number: int, values: dict[str, Any]) -> dic
     for execution in range(spec.executions_per_trial):
         if spec.seed is not None:
             keras.utils.set_random_seed(derive_seed(spec.seed, spec.round_index, number, execution))
-        model = spec.hypermodel(hp)  # type: ignore[misc]
-        history = model.fit(*spec.fit_args, **{"verbose": 0, **dict(spec.fit_kwargs)})
+        model = build_model(spec.hypermodel, hp)
+        fit_kwargs = {**dict(spec.fit_kwargs), "verbose": "auto" if spec.verbose >= 2 else 0}
+        # Each model gets its own copies of the callbacks, as in KerasTuner (they keep state).
+        fit_kwargs["callbacks"] = copy.deepcopy(list(fit_kwargs.get("callbacks") or []))
+        fit = getattr(spec.hypermodel, "fit", None)
+        history = fit(hp, model, *spec.fit_args, **fit_kwargs) if callable(fit) else model.fit(*spec.fit_args, **fit_kwargs)
+        if spec.check_objective and execution == 0:
+            check_objective_logged(history.history.keys(), objective)
         curve = history.history.get(objective.name)
         if not curve:
             raise ValueError(f"model.fit reported no {objective.name!r}; it reported {sorted(history.history)}")
