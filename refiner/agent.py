@@ -24,13 +24,13 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from refiner import __version__, report
 from refiner.errors import RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
 from refiner.failpoints import checkpoint
+from refiner.lock import RunLock, overrides_lock
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
 from refiner.overrides import decisions_with_overrides, read_overrides, refined_space
 from refiner.space import SearchSpace
@@ -202,13 +202,19 @@ class Refiner:
     # -- the loop ------------------------------------------------------------------------------
     def search(self, *fit_args: Any, **fit_kwargs: Any) -> "Refiner":
         """Run (or resume) every round. Positional and keyword arguments go to ``model.fit``."""
-        store = self.store
-        initial_space = self._initial_space()
-        settings = self._settings(initial_space, fit_args, fit_kwargs)
         if self.storage is not None:
             from refiner.engines.shared_study import open_storage
 
             open_storage(self.storage)  # an unreachable server is refused before the run folder is touched
+        # One writer per run folder for this process's whole life (refiner.lock); a second one is
+        # refused here, before it reads or writes anything.
+        with RunLock(self.store.root):
+            return self._search(fit_args, fit_kwargs)
+
+    def _search(self, fit_args: tuple, fit_kwargs: Mapping[str, Any]) -> "Refiner":
+        store = self.store
+        initial_space = self._initial_space()
+        settings = self._settings(initial_space, fit_args, fit_kwargs)
         self._open_run(settings)
         try:
             for k in range(self.rounds):
@@ -230,8 +236,9 @@ class Refiner:
                 self._tell_workers("stopped", f"{type(exc).__name__}: {exc}"[:500])
             raise
         self._tell_workers("finished")
-        refined = self._next_space_from_decisions(self.rounds - 1)
-        store.write_refined_space(refined)
+        with overrides_lock(store.root):
+            refined = self._next_space_from_decisions(self.rounds - 1)
+            store.write_refined_space(refined)
         best = self.best_trial
         store.update_state(status="finished", current_round=self.rounds - 1, message=None, best=_best_dict(best))
         store.event("run_finished", best_score=None if best is None else best.score)
@@ -276,7 +283,7 @@ class Refiner:
         store = self.store
         if store.exists() and self.overwrite:
             log.info("--overwrite: deleting the earlier run in %s", store.root)
-            shutil.rmtree(store.root)
+            store.clear()  # the lock files stay: this process holds the writer lock
         if store.exists():
             store.check()  # a damaged run is refused before anything in it is touched
             store.remove_stale_temporaries()
@@ -311,8 +318,14 @@ class Refiner:
         store = self.store
         if store.has_space(k):
             return store.read_space(k)
-        space = initial_space if k == 0 else self._next_space_from_decisions(k - 1)
-        store.write_space(k, space)
+        if k == 0:
+            store.write_space(k, initial_space)
+            return initial_space
+        # The review app may be saving overrides of round k-1 right now: the save lands before this
+        # space is built (and is applied), or after it and is refused (refiner.lock's rule).
+        with overrides_lock(store.root):
+            space = self._next_space_from_decisions(k - 1)
+            store.write_space(k, space)
         return space
 
     def _next_space_from_decisions(self, k: int) -> SearchSpace:

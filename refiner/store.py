@@ -23,6 +23,7 @@ import datetime as _dt
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,9 +34,21 @@ from refiner.failpoints import armed, checkpoint
 from refiner.space import SearchSpace
 from refiner.trial import Trial
 
-__all__ = ["RunStore", "atomic_write_text", "write_json", "read_json", "now_iso", "parse_limit_reason"]
+__all__ = ["RunStore", "atomic_write_text", "write_json", "read_json", "now_iso", "parse_limit_reason",
+           "WRITER_LOCK", "WRITER_INFO", "OVERRIDES_LOCK"]
 
 log = logging.getLogger(__name__)
+
+# The locks of refiner.lock live in the run folder but are no part of the record: a check does
+# not report them and --overwrite keeps them (the process that overwrites holds the writer lock).
+WRITER_LOCK = ".writer.lock"
+WRITER_INFO = ".writer.json"
+OVERRIDES_LOCK = ".overrides.lock"
+
+
+def is_lock_file(name: str) -> bool:
+    """A lock marker, its holder note, or filelock's short-lived takeover files (``<marker>.break.…``)."""
+    return name == WRITER_INFO or name.startswith((WRITER_LOCK, OVERRIDES_LOCK))
 
 
 def now_iso() -> str:
@@ -176,6 +189,16 @@ class RunStore:
                     raise damaged(path, "; ".join(found))
         if self.refined_space_file.exists():
             self.read_refined_space()
+
+    def clear(self) -> None:
+        """Delete everything in the folder but the lock files (``--overwrite``, under the writer lock)."""
+        for path in self.root.iterdir():
+            if is_lock_file(path.name):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files a crash left between writing and renaming (never part of the record)."""
