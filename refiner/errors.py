@@ -6,7 +6,7 @@ so every message names the field (a JSON path where there is one) and the rule.
 
 from __future__ import annotations
 
-__all__ = ["RefinerError", "ValidationError", "RunFolderError", "SettingsChangedError", "RoundFailedError"]
+__all__ = ["RefinerError", "ValidationError", "RunFolderError", "DamagedRunError", "SettingsChangedError", "RoundFailedError"]
 
 
 class RefinerError(Exception):
@@ -29,6 +29,18 @@ class ValidationError(RefinerError, ValueError):
 
 class RunFolderError(RefinerError):
     """The run folder is missing, corrupt, or does not match what was asked for."""
+
+
+class DamagedRunError(RunFolderError):
+    """A run folder's files break their schemas or contradict each other.
+
+    ``problems`` holds one ``"<file>: <what is wrong> - to repair, <how>"`` line per problem;
+    ``str()`` joins them with ``"; "``.
+    """
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
 
 
 class SettingsChangedError(RunFolderError):

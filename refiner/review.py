@@ -178,6 +178,7 @@ class RunView:
     rounds: tuple[RoundView, ...]
     has_refined_space: bool
     events: tuple[dict[str, Any], ...] = field(default=())
+    problems: tuple[str, ...] = field(default=())  # RunStore.problems(): files that disagree, missing, stray
 
     @property
     def store(self) -> RunStore:
@@ -236,6 +237,8 @@ def load_run(runs_dir: str | Path, name: str, events: int = 50) -> RunView:
         if has_refined:
             store.read_refined_space()  # validate now, so a broken result shows as this run's problem
         recent = tuple(store.read_events()[-events:]) if events else ()
+        # Every file passed its own check; now whether they agree (a trial recorded twice, ...).
+        problems = tuple(str(p) for p in store.problems())
     except RunFolderError:
         raise
     except ValidationError as exc:
@@ -243,7 +246,7 @@ def load_run(runs_dir: str | Path, name: str, events: int = 50) -> RunView:
     except (ValueError, KeyError, TypeError) as exc:  # a record that passed its schema but not its type
         raise RunFolderError(f"{root}: cannot be read ({type(exc).__name__}: {exc})") from None
     return RunView(name=name, root=root, run=run, rounds=tuple(rounds), has_refined_space=has_refined,
-                   events=recent)
+                   events=recent, problems=problems)
 
 
 # -- text -------------------------------------------------------------------------------------

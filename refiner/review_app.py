@@ -166,6 +166,8 @@ def _summary(view: review.RunView) -> None:
         st.caption(f"The run is in progress; this page {live}.")
     if state.get("message"):
         (st.error if state["status"] == "failed" else st.warning)(esc(state["message"]))
+    for problem in view.problems:  # what `refiner validate RUN_DIR` reports, with its repair
+        st.warning(esc(f"Run folder problem: {problem}"))
     left, right = st.columns([1, 1])
     with left:
         where = f" (trial {esc(best.trial_id)}, round {best.round})" if best else ""

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from refiner import schemas
-from refiner.errors import RunFolderError, ValidationError
+from refiner.errors import DamagedRunError, RunFolderError, ValidationError
 from refiner.failpoints import armed, checkpoint
 from refiner.space import SearchSpace
 from refiner.trial import Trial
@@ -163,32 +163,28 @@ class RunStore:
             return []
         return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
 
+    def problems(self) -> list[Any]:
+        """Every problem of the run folder as :class:`refiner.check.Problem` lines: files that break
+        their schemas, files that contradict each other (a trial id recorded twice, a round's space
+        that its predecessor's decisions do not give, ...), missing and stray files; each names the
+        file and the repair. Empty when the folder is sound."""
+        from refiner.check import run_problems  # the cross-file rules need the overrides, which build on the store
+
+        return run_problems(self)
+
     def check(self) -> None:
-        """Read and validate every file of the run; the first damaged one raises :class:`RunFolderError`.
+        """Raise :class:`DamagedRunError` (one line per problem) if the folder has problems a resume
+        would build on; log the others (a file refiner recomputes, a stray file it never reads).
 
         A resume calls this before writing anything, so a damaged run is refused untouched.
         """
-        self.read_run()
-        self.read_events()
-        for k in self.rounds():
-            if self.has_space(k):
-                self.read_space(k)
-            self.read_trials(k)
-            self.read_surrogate(k)
-            self.read_decisions(k)
-            path = self.round_dir(k) / "overrides.json"
-            if path.exists():
-                overrides = read_json(path, "overrides")
-                # Also whether they apply to the round's decisions: the loop applies them only after
-                # it has updated run.json, and a refused resume must leave the folder untouched.
-                # (Imported here: refiner.overrides builds on the store.)
-                from refiner.overrides import stored_override_problems
-
-                found = stored_override_problems(self, k, overrides)
-                if found:
-                    raise damaged(path, "; ".join(found))
-        if self.refined_space_file.exists():
-            self.read_refined_space()
+        found = self.problems()
+        for problem in found:
+            if not problem.blocks_resume:
+                log.warning("%s", problem)
+        fatal = [str(p) for p in found if p.blocks_resume]
+        if fatal:
+            raise DamagedRunError(fatal)
 
     def clear(self) -> None:
         """Delete everything in the folder but the lock files (``--overwrite``, under the writer lock)."""
