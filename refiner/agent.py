@@ -21,6 +21,7 @@ the ones the run started with are refused.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import platform
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from refiner import __version__, report
-from refiner.errors import RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
+from refiner.errors import DiskWriteError, RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
 from refiner.failpoints import checkpoint
 from refiner.lock import RunLock, overrides_lock
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
@@ -43,6 +44,9 @@ __all__ = ["Refiner", "ENGINES", "INITIAL_SHARE", "split_budget"]
 ENGINES = ("keras-tuner", "optuna")
 
 log = logging.getLogger(__name__)
+
+# A full disk, a full quota, a read-only filesystem: the run stops with one line naming the file.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 INITIAL_SHARE = 0.2
 """The random round's share of a total budget in :func:`split_budget`. Equal rounds spent a third
@@ -226,14 +230,17 @@ class Refiner:
             store.event("run_failed", message=str(exc))
             self._tell_workers("stopped", str(exc))
             raise
+        except DiskWriteError as exc:
+            self._record_stop(exc, best_effort=True)  # the disk may well refuse this too
+            raise
         except RefinerError:
             raise  # bad input or a damaged folder: refused as it is, nothing recorded
         except (KeyboardInterrupt, Exception) as exc:
             # Whatever stopped us, the record is intact: say how to carry on.
-            if store.exists():
-                store.update_state(status="interrupted", message=f"{type(exc).__name__}: {exc}"[:500])
-                store.event("run_interrupted", message=f"{type(exc).__name__}: {exc}"[:500])
-                self._tell_workers("stopped", f"{type(exc).__name__}: {exc}"[:500])
+            trouble = self._disk_trouble(exc)  # KerasTuner's or SQLite's own files on a full disk
+            self._record_stop(trouble or exc, best_effort=trouble is not None)
+            if trouble is not None:
+                raise trouble from exc
             raise
         self._tell_workers("finished")
         with overrides_lock(store.root):
@@ -400,6 +407,37 @@ class Refiner:
                 f"every trial of round {k} failed ({len(round_trials)} trials; last error: {last}); "
                 f"the run stopped with all state kept in {store.root}"
             )
+
+    def _record_stop(self, exc: BaseException, best_effort: bool) -> None:
+        """Mark the run interrupted (and tell workers); with ``best_effort``, a disk that refuses
+        this write too only costs the note: the record itself is intact."""
+        if not self.store.exists():
+            return
+        message = (str(exc) if isinstance(exc, DiskWriteError) else f"{type(exc).__name__}: {exc}")[:500]
+        try:
+            self.store.update_state(status="interrupted", message=message)
+            self.store.event("run_interrupted", message=message)
+        except DiskWriteError:
+            if not best_effort:
+                raise
+            log.warning("could not record the interruption in %s either", self.store.root)
+        try:
+            self._tell_workers("stopped", message)
+        except Exception:  # the SQLite storage on the same full disk
+            if not best_effort:
+                raise
+            log.warning("could not tell the workers that the run stopped; they stop when their wait runs out")
+
+    def _disk_trouble(self, exc: BaseException) -> DiskWriteError | None:
+        """``exc`` as a :class:`DiskWriteError` if it is a full disk or a read-only folder met
+        outside the store (KerasTuner's project folder, the SQLite storage)."""
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+            return DiskWriteError(exc.filename or str(self.store.root), exc)
+        text = str(exc)
+        for words, number in (("database or disk is full", errno.ENOSPC), ("readonly database", errno.EROFS)):
+            if words in text and self.engine == "optuna":
+                return DiskWriteError(self._storage_url(), OSError(number, os.strerror(number)))
+        return None
 
     def _budget(self, k: int) -> int:
         """Round ``k``'s trial count."""

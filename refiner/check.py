@@ -18,6 +18,7 @@ refiner recomputes, a stray file it never reads) are reported and the run carrie
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ _ROOT_FILES = {"run.json", "events.jsonl", "refined_space.json", "rounds",
                # the optuna engine's default SQLite storage, its journal files, KerasTuner's space probe
                "optuna.db", "optuna.db-journal", "optuna.db-wal", "optuna.db-shm", ".discover"}
 _ROUND_FILES = {"space.json", "trials.jsonl", "surrogate.json", "decisions.json", "overrides.json", "kt"}
+_KEPT_KT = re.compile(r"kt\.interrupted-\d+")  # an interrupted round's KerasTuner folder, kept by a resume
 _AFRESH = "restore the folder from a backup or start afresh with --overwrite"
 
 
@@ -222,7 +224,8 @@ def _stray_files(store: RunStore, n_rounds: int | None) -> list[Problem]:
                              f"nor needs it)", blocks_resume=False))
 
     def ours(name: str, allowed: set[str]) -> bool:
-        return name in allowed or is_lock_file(name) or (name.startswith(".") and name.endswith(".tmp"))
+        return (name in allowed or is_lock_file(name) or (name.startswith(".") and name.endswith(".tmp"))
+                or (allowed is _ROUND_FILES and bool(_KEPT_KT.fullmatch(name))))
 
     for path in sorted(store.root.iterdir()):
         if not ours(path.name, _ROOT_FILES):

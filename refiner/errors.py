@@ -6,7 +6,8 @@ so every message names the field (a JSON path where there is one) and the rule.
 
 from __future__ import annotations
 
-__all__ = ["RefinerError", "ValidationError", "RunFolderError", "DamagedRunError", "SettingsChangedError", "RoundFailedError"]
+__all__ = ["RefinerError", "ValidationError", "RunFolderError", "DamagedRunError", "SettingsChangedError", "RoundFailedError",
+           "DiskWriteError"]
 
 
 class RefinerError(Exception):
@@ -49,3 +50,16 @@ class SettingsChangedError(RunFolderError):
 
 class RoundFailedError(RefinerError):
     """Every trial of a round failed; the run stops with all state kept."""
+
+
+class DiskWriteError(RefinerError):
+    """A file could not be written (a full disk, a read-only folder); everything recorded before it is kept.
+
+    ``path`` is the file, ``errno`` the operating system's error number.
+    """
+
+    def __init__(self, path: str, exc: OSError):
+        self.path, self.errno = path, exc.errno
+        reason = exc.strerror or str(exc)
+        super().__init__(f"{path}: cannot write ({reason}); everything recorded before is kept - free some space "
+                         f"or make the folder writable, then run the same command again to resume")

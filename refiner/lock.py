@@ -40,7 +40,7 @@ from typing import Iterator
 
 from filelock import SoftFileLease, Timeout
 
-from refiner.errors import RunFolderError
+from refiner.errors import DiskWriteError, RunFolderError
 from refiner.store import OVERRIDES_LOCK, WRITER_INFO, WRITER_LOCK, atomic_write_text, now_iso
 
 __all__ = ["RunLock", "RunLockedError", "Holder", "holder", "overrides_lock", "LEASE_S"]
@@ -167,9 +167,13 @@ class RunLock:
             return self
         if not self.root.exists():
             self._made_root = True  # a run refused before it wrote anything leaves no folder behind
-        self.root.mkdir(parents=True, exist_ok=True)
         lease = _lease(self.root / WRITER_LOCK)
-        if not _acquire(lease, self.root / WRITER_LOCK, wait_s):
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            taken = _acquire(lease, self.root / WRITER_LOCK, wait_s)
+        except OSError as exc:  # a read-only or full filesystem
+            raise DiskWriteError(str(self.root / WRITER_LOCK), exc) from exc
+        if not taken:
             self._tidy_root()
             who = holder(self.root)
             raise RunLockedError(_refusal(self.root, who), who)
@@ -191,7 +195,10 @@ class RunLock:
             (self.root / WRITER_INFO).unlink(missing_ok=True)
         except OSError:
             pass  # a read-only folder: the next holder overwrites it, and it names a dead pid anyway
-        lease.release()
+        try:
+            lease.release()
+        except OSError as exc:  # the folder went read-only: the marker stays, and names a dead process
+            log.warning("%s: could not remove the lock (%s); the next run takes it over", self.root / WRITER_LOCK, exc)
         self._tidy_root()
 
     def _tidy_root(self) -> None:

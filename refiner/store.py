@@ -20,6 +20,7 @@ and cut off before the next append, so a reader never sees half a record.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import logging
 import os
@@ -29,8 +30,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from refiner import schemas
-from refiner.errors import DamagedRunError, RunFolderError, ValidationError
-from refiner.failpoints import armed, checkpoint
+from refiner.errors import DamagedRunError, DiskWriteError, RunFolderError, ValidationError
+from refiner.failpoints import armed, checkpoint, disk_fault
 from refiner.space import SearchSpace
 from refiner.trial import Trial
 
@@ -56,20 +57,31 @@ def now_iso() -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` so that readers see either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``text`` so that readers see either the old file or the whole new one.
+
+    Raises:
+        DiskWriteError: the file could not be written (a full disk, a read-only folder); the old
+            file, if any, is unchanged.
+    """
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        checkpoint("before_replace")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                disk_fault(path)
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            checkpoint("before_replace")
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass  # gone already, or a read-only folder; a resume removes it
+            raise
+    except OSError as exc:
+        raise DiskWriteError(str(path), exc) from exc
 
 
 def _dumps(document: Any, indent: int | None = 2) -> str:
@@ -305,18 +317,29 @@ class RunStore:
         return [line for line in lines[:-1] if line.strip()]
 
     def _append_line(self, path: Path, record: dict[str, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = (_dumps(record, indent=None) + "\n").encode("utf-8")
-        with open(path, "a+b") as fh:
-            _drop_torn_tail(fh, path)
-            if armed("torn_append"):
-                # A crash test asked to die here: leave half a line behind, as a power cut would.
-                fh.write(data[: len(data) // 2])
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a+b") as fh:
+                _drop_torn_tail(fh, path)
+                if armed("torn_append"):
+                    # A crash test asked to die here: leave half a line behind, as a power cut would.
+                    fh.write(data[: len(data) // 2])
+                    fh.flush()
+                checkpoint("torn_append")
+                try:
+                    disk_fault(path)
+                except OSError as exc:
+                    if exc.errno == errno.ENOSPC:  # a disk that fills up mid-line keeps part of it
+                        fh.write(data[: len(data) // 2])
+                        fh.flush()
+                    raise
+                fh.write(data)
                 fh.flush()
-            checkpoint("torn_append")
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            # A torn line left behind is ignored on read and cut off before the next append.
+            raise DiskWriteError(str(path), exc) from exc
 
 
 def _drop_torn_tail(fh: Any, path: Path) -> None:
