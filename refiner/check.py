@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 _ROOT_FILES = {"run.json", "events.jsonl", "refined_space.json", "rounds",
                # the optuna engine's default SQLite storage, its journal files, KerasTuner's space probe
-               "optuna.db", "optuna.db-journal", "optuna.db-wal", "optuna.db-shm", ".discover"}
+               "optuna.db", "optuna.db-journal", "optuna.db-wal", "optuna.db-shm", "optuna.db.claims.lock", ".discover"}
 _ROUND_FILES = {"space.json", "trials.jsonl", "surrogate.json", "decisions.json", "overrides.json", "kt"}
 _KEPT_KT = re.compile(r"kt\.interrupted-\d+")  # an interrupted round's KerasTuner folder, kept by a resume
 _AFRESH = "restore the folder from a backup or start afresh with --overwrite"

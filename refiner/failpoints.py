@@ -13,6 +13,9 @@ Disk trouble is simulated the same way at every write the store makes: with
 ``OSError`` as a full disk or a read-only folder would (an append first writes half its line, as a
 disk that fills up mid-write does); each write is listed in ``REFINER_DISK_FAULT_LOG`` if set.
 :func:`arm_disk_fault` does the same from inside a process (tests).
+
+``REFINER_PAUSE=<name>:<seconds>`` makes :func:`pause` of that name sleep, to widen a race window
+(the budget claim of concurrent proposals); :func:`set_pause` does the same from inside a process.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import errno as _errno
 import os
 import signal
 
-__all__ = ["checkpoint", "armed", "disk_fault", "arm_disk_fault"]
+__all__ = ["checkpoint", "armed", "disk_fault", "arm_disk_fault", "pause", "set_pause"]
 
 _spec = os.environ.get("REFINER_FAILPOINT", "") or ""
 _target = int(_spec) if _spec.isdigit() else 0  # die at the N-th checkpoint ...
@@ -79,3 +82,22 @@ def disk_fault(path: os.PathLike[str] | str) -> None:
             fh.write(f"{os.getpid()} {_writes} {path}\n")
     if _fault_at and _writes == _fault_at:
         raise OSError(_fault_errno, os.strerror(_fault_errno), str(path))
+
+
+_pause_name, _, _pause_s = os.environ.get("REFINER_PAUSE", "").partition(":")
+_pauses = {_pause_name: float(_pause_s)} if _pause_name and _pause_s else {}
+
+
+def set_pause(name: str, seconds: float) -> None:
+    """Make :func:`pause` ``name`` sleep ``seconds`` (0 removes it)."""
+    if seconds:
+        _pauses[name] = seconds
+    else:
+        _pauses.pop(name, None)
+
+
+def pause(name: str) -> None:
+    if _pauses:
+        import time
+
+        time.sleep(_pauses.get(name, 0.0))

@@ -296,7 +296,7 @@ class Participant:
                     return "exhausted"
                 study.enqueue_trial(fresh)
                 return "duplicate"
-            if shared.claims_before(trials, mine) >= self.budget:
+            if not shared.claim(self.storage, study, trial, self.budget):
                 trial.set_user_attr(shared.SURPLUS, True)
                 with shared.quiet_heartbeat_warnings():
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)

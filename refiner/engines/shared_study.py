@@ -7,12 +7,14 @@ every rule below is decided from what the storage holds, by each participant on 
 * **Where to work.** A *control* study ``<project>-control`` holds one user attribute naming the
   round study that is open (or saying the run is between rounds, or finished). The round study
   holds what a worker needs to take part: the round's space, budget, objective and seeds.
-* **The budget.** A trial may be evaluated only if fewer than ``budget`` trials with a smaller
-  storage id are running or finished with a result; otherwise it is told as failed and marked
-  ``refiner_surplus``. Storage ids, not trial numbers, order the claims: Optuna derives numbers
-  by counting, which two processes creating trials at once can both get. (Two ``ask`` calls whose
-  inserts commit in the opposite order of their ids can still both pass; the coordinator then
-  records only the first ``budget`` results and marks the other surplus.)
+* **The budget.** A trial may be evaluated only once it has *claimed* a slot: under a lock that
+  every participant takes (a PostgreSQL or MySQL advisory lock named after the study, a file lock
+  beside an SQLite file), it counts the slots held, trials that claimed one and are running or
+  finished with a result, and claims one (``refiner_claimed``) only if fewer than ``budget`` are
+  held; otherwise it is told as failed and marked ``refiner_surplus``. Counting and claiming
+  under one lock means two concurrent proposals can never both take the last slot. A process
+  that dies holding the lock releases it with its connection (or file). The coordinator still
+  records only the first ``budget`` results, as a second guard.
 * **No repeats.** A configuration already finished, or running under a smaller id, is told as
   failed (``refiner_duplicate``) and replaced by a fresh random point.
 * **Dead workers.** Each running trial gets a heartbeat thread; any participant that is waiting
@@ -30,15 +32,17 @@ import json
 import logging
 import threading
 import warnings
+import zlib
 from collections.abc import Iterator
 from typing import Any, Mapping, Sequence
 
 from refiner.errors import RefinerError
+from refiner.failpoints import pause
 
 __all__ = [
     "KEY", "RECORD", "KNOWN", "DUPLICATE", "SURPLUS", "WORKER", "EXHAUSTED",
     "open_storage", "normalise_url", "quiet_heartbeat_warnings", "control_study_name", "read_control", "write_control",
-    "claims_before", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
+    "claim", "claims_lock", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 KEY = "refiner_key"  # the configuration, as canonical JSON
 RECORD = "refiner_record"  # the finished trial's trials.jsonl record
 KNOWN = "refiner_known"  # added from the run's record (warm start or resume), not run in this study
+CLAIMED = "refiner_claimed"  # holds a slot of the budget (set under the claims lock)
 DUPLICATE = "refiner_duplicate"
 SURPLUS = "refiner_surplus"
 WORKER = "refiner_worker"  # host:pid of the process that ran it
@@ -143,17 +148,55 @@ def _has_result(trial: Any) -> bool:
 
 
 def _is_live(trial: Any) -> bool:
-    """Running, or finished with a result: what fills a slot of the budget."""
+    """Holds a slot of the budget: claimed and running, or finished with a result. A running
+    trial that has not claimed yet (between ``ask`` and :func:`claim`) holds none."""
     import optuna
 
     if trial.user_attrs.get(KNOWN) or trial.user_attrs.get(DUPLICATE) or trial.user_attrs.get(SURPLUS):
         return False
-    return trial.state == optuna.trial.TrialState.RUNNING or _has_result(trial)
+    return _has_result(trial) or (trial.state == optuna.trial.TrialState.RUNNING and bool(trial.user_attrs.get(CLAIMED)))
 
 
-def claims_before(trials: Sequence[Any], mine: Any) -> int:
-    """How many slots trials with a smaller storage id hold."""
-    return sum(1 for t in trials if _storage_id(t) < _storage_id(mine) and _is_live(t))
+def claim(storage: Any, study: Any, trial: Any, budget: int) -> bool:
+    """Claim a slot of the budget for running ``trial`` (an ``optuna.Trial``) if fewer than ``budget``
+    are held; ``False`` if none is left. Counting and claiming happen under :func:`claims_lock`."""
+    with claims_lock(storage, study.study_name):
+        if live_count(study.get_trials(deepcopy=False)) >= budget:
+            return False
+        pause("claim")  # tests widen the window between counting and claiming here
+        trial.set_user_attr(CLAIMED, True)
+        return True
+
+
+@contextlib.contextmanager
+def claims_lock(storage: Any, name: str) -> Iterator[None]:
+    """Held by one participant at a time, across processes and hosts, for the study ``name``."""
+    engine = getattr(storage, "engine", None)  # an in-memory storage has none, and lives in one process
+    dialect = engine.dialect.name if engine is not None else ""
+    if dialect in ("postgresql", "mysql"):
+        from sqlalchemy import text
+
+        # Session-level advisory locks: released by the unlock below, or by the server when the
+        # holder's connection dies with its process.
+        key = zlib.crc32(f"refiner-claims:{name}".encode())
+        take, give = (("SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)") if dialect == "postgresql"
+                      else ("SELECT GET_LOCK(CONCAT('refiner-', :k), -1)", "SELECT RELEASE_LOCK(CONCAT('refiner-', :k))"))
+        with engine.connect() as connection:
+            connection.execute(text(take), {"k": key})
+            try:
+                yield
+            finally:
+                connection.execute(text(give), {"k": key})
+        return
+    database = engine.url.database if engine is not None and dialect == "sqlite" else None
+    if database and database != ":memory:":
+        from filelock import FileLock
+
+        # Every process on one SQLite file shares its filesystem; flock is released when a holder dies.
+        with FileLock(f"{database}.claims.lock"):
+            yield
+        return
+    yield  # an in-memory database lives in one process, which claims one trial at a time
 
 
 def is_duplicate(trials: Sequence[Any], mine: Any, key: str) -> bool:
