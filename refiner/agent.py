@@ -21,6 +21,7 @@ the ones the run started with are refused.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -92,7 +93,8 @@ class Refiner:
         storage: Optuna engine only: a storage URL; default an SQLite file in the run folder.
             Workers (``refiner worker``) that reach the same storage join each round.
         heartbeat_interval: Optuna engine only: seconds between a running trial's heartbeats; a
-            trial silent for three intervals (its worker died) is failed and its slot re-run.
+            trial silent for three intervals (its worker died) is failed and its slot re-run. The
+            coordinator beats at the same interval, so workers notice if it dies.
         run_trials: Optuna engine only: ``False`` makes this process only coordinate, leaving
             every trial to workers.
         overwrite: start afresh, deleting an existing run folder of that name.
@@ -215,16 +217,25 @@ class Refiner:
         with RunLock(self.store.root):
             return self._search(fit_args, fit_kwargs)
 
+    def _coordinator_heartbeat(self) -> Any:
+        """Optuna engine: beat in the storage for the whole run, so workers notice if this process dies."""
+        if self.engine != "optuna":
+            return contextlib.nullcontext()
+        from refiner.engines.optuna import coordinator_heartbeat
+
+        return coordinator_heartbeat(self._storage_url(), self.project_name, self.heartbeat_interval)
+
     def _search(self, fit_args: tuple, fit_kwargs: Mapping[str, Any]) -> "Refiner":
         store = self.store
         initial_space = self._initial_space()
         settings = self._settings(initial_space, fit_args, fit_kwargs)
         self._open_run(settings)
         try:
-            for k in range(self.rounds):
-                space = self._round_space(k, initial_space)
-                self._run_round(k, space, fit_args, fit_kwargs)
-                self._analyse_round(k, space, initial_space)
+            with self._coordinator_heartbeat():
+                for k in range(self.rounds):
+                    space = self._round_space(k, initial_space)
+                    self._run_round(k, space, fit_args, fit_kwargs)
+                    self._analyse_round(k, space, initial_space)
         except RoundFailedError as exc:
             store.update_state(status="failed", message=str(exc))
             store.event("run_failed", message=str(exc))

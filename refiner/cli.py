@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from refiner.errors import DamagedRunError, RefinerError, RoundFailedError, ValidationError
+from refiner.errors import CoordinatorGoneError, DamagedRunError, RefinerError, RoundFailedError, ValidationError
 
 __all__ = ["main"]
 
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return {"run": _run, "worker": _worker, "show": _show, "export": _export, "validate": _validate,
                 "app": _app, "bench": _bench}[args.command](args)
-    except RoundFailedError as exc:
+    except (RoundFailedError, CoordinatorGoneError) as exc:
         _error(str(exc))
         return EXIT_FAILED
     except ValidationError as exc:

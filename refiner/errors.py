@@ -7,7 +7,7 @@ so every message names the field (a JSON path where there is one) and the rule.
 from __future__ import annotations
 
 __all__ = ["RefinerError", "ValidationError", "RunFolderError", "DamagedRunError", "SettingsChangedError", "RoundFailedError",
-           "DiskWriteError"]
+           "DiskWriteError", "CoordinatorGoneError"]
 
 
 class RefinerError(Exception):
@@ -63,3 +63,7 @@ class DiskWriteError(RefinerError):
         reason = exc.strerror or str(exc)
         super().__init__(f"{path}: cannot write ({reason}); everything recorded before is kept - free some space "
                          f"or make the folder writable, then run the same command again to resume")
+
+
+class CoordinatorGoneError(RefinerError):
+    """A worker found the run's coordinator silent for three heartbeat intervals (it died)."""

@@ -172,6 +172,43 @@ def test_coordinator_and_three_workers_on_postgres_survive_a_killed_worker(tmp_p
 
 
 @pytest.mark.slow
+def test_workers_of_a_sigkilled_coordinator_finish_its_round_stop_with_one_line_and_a_resume_completes(
+        tmp_path, postgres_url):
+    name = f"deadcoord{os.getpid()}"
+    config = _project(tmp_path, name, sleep_s=0.4)
+    coordinator = _refiner("run", str(config), "--storage", postgres_url, "--heartbeat", "1", "--no-trials",
+                           cwd=tmp_path)
+    run_dir = tmp_path / "runs" / name
+    deadline = time.monotonic() + 60
+    while not (run_dir / "run.json").exists():  # a worker finds the run's config through run.json
+        assert coordinator.poll() is None and time.monotonic() < deadline, "the coordinator did not start the run"
+        time.sleep(0.1)
+    workers = [_refiner("worker", str(run_dir), "--storage", postgres_url, "--wait", "600", cwd=tmp_path)
+               for _ in range(2)]
+    deadline = time.monotonic() + 120
+    while not (run_dir / "rounds" / "0" / "trials.jsonl").exists() or \
+            len((run_dir / "rounds" / "0" / "trials.jsonl").read_text().splitlines()) < 2:
+        assert coordinator.poll() is None and time.monotonic() < deadline, "no trial was recorded"
+        assert all(w.poll() is None for w in workers), [_finish(w) for w in workers if w.poll() is not None]
+        time.sleep(0.05)
+    coordinator.send_signal(signal.SIGKILL)
+    coordinator.wait()
+    killed_at = time.monotonic()
+    for worker in workers:  # not the 600 s they would wait for a round: three heartbeats after the round's slots
+        out = _finish(worker, timeout=90)
+        assert worker.returncode == 1, out
+        [line] = [x for x in out.splitlines() if x.startswith("refiner: error:")]
+        assert f"the coordinator of {name} (" in line and "has sent no heartbeat for" in line, line
+        assert "resume the run with the same `refiner run` command" in line, line
+    assert time.monotonic() - killed_at < 60
+    # The round's results wait in the study; a resumed coordinator records them, none runs twice.
+    resumed = _refiner("run", str(config), "--storage", postgres_url, "--heartbeat", "1", cwd=tmp_path)
+    out = _finish(resumed)
+    assert resumed.returncode == 0, out
+    _assert_complete_and_unique(run_dir)
+
+
+@pytest.mark.slow
 def test_workers_join_a_run_on_the_default_sqlite_storage(tmp_path):
     config = _project(tmp_path, "local", sleep_s=0.2)
     coordinator = _refiner("run", str(config), "--heartbeat", "1", cwd=tmp_path)

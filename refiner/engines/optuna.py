@@ -26,6 +26,7 @@ as KerasTuner computes it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -33,7 +34,7 @@ import os
 import socket
 import time
 import warnings
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -200,6 +201,17 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
     shared.write_control(rdb, study_prefix, {"run_id": run_id, "state": "between_rounds", "round": spec.round_index,
                                              "study": study.study_name})
     return len(recorded) + len(recovered)
+
+
+@contextlib.contextmanager
+def coordinator_heartbeat(storage: str, study_prefix: str, interval: float) -> Iterator[None]:
+    """Beat in ``storage`` every ``interval`` s while the block runs (see shared_study's rules)."""
+    beat = shared.CoordinatorBeat(shared.open_storage(storage), study_prefix, interval,
+                                  who=f"{socket.gethostname()}:{os.getpid()}")
+    try:
+        yield
+    finally:
+        beat.stop()
 
 
 def close_run(storage: str, study_prefix: str, run_id: str | None, state: str, message: str | None = None) -> None:

@@ -20,6 +20,12 @@ every rule below is decided from what the storage holds, by each participant on 
 * **Dead workers.** Each running trial gets a heartbeat thread; any participant that is waiting
   calls Optuna's ``fail_stale_trials``, which fails trials whose heartbeat stopped. A failed trial
   without a result frees its slot, so the round still completes its budget.
+* **A dead coordinator.** The coordinator beats too: a counter in the control study
+  (``refiner_coordinator``: who, beat, interval), every heartbeat interval for its whole life,
+  rounds and analysis alike. A worker times the counter on its own clock (hosts' clocks need not
+  agree); silent for three intervals while the run is open means the coordinator died. The worker
+  keeps the open round going while it has slots (the results wait in the study, and a resumed
+  coordinator records them instead of running them again), then stops with one line saying so.
 * **Results.** A participant stores the finished trial's record (the ``trials.jsonl`` line) in the
   trial's ``refiner_record`` attribute before telling Optuna. The coordinator copies records into
   the run folder, which stays the single record the app and ``refiner export`` read.
@@ -43,6 +49,7 @@ __all__ = [
     "KEY", "RECORD", "KNOWN", "DUPLICATE", "SURPLUS", "WORKER", "EXHAUSTED",
     "open_storage", "normalise_url", "quiet_heartbeat_warnings", "control_study_name", "read_control", "write_control",
     "claim", "claims_lock", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
+    "CoordinatorBeat", "CoordinatorWatch",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,7 @@ SURPLUS = "refiner_surplus"
 WORKER = "refiner_worker"  # host:pid of the process that ran it
 EXHAUSTED = "refiner_exhausted"  # study attribute: every configuration of the round's space was tried
 CONTROL_ATTR = "refiner"
+COORDINATOR_ATTR = "refiner_coordinator"
 ROUND_ATTR = "refiner_round"
 
 
@@ -121,17 +129,75 @@ def read_control(storage: Any, project: str) -> dict[str, Any] | None:
 
 
 def write_control(storage: Any, project: str, control: Mapping[str, Any]) -> None:
+    storage.set_study_user_attr(_control_study_id(storage, project), CONTROL_ATTR, dict(control))
+
+
+def _control_study_id(storage: Any, project: str) -> int:
     import optuna
 
     name = control_study_name(project)
     try:
-        study_id = storage.get_study_id_from_name(name)
+        return storage.get_study_id_from_name(name)
     except KeyError:
         try:
-            study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
+            return storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
         except optuna.exceptions.DuplicatedStudyError:
-            study_id = storage.get_study_id_from_name(name)
-    storage.set_study_user_attr(study_id, CONTROL_ATTR, dict(control))
+            return storage.get_study_id_from_name(name)
+
+
+class CoordinatorBeat:
+    """The coordinator's heartbeat: a counter in the control study, raised every ``interval`` s."""
+
+    def __init__(self, storage: Any, project: str, interval: float, who: str):
+        self._storage, self._project, self._interval, self._who = storage, project, interval, who
+        self._stop = threading.Event()
+        self._beat(0)
+        self._thread = threading.Thread(target=self._run, name="coordinator-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self, n: int) -> None:
+        study_id = _control_study_id(self._storage, self._project)
+        self._storage.set_study_user_attr(study_id, COORDINATOR_ATTR,
+                                          {"who": self._who, "beat": n, "interval": self._interval})
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.wait(self._interval):
+            n += 1
+            try:
+                self._beat(n)
+            except Exception as exc:  # a missed beat is not fatal; three in a row make workers stop
+                log.warning("coordinator heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class CoordinatorWatch:
+    """A worker's watch on the coordinator's heartbeat, timed on the worker's own clock."""
+
+    def __init__(self) -> None:
+        self._seen: tuple[Any, Any] | None = None
+        self._since = 0.0
+
+    def gone(self, storage: Any, project: str) -> dict[str, Any] | None:
+        """The coordinator's last beat if it has not changed for three of its intervals, else None."""
+        import time
+
+        try:
+            beat = storage.get_study_user_attrs(storage.get_study_id_from_name(control_study_name(project))).get(
+                COORDINATOR_ATTR)
+        except KeyError:
+            return None
+        if not beat:
+            return None  # a coordinator that does not beat (an older refiner): nothing to judge by
+        key, now = (beat.get("who"), beat.get("beat")), time.monotonic()
+        if key != self._seen:
+            self._seen, self._since = key, now
+            return None
+        silent = now - self._since
+        return dict(beat, silent_s=silent) if silent > 3 * float(beat.get("interval") or 10) else None
 
 
 def round_attrs(study: Any) -> dict[str, Any]:
