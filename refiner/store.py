@@ -36,7 +36,7 @@ from refiner.space import SearchSpace
 from refiner.trial import Trial
 
 __all__ = ["RunStore", "atomic_write_text", "write_json", "read_json", "now_iso", "parse_limit_reason",
-           "WRITER_LOCK", "WRITER_INFO", "OVERRIDES_LOCK"]
+           "WRITER_LOCK", "WRITER_INFO", "OVERRIDES_LOCK", "is_lock_file"]
 
 log = logging.getLogger(__name__)
 
