@@ -21,18 +21,20 @@ the ones the run started with are refused.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import platform
-import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from refiner import __version__, progress, report
 from refiner.audit import audit_cuts, audit_document, cuts_of, reopen
 from refiner.engines.common import FirstTrialError
-from refiner.errors import RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
+from refiner.errors import DiskWriteError, RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
 from refiner.failpoints import checkpoint
+from refiner.lock import RunLock, overrides_lock
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
 from refiner.overrides import decisions_with_overrides, read_overrides, refined_space
 from refiner.space import SearchSpace
@@ -46,6 +48,9 @@ __all__ = ["Refiner", "ENGINES", "INITIAL_SHARE", "split_budget"]
 ENGINES = ("keras-tuner", "optuna")
 
 log = logging.getLogger(__name__)
+
+# A full disk, a full quota, a read-only filesystem: the run stops with one line naming the file.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 INITIAL_SHARE = 0.2
 """The random round's share of a total budget in :func:`split_budget`. Equal rounds spent a third
@@ -130,7 +135,8 @@ class Refiner(KerasTunerCalls):
         storage: Optuna engine only: a storage URL; default an SQLite file in the run folder.
             Workers (``refiner worker``) that reach the same storage join each round.
         heartbeat_interval: Optuna engine only: seconds between a running trial's heartbeats; a
-            trial silent for three intervals (its worker died) is failed and its slot re-run.
+            trial silent for three intervals (its worker died) is failed and its slot re-run. The
+            coordinator beats at the same interval, so workers notice if it dies.
         run_trials: Optuna engine only: ``False`` makes this process only coordinate, leaving
             every trial to workers.
         overwrite: start afresh, deleting an existing run folder of that name.
@@ -278,8 +284,22 @@ class Refiner(KerasTunerCalls):
         verbose = fit_kwargs.pop("verbose", self.verbose)
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}")
-        with progress.shown(verbose):
+        if self.storage is not None:
+            from refiner.engines.shared_study import open_storage
+
+            open_storage(self.storage)  # an unreachable server is refused before the run folder is touched
+        # One writer per run folder for this process's whole life (refiner.lock); a second one is
+        # refused here, before it reads or writes anything.
+        with progress.shown(verbose), RunLock(self.store.root):
             return self._search(fit_args, fit_kwargs, verbose)
+
+    def _coordinator_heartbeat(self) -> Any:
+        """Optuna engine: beat in the storage for the whole run, so workers notice if this process dies."""
+        if self.engine != "optuna":
+            return contextlib.nullcontext()
+        from refiner.engines.optuna import coordinator_heartbeat
+
+        return coordinator_heartbeat(self._storage_url(), self.project_name, self.heartbeat_interval)
 
     def _search(self, fit_args: tuple, fit_kwargs: dict[str, Any], verbose: int) -> "Refiner":
         store = self.store
@@ -293,16 +313,13 @@ class Refiner(KerasTunerCalls):
 
             imported = earlier_trials(self.warm_start, self.objective, initial_space)  # checked before any write
         settings = self._settings(initial_space, fit_args, fit_kwargs)
-        if self.storage is not None:
-            from refiner.engines.shared_study import open_storage
-
-            open_storage(self.storage)  # an unreachable server is refused before the run folder is touched
         self._open_run(settings, initial_space, imported)
         try:
-            for k in range(self.rounds):
-                space = self._round_space(k, initial_space)
-                self._run_round(k, space, fit_args, fit_kwargs, initial_space)
-                self._analyse_round(k, space, initial_space)
+            with self._coordinator_heartbeat():
+                for k in range(self.rounds):
+                    space = self._round_space(k, initial_space)
+                    self._run_round(k, space, fit_args, fit_kwargs, initial_space)
+                    self._analyse_round(k, space, initial_space)
         except RoundFailedError as exc:
             store.update_state(status="failed", message=str(exc))
             store.event("run_failed", message=str(exc))
@@ -312,23 +329,27 @@ class Refiner(KerasTunerCalls):
             # The first model showed the settings are wrong. A run this call created holds no trial
             # worth keeping, so it goes and the corrected command starts cleanly; an older run is kept.
             if created_here and not store.all_trials():
-                shutil.rmtree(store.root, ignore_errors=True)
+                store.clear()
             else:
                 store.update_state(status="failed", message=str(exc))
                 store.event("run_failed", message=str(exc))
+            raise
+        except DiskWriteError as exc:
+            self._record_stop(exc, best_effort=True)  # the disk may well refuse this too
             raise
         except RefinerError:
             raise  # bad input or a damaged folder: refused as it is, nothing recorded
         except (KeyboardInterrupt, Exception) as exc:
             # Whatever stopped us, the record is intact: say how to carry on.
-            if store.exists():
-                store.update_state(status="interrupted", message=f"{type(exc).__name__}: {exc}"[:500])
-                store.event("run_interrupted", message=f"{type(exc).__name__}: {exc}"[:500])
-                self._tell_workers("stopped", f"{type(exc).__name__}: {exc}"[:500])
+            trouble = self._disk_trouble(exc)  # KerasTuner's or SQLite's own files on a full disk
+            self._record_stop(trouble or exc, best_effort=trouble is not None)
+            if trouble is not None:
+                raise trouble from exc
             raise
         self._tell_workers("finished")
-        refined = self._next_space_from_decisions(self.rounds - 1)
-        store.write_refined_space(refined)
+        with overrides_lock(store.root):
+            refined = self._next_space_from_decisions(self.rounds - 1)
+            store.write_refined_space(refined)
         best = self.best_trial
         store.update_state(status="finished", current_round=self.rounds - 1, message=None, best=_best_dict(best))
         store.event("run_finished", best_score=None if best is None else best.score)
@@ -377,7 +398,7 @@ class Refiner(KerasTunerCalls):
         store = self.store
         if store.exists() and self.overwrite:
             log.info("--overwrite: deleting the earlier run in %s", store.root)
-            shutil.rmtree(store.root)
+            store.clear()  # the lock files stay: this process holds the writer lock
         if store.exists():
             store.check()  # a damaged run is refused before anything in it is touched
             store.remove_stale_temporaries()
@@ -423,8 +444,14 @@ class Refiner(KerasTunerCalls):
         store = self.store
         if store.has_space(k):
             return store.read_space(k)
-        space = initial_space if k == 0 else self._next_space_from_decisions(k - 1)
-        store.write_space(k, space)
+        if k == 0:
+            store.write_space(k, initial_space)
+            return initial_space
+        # The review app may be saving overrides of round k-1 right now: the save lands before this
+        # space is built (and is applied), or after it and is refused (refiner.lock's rule).
+        with overrides_lock(store.root):
+            space = self._next_space_from_decisions(k - 1)
+            store.write_space(k, space)
         return space
 
     def _next_space_from_decisions(self, k: int) -> SearchSpace:
@@ -526,6 +553,37 @@ class Refiner(KerasTunerCalls):
             from refiner.engines import keras_tuner as keras_tuner_engine
 
             keras_tuner_engine.run_round(spec, on_trial)
+
+    def _record_stop(self, exc: BaseException, best_effort: bool) -> None:
+        """Mark the run interrupted (and tell workers); with ``best_effort``, a disk that refuses
+        this write too only costs the note: the record itself is intact."""
+        if not self.store.exists():
+            return
+        message = (str(exc) if isinstance(exc, DiskWriteError) else f"{type(exc).__name__}: {exc}")[:500]
+        try:
+            self.store.update_state(status="interrupted", message=message)
+            self.store.event("run_interrupted", message=message)
+        except DiskWriteError:
+            if not best_effort:
+                raise
+            log.warning("could not record the interruption in %s either", self.store.root)
+        try:
+            self._tell_workers("stopped", message)
+        except Exception:  # the SQLite storage on the same full disk
+            if not best_effort:
+                raise
+            log.warning("could not tell the workers that the run stopped; they stop when their wait runs out")
+
+    def _disk_trouble(self, exc: BaseException) -> DiskWriteError | None:
+        """``exc`` as a :class:`DiskWriteError` if it is a full disk or a read-only folder met
+        outside the store (KerasTuner's project folder, the SQLite storage)."""
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+            return DiskWriteError(exc.filename or str(self.store.root), exc)
+        text = str(exc)
+        for words, number in (("database or disk is full", errno.ENOSPC), ("readonly database", errno.EROFS)):
+            if words in text and self.engine == "optuna":
+                return DiskWriteError(self._storage_url(), OSError(number, os.strerror(number)))
+        return None
 
     def _budget(self, k: int) -> int:
         """Round ``k``'s trial count."""

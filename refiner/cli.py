@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from refiner.errors import RefinerError, RoundFailedError, ValidationError
+from refiner.errors import CoordinatorGoneError, DamagedRunError, RefinerError, RoundFailedError, ValidationError
 
 __all__ = ["main"]
 
@@ -78,8 +78,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: json)")
     export.add_argument("-o", "--output", type=Path, default=None, help="file to write (default: standard output)")
 
-    validate = sub.add_parser("validate", help="check a search-space JSON or a run config; exit 2 on problems")
-    validate.add_argument("file", type=Path, help="a search-space JSON file or a run config (TOML)")
+    validate = sub.add_parser("validate", help="check a search-space JSON, a run config, an overrides file or a "
+                              "whole run folder; exit 2 on problems")
+    validate.add_argument("file", type=Path, help="a file, or a run folder (RUN_DIR)")
 
     bench = sub.add_parser("bench", help="benchmark refiner against stock KerasTuner, Optuna and bayes_opt")
     from refiner.bench.cli import add_arguments as add_bench_arguments
@@ -99,12 +100,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return {"run": _run, "worker": _worker, "show": _show, "export": _export, "validate": _validate,
                 "app": _app, "bench": _bench}[args.command](args)
-    except RoundFailedError as exc:
+    except (RoundFailedError, CoordinatorGoneError) as exc:
         _error(str(exc))
         return EXIT_FAILED
     except ValidationError as exc:
         for problem in exc.problems:  # one line per broken rule
             _error(f"{exc.source}: {problem}" if exc.source else problem)
+        return EXIT_USAGE
+    except DamagedRunError as exc:
+        for problem in exc.problems:  # one line per problem, each with its repair
+            _error(problem)
         return EXIT_USAGE
     except RefinerError as exc:
         _error(str(exc))
@@ -254,7 +259,12 @@ def _show(args: argparse.Namespace) -> int:
     from refiner.report import run_summary
 
     store = _existing_run(args.run_dir)
+    found = store.problems()
+    if any(p.blocks_resume for p in found):
+        raise DamagedRunError([str(p) for p in found])  # the summary would mislead: say what is wrong instead
     print(run_summary(store))
+    for problem in found:  # a file refiner recomputes, a stray file: worth knowing, not wrong
+        print(f"refiner: warning: {problem}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -289,8 +299,16 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from refiner.validate import validate_file
+    from refiner.validate import validate_file, validate_run_folder
 
+    if args.file.is_dir():
+        problems = validate_run_folder(args.file)
+        for line in problems:  # each names its own file
+            print(line, file=sys.stderr)
+        if problems:
+            return EXIT_USAGE
+        print(f"{args.file}: valid run folder")
+        return EXIT_OK
     problems = validate_file(args.file)
     for line in problems:
         print(f"{args.file}: {line}", file=sys.stderr)

@@ -6,7 +6,8 @@ so every message names the field (a JSON path where there is one) and the rule.
 
 from __future__ import annotations
 
-__all__ = ["RefinerError", "ValidationError", "RunFolderError", "SettingsChangedError", "RoundFailedError"]
+__all__ = ["RefinerError", "ValidationError", "RunFolderError", "DamagedRunError", "SettingsChangedError", "RoundFailedError",
+           "DiskWriteError", "CoordinatorGoneError"]
 
 
 class RefinerError(Exception):
@@ -31,9 +32,38 @@ class RunFolderError(RefinerError):
     """The run folder is missing, corrupt, or does not match what was asked for."""
 
 
+class DamagedRunError(RunFolderError):
+    """A run folder's files break their schemas or contradict each other.
+
+    ``problems`` holds one ``"<file>: <what is wrong> - to repair, <how>"`` line per problem;
+    ``str()`` joins them with ``"; "``.
+    """
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
 class SettingsChangedError(RunFolderError):
     """A resumed run was given settings that differ from the ones it started with."""
 
 
 class RoundFailedError(RefinerError):
     """Every trial of a round failed; the run stops with all state kept."""
+
+
+class DiskWriteError(RefinerError):
+    """A file could not be written (a full disk, a read-only folder); everything recorded before it is kept.
+
+    ``path`` is the file, ``errno`` the operating system's error number.
+    """
+
+    def __init__(self, path: str, exc: OSError):
+        self.path, self.errno = path, exc.errno
+        reason = exc.strerror or str(exc)
+        super().__init__(f"{path}: cannot write ({reason}); everything recorded before is kept - free some space "
+                         f"or make the folder writable, then run the same command again to resume")
+
+
+class CoordinatorGoneError(RefinerError):
+    """A worker found the run's coordinator silent for three heartbeat intervals (it died)."""

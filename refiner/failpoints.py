@@ -7,14 +7,24 @@ With ``REFINER_FAILPOINT=N`` the process sends itself SIGKILL at the N-th checkp
 with ``REFINER_FAILPOINT=<name>`` at the first checkpoint of that name (each hit is listed in
 ``REFINER_FAILPOINT_LOG`` if set), so a test can kill a real ``refiner run``
 at chosen moments. Without the variable a checkpoint is one dictionary lookup.
+
+Disk trouble is simulated the same way at every write the store makes: with
+``REFINER_DISK_FAULT=ENOSPC:N`` (or ``EROFS:N``, any errno name) the N-th write raises that
+``OSError`` as a full disk or a read-only folder would (an append first writes half its line, as a
+disk that fills up mid-write does); each write is listed in ``REFINER_DISK_FAULT_LOG`` if set.
+:func:`arm_disk_fault` does the same from inside a process (tests).
+
+``REFINER_PAUSE=<name>:<seconds>`` makes :func:`pause` of that name sleep, to widen a race window
+(the budget claim of concurrent proposals); :func:`set_pause` does the same from inside a process.
 """
 
 from __future__ import annotations
 
+import errno as _errno
 import os
 import signal
 
-__all__ = ["checkpoint", "armed"]
+__all__ = ["checkpoint", "armed", "disk_fault", "arm_disk_fault", "pause", "set_pause"]
 
 _spec = os.environ.get("REFINER_FAILPOINT", "") or ""
 _target = int(_spec) if _spec.isdigit() else 0  # die at the N-th checkpoint ...
@@ -43,3 +53,51 @@ def checkpoint(name: str) -> None:
             fh.write(f"{os.getpid()} {_hits} {name}{' KILL' if kill else ''}\n")
     if kill:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _parse_disk_fault(spec: str) -> tuple[int, int]:
+    name, _, at = spec.partition(":")
+    return getattr(_errno, name.strip().upper(), 0), int(at) if at.strip().isdigit() else 0
+
+
+_fault_errno, _fault_at = _parse_disk_fault(os.environ.get("REFINER_DISK_FAULT", ""))
+_fault_log = os.environ.get("REFINER_DISK_FAULT_LOG")
+_writes = 0
+
+
+def arm_disk_fault(error: int, at: int) -> None:
+    """Make the ``at``-th write from now raise ``OSError(error)``; ``at=0`` disarms."""
+    global _fault_errno, _fault_at, _writes
+    _fault_errno, _fault_at, _writes = error, at, 0
+
+
+def disk_fault(path: os.PathLike[str] | str) -> None:
+    """Called by the store before each write of ``path``: raises the armed ``OSError`` at its write."""
+    global _writes
+    if not _fault_at and not _fault_log:
+        return
+    _writes += 1
+    if _fault_log:
+        with open(_fault_log, "a", encoding="utf-8") as fh:
+            fh.write(f"{os.getpid()} {_writes} {path}\n")
+    if _fault_at and _writes == _fault_at:
+        raise OSError(_fault_errno, os.strerror(_fault_errno), str(path))
+
+
+_pause_name, _, _pause_s = os.environ.get("REFINER_PAUSE", "").partition(":")
+_pauses = {_pause_name: float(_pause_s)} if _pause_name and _pause_s else {}
+
+
+def set_pause(name: str, seconds: float) -> None:
+    """Make :func:`pause` ``name`` sleep ``seconds`` (0 removes it)."""
+    if seconds:
+        _pauses[name] = seconds
+    else:
+        _pauses.pop(name, None)
+
+
+def pause(name: str) -> None:
+    if _pauses:
+        import time
+
+        time.sleep(_pauses.get(name, 0.0))

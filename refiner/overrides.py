@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from refiner import schemas
 from refiner.errors import RefinerError, ValidationError
+from refiner.lock import RunLock, RunLockedError, overrides_lock
 from refiner.space import SearchSpace, parameter_from_dict
 from refiner.store import RunStore, now_iso, read_json, write_json
 
@@ -86,17 +87,39 @@ def read_overrides(store: RunStore, k: int) -> dict[str, Any] | None:
 
 
 def write_overrides(store: RunStore, k: int, overrides: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Validate ``overrides`` against round ``k``'s decisions and write them; returns the document."""
+    """Validate ``overrides`` against round ``k``'s decisions and write them; returns the document.
+
+    Allowed while a run holds the folder's writer lock, as long as round k+1 has not started
+    (the rule in :mod:`refiner.lock`): the save and the run's building of round k+1 take turns
+    under the overrides lock, so a save is either applied or refused, never silently ignored.
+    """
+    writer = RunLock(store.root, command="review app: save overrides")
+    try:
+        writer.acquire(wait_s=0)  # no run is going: this save is the writer for a moment
+    except RunLockedError:
+        pass  # a run is going: write overrides.json only, the run records their use
+    try:
+        with overrides_lock(store.root):
+            return _write_overrides(store, k, overrides, log_event=writer.held)
+    finally:
+        writer.release()
+
+
+def _write_overrides(store: RunStore, k: int, overrides: Sequence[Mapping[str, Any]], log_event: bool) -> dict[str, Any]:
     decisions = store.read_decisions(k)
     if decisions is None:
         raise RefinerError(f"round {k} has no decisions yet, so there is nothing to override")
+    if store.has_space(k + 1):
+        raise RefinerError(f"round {k + 1} has already started with round {k}'s decisions, so an override of "
+                           f"round {k} can no longer change it")
     stamped = [{**o, "timestamp": o.get("timestamp") or now_iso()} for o in overrides]
     document = {"format_version": 1, "round": k, "overrides": stamped}
     found = override_problems(_proposal(decisions), document)
     if found:
         raise ValidationError(found, source=str(store.round_dir(k) / "overrides.json"))
     write_json(store.round_dir(k) / "overrides.json", document, "overrides")
-    store.event("overrides_written", round=k, names=[o["name"] for o in overrides])
+    if log_event:
+        store.event("overrides_written", round=k, names=[o["name"] for o in overrides])
     return document
 
 

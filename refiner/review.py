@@ -180,6 +180,7 @@ class RunView:
     has_refined_space: bool
     events: tuple[dict[str, Any], ...] = field(default=())
     imported: tuple[Trial, ...] = field(default=())  # a warm start's trials, each with its source
+    problems: tuple[str, ...] = field(default=())  # RunStore.problems(): files that disagree, missing, stray
 
     @property
     def store(self) -> RunStore:
@@ -241,6 +242,8 @@ def load_run(runs_dir: str | Path, name: str, events: int = 50) -> RunView:
             store.read_refined_space()  # validate now, so a broken result shows as this run's problem
         recent = tuple(store.read_events()[-events:]) if events else ()
         imported = tuple(store.read_imported())
+        # Every file passed its own check; now whether they agree (a trial recorded twice, ...).
+        problems = tuple(str(p) for p in store.problems())
     except RunFolderError:
         raise
     except ValidationError as exc:
@@ -248,7 +251,7 @@ def load_run(runs_dir: str | Path, name: str, events: int = 50) -> RunView:
     except (ValueError, KeyError, TypeError) as exc:  # a record that passed its schema but not its type
         raise RunFolderError(f"{root}: cannot be read ({type(exc).__name__}: {exc})") from None
     return RunView(name=name, root=root, run=run, rounds=tuple(rounds), has_refined_space=has_refined,
-                   events=recent, imported=imported)
+                   events=recent, imported=imported, problems=problems)
 
 
 # -- text -------------------------------------------------------------------------------------

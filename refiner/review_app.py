@@ -25,6 +25,7 @@ import streamlit as st
 
 from refiner import report, review
 from refiner.errors import RefinerError, ValidationError
+from refiner.lock import holder
 from refiner.overrides import write_overrides
 from refiner.space import Boolean, Fixed, Float, Int, Parameter, discrete_values, parameter_from_dict
 from refiner.trial import best_trial
@@ -166,6 +167,8 @@ def _summary(view: review.RunView) -> None:
         st.caption(f"The run is in progress; this page {live}.")
     if state.get("message"):
         (st.error if state["status"] == "failed" else st.warning)(esc(state["message"]))
+    for problem in view.problems:  # what `refiner validate RUN_DIR` reports, with its repair
+        st.warning(esc(f"Run folder problem: {problem}"))
     left, right = st.columns([1, 1])
     with left:
         where = f" (trial {esc(best.trial_id)}, round {best.round})" if best else ""
@@ -404,9 +407,12 @@ def _override(view: review.RunView, r: review.RoundView, i: int, p: Parameter, d
             except RefinerError as exc:
                 st.error(esc(f"Not saved: {exc}"))
                 return
+            running = holder(view.store.root)  # a run going on applies it when it builds the next round
             st.session_state["flash"] = (f"Saved: {p.name} " + (
                 "follows refiner's proposal" if entry is None else
-                "rejected" if entry["action"] == "reject" else "edited") + f" for {target}.")
+                "rejected" if entry["action"] == "reject" else "edited") + f" for {target}." + (
+                f" The run in progress (pid {running.pid} on {running.host}) applies it when {target} starts."
+                if running is not None and not last else ""))
             st.rerun()
 
 

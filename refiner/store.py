@@ -22,22 +22,36 @@ and cut off before the next append, so a reader never sees half a record.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from refiner import schemas
-from refiner.errors import RunFolderError, ValidationError
-from refiner.failpoints import armed, checkpoint
+from refiner.errors import DamagedRunError, DiskWriteError, RunFolderError, ValidationError
+from refiner.failpoints import armed, checkpoint, disk_fault
 from refiner.space import SearchSpace
 from refiner.trial import Trial
 
-__all__ = ["RunStore", "atomic_write_text", "write_json", "read_json", "now_iso", "parse_limit_reason"]
+__all__ = ["RunStore", "atomic_write_text", "write_json", "read_json", "now_iso", "parse_limit_reason",
+           "WRITER_LOCK", "WRITER_INFO", "OVERRIDES_LOCK", "is_lock_file"]
 
 log = logging.getLogger(__name__)
+
+# The locks of refiner.lock live in the run folder but are no part of the record: a check does
+# not report them and --overwrite keeps them (the process that overwrites holds the writer lock).
+WRITER_LOCK = ".writer.lock"
+WRITER_INFO = ".writer.json"
+OVERRIDES_LOCK = ".overrides.lock"
+
+
+def is_lock_file(name: str) -> bool:
+    """A lock marker, its holder note, or filelock's short-lived takeover files (``<marker>.break.…``)."""
+    return name == WRITER_INFO or name.startswith((WRITER_LOCK, OVERRIDES_LOCK))
 
 
 def now_iso() -> str:
@@ -45,20 +59,31 @@ def now_iso() -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` so that readers see either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``text`` so that readers see either the old file or the whole new one.
+
+    Raises:
+        DiskWriteError: the file could not be written (a full disk, a read-only folder); the old
+            file, if any, is unchanged.
+    """
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        checkpoint("before_replace")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                disk_fault(path)
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            checkpoint("before_replace")
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass  # gone already, or a read-only folder; a resume removes it
+            raise
+    except OSError as exc:
+        raise DiskWriteError(str(path), exc) from exc
 
 
 def _dumps(document: Any, indent: int | None = 2) -> str:
@@ -158,34 +183,38 @@ class RunStore:
             return []
         return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
 
+    def problems(self) -> list[Any]:
+        """Every problem of the run folder as :class:`refiner.check.Problem` lines: files that break
+        their schemas, files that contradict each other (a trial id recorded twice, a round's space
+        that its predecessor's decisions do not give, ...), missing and stray files; each names the
+        file and the repair. Empty when the folder is sound."""
+        from refiner.check import run_problems  # the cross-file rules need the overrides, which build on the store
+
+        return run_problems(self)
+
     def check(self) -> None:
-        """Read and validate every file of the run; the first damaged one raises :class:`RunFolderError`.
+        """Raise :class:`DamagedRunError` (one line per problem) if the folder has problems a resume
+        would build on; log the others (a file refiner recomputes, a stray file it never reads).
 
         A resume calls this before writing anything, so a damaged run is refused untouched.
         """
-        self.read_run()
-        self.read_events()
-        for k in self.rounds():
-            if self.has_space(k):
-                self.read_space(k)
-            self.read_trials(k)
-            self.read_surrogate(k)
-            self.read_decisions(k)
-            self.read_audit(k)
-            path = self.round_dir(k) / "overrides.json"
-            if path.exists():
-                overrides = read_json(path, "overrides")
-                # Also whether they apply to the round's decisions: the loop applies them only after
-                # it has updated run.json, and a refused resume must leave the folder untouched.
-                # (Imported here: refiner.overrides builds on the store.)
-                from refiner.overrides import stored_override_problems
+        found = self.problems()
+        for problem in found:
+            if not problem.blocks_resume:
+                log.warning("%s", problem)
+        fatal = [str(p) for p in found if p.blocks_resume]
+        if fatal:
+            raise DamagedRunError(fatal)
 
-                found = stored_override_problems(self, k, overrides)
-                if found:
-                    raise damaged(path, "; ".join(found))
-        if self.refined_space_file.exists():
-            self.read_refined_space()
-        self.read_imported()
+    def clear(self) -> None:
+        """Delete everything in the folder but the lock files (``--overwrite``, under the writer lock)."""
+        for path in self.root.iterdir():
+            if is_lock_file(path.name):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files a crash left between writing and renaming (never part of the record)."""
@@ -318,18 +347,29 @@ class RunStore:
         return [line for line in lines[:-1] if line.strip()]
 
     def _append_line(self, path: Path, record: dict[str, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = (_dumps(record, indent=None) + "\n").encode("utf-8")
-        with open(path, "a+b") as fh:
-            _drop_torn_tail(fh, path)
-            if armed("torn_append"):
-                # A crash test asked to die here: leave half a line behind, as a power cut would.
-                fh.write(data[: len(data) // 2])
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a+b") as fh:
+                _drop_torn_tail(fh, path)
+                if armed("torn_append"):
+                    # A crash test asked to die here: leave half a line behind, as a power cut would.
+                    fh.write(data[: len(data) // 2])
+                    fh.flush()
+                checkpoint("torn_append")
+                try:
+                    disk_fault(path)
+                except OSError as exc:
+                    if exc.errno == errno.ENOSPC:  # a disk that fills up mid-line keeps part of it
+                        fh.write(data[: len(data) // 2])
+                        fh.flush()
+                    raise
+                fh.write(data)
                 fh.flush()
-            checkpoint("torn_append")
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            # A torn line left behind is ignored on read and cut off before the next append.
+            raise DiskWriteError(str(path), exc) from exc
 
 
 def _drop_torn_tail(fh: Any, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""``refiner validate FILE``: check a search-space JSON, a run config or an overrides file and list every problem.
+"""``refiner validate FILE``: check a search-space JSON, a run config, an overrides file or a whole
+run folder and list every problem.
 
 The kind of file is detected: ``*.toml`` is a run config; a file named ``overrides.json`` or a
 JSON document with ``overrides`` or ``round`` (and no ``parameters``) is a person's overrides,
@@ -17,7 +18,7 @@ from refiner.config import load_run_config, read_document
 from refiner.errors import RunFolderError, ValidationError
 from refiner.space import SearchSpace
 
-__all__ = ["validate_file", "detect_kind"]
+__all__ = ["validate_file", "validate_run_folder", "detect_kind"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,17 @@ def validate_file(path: str | Path) -> list[str]:
     except ValidationError as exc:
         return list(exc.problems)
     return []
+
+
+def validate_run_folder(path: str | Path) -> list[str]:
+    """Every problem of a run folder (:meth:`RunStore.problems`), one ``"<file>: <problem> - to repair,
+    <how>"`` line each, including those a resume would only warn about; empty when sound."""
+    from refiner.store import RunStore
+
+    store = RunStore(path)
+    if not store.exists():
+        return [f"{store.run_file}: missing - not a run folder (give a run folder, a space, a config or overrides)"]
+    return [str(p) for p in store.problems()]
 
 
 def _overrides_problems(path: Path, document: object) -> list[str]:

@@ -10,6 +10,11 @@ data), nothing else: it reads which round is open, and that round's space, budge
 from the storage (:mod:`refiner.engines.shared_study`). It keeps going from round to round
 without restarting, and stops when the run finishes or when no round has opened for ``wait_s``.
 The coordinator alone writes the run folder.
+
+If the coordinator dies (its heartbeat silent for three intervals while the run is open), the
+worker finishes the open round's free slots, whose results a resumed coordinator records, and then
+stops with one line (:class:`CoordinatorGoneError`, exit code 1) instead of waiting ``wait_s``.
+A coordinator that stopped cleanly (Ctrl-C, a failed round) says so and workers wait for a resume.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any, Callable, Mapping
 
 from refiner.engines import shared_study as shared
 from refiner.engines.common import RoundSpec
-from refiner.errors import RefinerError
+from refiner.errors import CoordinatorGoneError, RefinerError
 from refiner.space import SearchSpace
 from refiner.trial import Objective
 
@@ -55,6 +60,7 @@ def work(
     finished_studies: set[str] = set()
     idle_since = time.monotonic()
     announced = False
+    watch = shared.CoordinatorWatch()
     while True:
         control = shared.read_control(plain, project)
         state = None if control is None else control.get("state")
@@ -64,11 +70,17 @@ def work(
         if state == "open" and control is not None and control["study"] not in finished_studies:
             study_name = control["study"]
             ran_here = _take_part(storage, study_name, token, target_name, function, hypermodel, fit_kwargs or {},
-                                  plain, project, poll_s)
+                                  plain, project, poll_s, watch)
             ran += ran_here
             finished_studies.add(study_name)
             idle_since = time.monotonic()
             continue
+        gone = watch.gone(plain, project) if state in ("open", "between_rounds") else None
+        if gone is not None:
+            raise CoordinatorGoneError(
+                f"the coordinator of {project} ({gone.get('who')}) has sent no heartbeat for {gone['silent_s']:.0f} s "
+                f"(three intervals): it stopped without closing the run. This worker ran {ran} trials, kept in the "
+                f"storage; resume the run with the same `refiner run` command, then start the workers again")
         if not announced:
             log.info("waiting for %s to open a round in the storage (up to %.0f s idle)", project, wait_s)
             announced = True
@@ -80,7 +92,8 @@ def work(
 
 def _take_part(storage_url: str, study_name: str, token: str, target_name: str,
                function: Callable[..., Any] | None, hypermodel: Callable[..., Any] | None,
-               fit_kwargs: Mapping[str, Any], plain: Any, project: str, poll_s: float) -> int:
+               fit_kwargs: Mapping[str, Any], plain: Any, project: str, poll_s: float,
+               watch: shared.CoordinatorWatch) -> int:
     import optuna
 
     from refiner.engines.optuna import Participant, fail_stale
@@ -119,5 +132,7 @@ def _take_part(storage_url: str, study_name: str, token: str, target_name: str,
             elif outcome == "exhausted":
                 return ran
             continue
+        if watch.gone(plain, project) is not None:
+            return ran  # no free slot left and nobody to record the round: the caller says so
         fail_stale(study)  # a slot held by a dead worker frees up here
         time.sleep(poll_s)

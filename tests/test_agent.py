@@ -210,8 +210,13 @@ def test_two_round_keras_run_on_a_tiny_model(tmp_path):
     assert all(0.0 <= t.score <= 1.0 and "val_loss" in t.metrics for t in trials)
     # Round 1 searched the narrowed space it was given, through KerasTuner's override mechanism.
     space1 = store.read_space(1)
-    assert all(space1.contains(t.hyperparameters) for t in trials if t.round == 1)
+    assert all(space1.contains(t.hyperparameters) for t in trials if t.round == 1 and not t.reserve)
     assert (store.kt_dir(1) / "oracle.json").exists()
+    # ... and, when it was narrowed, trained its exploration reserve's model over the declared space.
+    reserve = [t for t in trials if t.reserve]
+    assert len(reserve) == (1 if space1 != declared else 0)
+    assert all(declared.contains(t.hyperparameters) for t in reserve)
+    assert not reserve or (store.kt_dir(1, reserve=True) / "oracle.json").exists()
     assert agent.get_best_hyperparameters()[0].values == dict(agent.best_trial.hyperparameters)
     assert agent.objective == Objective("val_accuracy", "max")
 

@@ -15,15 +15,17 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 
+from refiner import failpoints
 from refiner.engines import shared_study as shared
 from refiner.engines.common import RoundSpec
-from refiner.engines.optuna import run_round
+from refiner.engines.optuna import Participant, run_round
 from refiner.space import Float, SearchSpace
 from refiner.store import RunStore
 from refiner.trial import Objective
@@ -170,6 +172,43 @@ def test_coordinator_and_three_workers_on_postgres_survive_a_killed_worker(tmp_p
 
 
 @pytest.mark.slow
+def test_workers_of_a_sigkilled_coordinator_finish_its_round_stop_with_one_line_and_a_resume_completes(
+        tmp_path, postgres_url):
+    name = f"deadcoord{os.getpid()}"
+    config = _project(tmp_path, name, sleep_s=0.4)
+    coordinator = _refiner("run", str(config), "--storage", postgres_url, "--heartbeat", "1", "--no-trials",
+                           cwd=tmp_path)
+    run_dir = tmp_path / "runs" / name
+    deadline = time.monotonic() + 60
+    while not (run_dir / "run.json").exists():  # a worker finds the run's config through run.json
+        assert coordinator.poll() is None and time.monotonic() < deadline, "the coordinator did not start the run"
+        time.sleep(0.1)
+    workers = [_refiner("worker", str(run_dir), "--storage", postgres_url, "--wait", "600", cwd=tmp_path)
+               for _ in range(2)]
+    deadline = time.monotonic() + 120
+    while not (run_dir / "rounds" / "0" / "trials.jsonl").exists() or \
+            len((run_dir / "rounds" / "0" / "trials.jsonl").read_text().splitlines()) < 2:
+        assert coordinator.poll() is None and time.monotonic() < deadline, "no trial was recorded"
+        assert all(w.poll() is None for w in workers), [_finish(w) for w in workers if w.poll() is not None]
+        time.sleep(0.05)
+    coordinator.send_signal(signal.SIGKILL)
+    coordinator.wait()
+    killed_at = time.monotonic()
+    for worker in workers:  # not the 600 s they would wait for a round: three heartbeats after the round's slots
+        out = _finish(worker, timeout=90)
+        assert worker.returncode == 1, out
+        [line] = [x for x in out.splitlines() if x.startswith("refiner: error:")]
+        assert f"the coordinator of {name} (" in line and "has sent no heartbeat for" in line, line
+        assert "resume the run with the same `refiner run` command" in line, line
+    assert time.monotonic() - killed_at < 60
+    # The round's results wait in the study; a resumed coordinator records them, none runs twice.
+    resumed = _refiner("run", str(config), "--storage", postgres_url, "--heartbeat", "1", cwd=tmp_path)
+    out = _finish(resumed)
+    assert resumed.returncode == 0, out
+    _assert_complete_and_unique(run_dir)
+
+
+@pytest.mark.slow
 def test_workers_join_a_run_on_the_default_sqlite_storage(tmp_path):
     config = _project(tmp_path, "local", sleep_s=0.2)
     coordinator = _refiner("run", str(config), "--heartbeat", "1", cwd=tmp_path)
@@ -232,25 +271,61 @@ def test_an_unreachable_storage_is_one_line_and_exit_2(tmp_path):
     assert result.stderr.count("\n") == 1
 
 
-def test_budget_slots_go_by_storage_id_and_free_up_only_without_a_result():
+def test_a_slot_is_held_by_a_claimed_running_trial_or_a_result_and_freed_by_a_failure_without_one():
     study = optuna.create_study()
     asked = [study.ask() for _ in range(3)]
 
     def trials():
         return study.get_trials(deepcopy=False)
 
-    def mine(trial):
-        return next(f for f in trials() if f._trial_id == trial._trial_id)
-
-    assert [shared.claims_before(trials(), mine(t)) for t in asked] == [0, 1, 2]  # with budget 2, the third is surplus
+    assert shared.live_count(trials()) == 0  # asked, not yet claimed: no slot held
+    assert shared.claim(study._storage, study, asked[0], 2) and shared.claim(study._storage, study, asked[1], 2)
+    assert not shared.claim(study._storage, study, asked[2], 2)  # with budget 2, the third is surplus
     # A trial found stale (its worker died) fails without a result: its slot is free again.
     study.tell(asked[0], state=optuna.trial.TrialState.FAIL)
-    assert shared.claims_before(trials(), mine(asked[2])) == 1
+    assert shared.live_count(trials()) == 1 and shared.claim(study._storage, study, asked[2], 2)
     # A result stored before the worker died still holds its slot, whatever Optuna's state says.
     asked[1].set_user_attr(shared.RECORD, "{}")
     study.tell(asked[1], state=optuna.trial.TrialState.FAIL)
-    assert shared.claims_before(trials(), mine(asked[2])) == 1
-    assert shared.result_count(trials()) == 1
+    assert shared.live_count(trials()) == 2 and shared.result_count(trials()) == 1
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_concurrent_proposals_never_take_more_slots_than_the_budget(backend, request, tmp_path):
+    """Six participants propose at once for a budget of two, each pausing between counting the
+    slots and claiming one: without one lock around both, all six would pass and run."""
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else f"sqlite:///{tmp_path}/optuna.db"
+    name = f"race-{backend}-{os.getpid()}-{time.time_ns()}"
+    evaluated: list = []
+
+    def f(p):
+        evaluated.append(p)
+        return (p["x"] - 1.0) ** 2
+
+    spec = RoundSpec(round_index=0, kind="random", space=SearchSpace([Float("x", -5.0, 5.0)]),
+                     objective=Objective("loss", "min"), budget=2, project_dir=tmp_path, seed=0, function=f)
+    optuna.create_study(study_name=name, storage=shared.open_storage(url))
+    start, outcomes = threading.Barrier(6), []
+
+    def participant(i: int) -> None:
+        storage = shared.open_storage(url)  # its own connections, as a worker on another machine has
+        worker = Participant(optuna.load_study(study_name=name, storage=storage), storage, spec, 2, None, token=str(i))
+        start.wait()
+        while (outcome := worker.step()) != "full":
+            outcomes.append(outcome)
+
+    failpoints.set_pause("claim", 0.3)
+    try:
+        threads = [threading.Thread(target=participant, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        failpoints.set_pause("claim", 0)
+    assert outcomes.count("ran") == 2 and len(evaluated) == 2, (outcomes, evaluated)
+    trials = optuna.load_study(study_name=name, storage=shared.open_storage(url)).get_trials(deepcopy=False)
+    assert shared.live_count(trials) == 2 and shared.result_count(trials) == 2
 
 
 def test_a_configuration_yields_to_the_earlier_claim_and_to_known_trials():

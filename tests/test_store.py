@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from refiner.errors import RunFolderError, ValidationError
+from refiner.errors import DiskWriteError, RunFolderError, ValidationError
 from refiner.space import Float, Int, SearchSpace
 from refiner.store import RunStore, atomic_write_text
 from refiner.trial import Trial, TrialState
@@ -86,7 +86,7 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("os.replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(DiskWriteError, match=r"a\.json: cannot write \(disk full\)"):  # one line naming the file
         atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temporary file left behind

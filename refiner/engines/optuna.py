@@ -26,6 +26,7 @@ as KerasTuner computes it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -34,7 +35,7 @@ import os
 import socket
 import time
 import warnings
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -210,6 +211,17 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
     return len(recorded) + len(recovered)
 
 
+@contextlib.contextmanager
+def coordinator_heartbeat(storage: str, study_prefix: str, interval: float) -> Iterator[None]:
+    """Beat in ``storage`` every ``interval`` s while the block runs (see shared_study's rules)."""
+    beat = shared.CoordinatorBeat(shared.open_storage(storage), study_prefix, interval,
+                                  who=f"{socket.gethostname()}:{os.getpid()}")
+    try:
+        yield
+    finally:
+        beat.stop()
+
+
 def close_run(storage: str, study_prefix: str, run_id: str | None, state: str, message: str | None = None) -> None:
     """Tell workers the run is over (``finished``) or stopped (``stopped``: they wait for a resume)."""
     try:
@@ -307,7 +319,7 @@ class Participant:
                     return "exhausted"
                 study.enqueue_trial(fresh)
                 return "duplicate"
-            if shared.claims_before(trials, mine) >= self.budget:
+            if not shared.claim(self.storage, study, trial, self.budget):
                 trial.set_user_attr(shared.SURPLUS, True)
                 with shared.quiet_heartbeat_warnings():
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -7,17 +7,25 @@ every rule below is decided from what the storage holds, by each participant on 
 * **Where to work.** A *control* study ``<project>-control`` holds one user attribute naming the
   round study that is open (or saying the run is between rounds, or finished). The round study
   holds what a worker needs to take part: the round's space, budget, objective and seeds.
-* **The budget.** A trial may be evaluated only if fewer than ``budget`` trials with a smaller
-  storage id are running or finished with a result; otherwise it is told as failed and marked
-  ``refiner_surplus``. Storage ids, not trial numbers, order the claims: Optuna derives numbers
-  by counting, which two processes creating trials at once can both get. (Two ``ask`` calls whose
-  inserts commit in the opposite order of their ids can still both pass; the coordinator then
-  records only the first ``budget`` results and marks the other surplus.)
+* **The budget.** A trial may be evaluated only once it has *claimed* a slot: under a lock that
+  every participant takes (a PostgreSQL or MySQL advisory lock named after the study, a file lock
+  beside an SQLite file), it counts the slots held, trials that claimed one and are running or
+  finished with a result, and claims one (``refiner_claimed``) only if fewer than ``budget`` are
+  held; otherwise it is told as failed and marked ``refiner_surplus``. Counting and claiming
+  under one lock means two concurrent proposals can never both take the last slot. A process
+  that dies holding the lock releases it with its connection (or file). The coordinator still
+  records only the first ``budget`` results, as a second guard.
 * **No repeats.** A configuration already finished, or running under a smaller id, is told as
   failed (``refiner_duplicate``) and replaced by a fresh random point.
 * **Dead workers.** Each running trial gets a heartbeat thread; any participant that is waiting
   calls Optuna's ``fail_stale_trials``, which fails trials whose heartbeat stopped. A failed trial
   without a result frees its slot, so the round still completes its budget.
+* **A dead coordinator.** The coordinator beats too: a counter in the control study
+  (``refiner_coordinator``: who, beat, interval), every heartbeat interval for its whole life,
+  rounds and analysis alike. A worker times the counter on its own clock (hosts' clocks need not
+  agree); silent for three intervals while the run is open means the coordinator died. The worker
+  keeps the open round going while it has slots (the results wait in the study, and a resumed
+  coordinator records them instead of running them again), then stops with one line saying so.
 * **Results.** A participant stores the finished trial's record (the ``trials.jsonl`` line) in the
   trial's ``refiner_record`` attribute before telling Optuna. The coordinator copies records into
   the run folder, which stays the single record the app and ``refiner export`` read.
@@ -30,15 +38,18 @@ import json
 import logging
 import threading
 import warnings
+import zlib
 from collections.abc import Iterator
 from typing import Any, Mapping, Sequence
 
 from refiner.errors import RefinerError
+from refiner.failpoints import pause
 
 __all__ = [
     "KEY", "RECORD", "KNOWN", "DUPLICATE", "INSIDE_BOX", "SURPLUS", "WORKER", "EXHAUSTED",
     "open_storage", "normalise_url", "quiet_heartbeat_warnings", "control_study_name", "read_control", "write_control",
-    "claims_before", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
+    "claim", "claims_lock", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
+    "CoordinatorBeat", "CoordinatorWatch",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,12 +58,14 @@ log = logging.getLogger(__name__)
 KEY = "refiner_key"  # the configuration, as canonical JSON
 RECORD = "refiner_record"  # the finished trial's trials.jsonl record
 KNOWN = "refiner_known"  # added from the run's record (warm start or resume), not run in this study
+CLAIMED = "refiner_claimed"  # holds a slot of the budget (set under the claims lock)
 DUPLICATE = "refiner_duplicate"
 INSIDE_BOX = "refiner_inside_box"  # an exploration-reserve proposal inside the round's box: replaced like a duplicate
 SURPLUS = "refiner_surplus"
 WORKER = "refiner_worker"  # host:pid of the process that ran it
 EXHAUSTED = "refiner_exhausted"  # study attribute: every configuration of the round's space was tried
 CONTROL_ATTR = "refiner"
+COORDINATOR_ATTR = "refiner_coordinator"
 ROUND_ATTR = "refiner_round"
 
 
@@ -117,17 +130,75 @@ def read_control(storage: Any, project: str) -> dict[str, Any] | None:
 
 
 def write_control(storage: Any, project: str, control: Mapping[str, Any]) -> None:
+    storage.set_study_user_attr(_control_study_id(storage, project), CONTROL_ATTR, dict(control))
+
+
+def _control_study_id(storage: Any, project: str) -> int:
     import optuna
 
     name = control_study_name(project)
     try:
-        study_id = storage.get_study_id_from_name(name)
+        return storage.get_study_id_from_name(name)
     except KeyError:
         try:
-            study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
+            return storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
         except optuna.exceptions.DuplicatedStudyError:
-            study_id = storage.get_study_id_from_name(name)
-    storage.set_study_user_attr(study_id, CONTROL_ATTR, dict(control))
+            return storage.get_study_id_from_name(name)
+
+
+class CoordinatorBeat:
+    """The coordinator's heartbeat: a counter in the control study, raised every ``interval`` s."""
+
+    def __init__(self, storage: Any, project: str, interval: float, who: str):
+        self._storage, self._project, self._interval, self._who = storage, project, interval, who
+        self._stop = threading.Event()
+        self._beat(0)
+        self._thread = threading.Thread(target=self._run, name="coordinator-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self, n: int) -> None:
+        study_id = _control_study_id(self._storage, self._project)
+        self._storage.set_study_user_attr(study_id, COORDINATOR_ATTR,
+                                          {"who": self._who, "beat": n, "interval": self._interval})
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.wait(self._interval):
+            n += 1
+            try:
+                self._beat(n)
+            except Exception as exc:  # a missed beat is not fatal; three in a row make workers stop
+                log.warning("coordinator heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class CoordinatorWatch:
+    """A worker's watch on the coordinator's heartbeat, timed on the worker's own clock."""
+
+    def __init__(self) -> None:
+        self._seen: tuple[Any, Any] | None = None
+        self._since = 0.0
+
+    def gone(self, storage: Any, project: str) -> dict[str, Any] | None:
+        """The coordinator's last beat if it has not changed for three of its intervals, else None."""
+        import time
+
+        try:
+            beat = storage.get_study_user_attrs(storage.get_study_id_from_name(control_study_name(project))).get(
+                COORDINATOR_ATTR)
+        except KeyError:
+            return None
+        if not beat:
+            return None  # a coordinator that does not beat (an older refiner): nothing to judge by
+        key, now = (beat.get("who"), beat.get("beat")), time.monotonic()
+        if key != self._seen:
+            self._seen, self._since = key, now
+            return None
+        silent = now - self._since
+        return dict(beat, silent_s=silent) if silent > 3 * float(beat.get("interval") or 10) else None
 
 
 def round_attrs(study: Any) -> dict[str, Any]:
@@ -144,17 +215,55 @@ def _has_result(trial: Any) -> bool:
 
 
 def _is_live(trial: Any) -> bool:
-    """Running, or finished with a result: what fills a slot of the budget."""
+    """Holds a slot of the budget: claimed and running, or finished with a result. A running
+    trial that has not claimed yet (between ``ask`` and :func:`claim`) holds none."""
     import optuna
 
     if any(trial.user_attrs.get(attr) for attr in (KNOWN, DUPLICATE, INSIDE_BOX, SURPLUS)):
         return False
-    return trial.state == optuna.trial.TrialState.RUNNING or _has_result(trial)
+    return _has_result(trial) or (trial.state == optuna.trial.TrialState.RUNNING and bool(trial.user_attrs.get(CLAIMED)))
 
 
-def claims_before(trials: Sequence[Any], mine: Any) -> int:
-    """How many slots trials with a smaller storage id hold."""
-    return sum(1 for t in trials if _storage_id(t) < _storage_id(mine) and _is_live(t))
+def claim(storage: Any, study: Any, trial: Any, budget: int) -> bool:
+    """Claim a slot of the budget for running ``trial`` (an ``optuna.Trial``) if fewer than ``budget``
+    are held; ``False`` if none is left. Counting and claiming happen under :func:`claims_lock`."""
+    with claims_lock(storage, study.study_name):
+        if live_count(study.get_trials(deepcopy=False)) >= budget:
+            return False
+        pause("claim")  # tests widen the window between counting and claiming here
+        trial.set_user_attr(CLAIMED, True)
+        return True
+
+
+@contextlib.contextmanager
+def claims_lock(storage: Any, name: str) -> Iterator[None]:
+    """Held by one participant at a time, across processes and hosts, for the study ``name``."""
+    engine = getattr(storage, "engine", None)  # an in-memory storage has none, and lives in one process
+    dialect = engine.dialect.name if engine is not None else ""
+    if dialect in ("postgresql", "mysql"):
+        from sqlalchemy import text
+
+        # Session-level advisory locks: released by the unlock below, or by the server when the
+        # holder's connection dies with its process.
+        key = zlib.crc32(f"refiner-claims:{name}".encode())
+        take, give = (("SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)") if dialect == "postgresql"
+                      else ("SELECT GET_LOCK(CONCAT('refiner-', :k), -1)", "SELECT RELEASE_LOCK(CONCAT('refiner-', :k))"))
+        with engine.connect() as connection:
+            connection.execute(text(take), {"k": key})
+            try:
+                yield
+            finally:
+                connection.execute(text(give), {"k": key})
+        return
+    database = engine.url.database if engine is not None and dialect == "sqlite" else None
+    if database and database != ":memory:":
+        from filelock import FileLock
+
+        # Every process on one SQLite file shares its filesystem; flock is released when a holder dies.
+        with FileLock(f"{database}.claims.lock"):
+            yield
+        return
+    yield  # an in-memory database lives in one process, which claims one trial at a time
 
 
 def is_duplicate(trials: Sequence[Any], mine: Any, key: str) -> bool:
