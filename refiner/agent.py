@@ -487,6 +487,8 @@ class Refiner(KerasTunerCalls):
         if n_reserve:
             self._run_part(k, initial_space, n_reserve, [t for t in done if t.reserve], counter,
                            fit_args, fit_kwargs, reserve=True, box=space)
+        if counter["n"] == len(done):
+            return  # nothing ran now: a resumed run carries on from a round it finished before
         round_trials = store.read_trials(k)
         if round_trials and not any(t.ok for t in round_trials):
             last = round_trials[-1].message or "no message"

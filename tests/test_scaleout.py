@@ -148,7 +148,8 @@ def test_coordinator_and_three_workers_on_postgres_survive_a_killed_worker(tmp_p
             time.sleep(0.1)
             continue
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            if t.user_attrs.get(shared.WORKER, "").endswith(f":{victim.pid}") and shared.KEY in t.user_attrs:
+            # A claimed trial is inside the objective (one killed before its claim holds no slot).
+            if t.user_attrs.get(shared.WORKER, "").endswith(f":{victim.pid}") and t.user_attrs.get(shared.CLAIMED):
                 victim.send_signal(signal.SIGKILL)
                 killed_trial = t.number
                 break
