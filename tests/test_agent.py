@@ -198,7 +198,7 @@ def test_two_round_keras_run_on_a_tiny_model(tmp_path):
     x, y = _tiny_data()
     agent = refiner.Refiner(hypermodel=tiny_build_model, objective="val_accuracy", rounds=2, trials_per_round=4,
                             directory=tmp_path, project_name="keras", seed=0,
-                            narrowing={"min_trials": 3, "min_cv_score": -1.0})
+                            narrowing={"min_trials": 3, "min_cv_score": -1.0, "reserve": 0.25})
     agent.search(x, y, epochs=2, validation_split=0.25, batch_size=64)
     store = RunStore(tmp_path / "keras")
     _validate_folder(tmp_path / "keras")

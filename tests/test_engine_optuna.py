@@ -81,7 +81,8 @@ def test_resumed_round_proposes_what_the_uninterrupted_round_would(tmp_path):
 
 def test_three_round_run_on_the_optuna_engine_writes_the_same_run_folder(tmp_path):
     agent = refiner.Refiner(function=bowl, space=SPACE, objective=LOSS, rounds=3, trials_per_round=10,
-                            directory=tmp_path, project_name="opt", seed=0, engine="optuna").search()
+                            directory=tmp_path, project_name="opt", seed=0, engine="optuna",
+                            narrowing={"reserve": 0.25}).search()
     store = RunStore(tmp_path / "opt")
     store.check()  # every file validates
     assert [len(store.read_trials(k)) for k in range(3)] == [10, 10, 10]

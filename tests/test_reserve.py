@@ -26,7 +26,7 @@ def bowl(p):
 
 def _run(tmp_path, **kw):
     settings = dict(function=bowl, space=SPACE, objective=LOSS, rounds=3, initial_trials=16, trials_per_round=8,
-                    directory=tmp_path, project_name="run", seed=0)
+                    directory=tmp_path, project_name="run", seed=0, narrowing={"reserve": 0.25})
     settings.update(kw)
     return refiner.Refiner(**settings).search()
 
@@ -57,8 +57,9 @@ def test_narrowed_rounds_spend_a_quarter_on_the_declared_space(tmp_path, engine)
     assert len({t.trial_id for t in agent.trials}) == len(agent.trials) == 32
 
 
-def test_a_reserve_of_zero_keeps_every_trial_in_the_box(tmp_path):
-    _run(tmp_path, narrowing={"reserve": 0})
+def test_a_reserve_of_zero_the_default_keeps_every_trial_in_the_box(tmp_path):
+    assert NarrowingConfig().reserve == 0
+    _run(tmp_path, narrowing={})
     store = RunStore(tmp_path / "run")
     for k in (1, 2):
         assert all(store.read_space(k).contains(t.hyperparameters) and not t.reserve for t in store.read_trials(k))
@@ -70,12 +71,12 @@ def test_reserve_setting_is_validated():
 
 
 def test_a_run_started_before_the_reserve_existed_resumes(tmp_path):
-    _run(tmp_path, rounds=2)
+    _run(tmp_path, rounds=2, narrowing={})
     store = RunStore(tmp_path / "run")
     run = store.read_run()
     del run["settings"]["narrowing"]["reserve"]  # what an earlier version recorded
     store.write_run(run)
-    _run(tmp_path, rounds=2)  # no "settings changed" refusal
+    _run(tmp_path, rounds=2, narrowing={})  # no "settings changed" refusal: absent means the default
 
 
 def test_the_box_follows_a_better_trial_found_outside_it():
