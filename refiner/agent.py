@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping
 
 from refiner import __version__, progress, report
 from refiner.audit import audit_cuts, audit_document, cuts_of, reopen
+from refiner.check import check_run
 from refiner.engines.common import FirstTrialError
 from refiner.errors import DiskWriteError, RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
 from refiner.failpoints import checkpoint
@@ -38,7 +39,8 @@ from refiner.lock import RunLock, overrides_lock
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
 from refiner.overrides import decisions_with_overrides, read_overrides, refined_space
 from refiner.space import SearchSpace
-from refiner.store import RunStore, now_iso
+from refiner.jsonio import now_iso
+from refiner.store import RunStore
 from refiner.surrogate import fit_surrogate
 from refiner.trial import Objective, Trial, best_trial
 from refiner.tuner_calls import FunctionHyperModel, KerasTunerCalls
@@ -400,7 +402,7 @@ class Refiner(KerasTunerCalls):
             log.info("--overwrite: deleting the earlier run in %s", store.root)
             store.clear()  # the lock files stay: this process holds the writer lock
         if store.exists():
-            store.check()  # a damaged run is refused before anything in it is touched
+            check_run(store)  # a damaged run is refused before anything in it is touched
             store.remove_stale_temporaries()
             run = store.read_run()
             changed = _changed_settings(_with_defaults(run["settings"]),

@@ -1,7 +1,7 @@
 """What a run folder's files must agree on, and the repair for each way they can disagree.
 
-:meth:`refiner.store.RunStore.check` (a resume, ``refiner validate RUN_DIR``, ``show``, the app)
-calls :func:`run_problems`. Each file is first read against its schema; then the files are held
+:func:`run_problems` lists them (``refiner validate RUN_DIR``, ``show``, the app); :func:`check_run`
+refuses a resume that would build on one. Each file is first read against its schema; then the files are held
 against each other:
 
 * a trial id recorded twice in a round (two processes wrote the run at once), a trial recorded in
@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from refiner.errors import RunFolderError, ValidationError
+from refiner.errors import DamagedRunError, RunFolderError, ValidationError
+from refiner.jsonio import damaged, read_json
+from refiner.overrides import decisions_with_overrides, stored_override_problems
 from refiner.space import SearchSpace
-from refiner.store import RunStore, damaged, is_lock_file, read_json
+from refiner.store import RunStore, is_lock_file
 
-__all__ = ["Problem", "run_problems"]
+__all__ = ["Problem", "check_run", "run_problems"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,21 @@ class _Broken:
 
 
 BROKEN = _Broken()
+
+
+def check_run(store: RunStore) -> None:
+    """Raise :class:`DamagedRunError` (one line per problem) if the folder has problems a resume
+    would build on; log the others (a file refiner recomputes, a stray file it never reads).
+
+    A resume calls this before writing anything, so a damaged run is refused untouched.
+    """
+    found = run_problems(store)
+    for problem in found:
+        if not problem.blocks_resume:
+            log.warning("%s", problem)
+    fatal = [str(p) for p in found if p.blocks_resume]
+    if fatal:
+        raise DamagedRunError(fatal)
 
 
 def run_problems(store: RunStore) -> list[Problem]:
@@ -97,8 +114,6 @@ def _next_space(store: RunStore, k: int, decisions: Any, found: list[Problem]) -
     """Round k+1's space as the decisions and a person's overrides give it; checks overrides.json."""
     path = store.round_dir(k) / "overrides.json"
     if path.exists():
-        from refiner.overrides import stored_override_problems  # the overrides build on the store
-
         try:
             overrides = read_json(path, "overrides")
         except RunFolderError as exc:
@@ -111,8 +126,6 @@ def _next_space(store: RunStore, k: int, decisions: Any, found: list[Problem]) -
                 return BROKEN
     if decisions is None or isinstance(decisions, _Broken):
         return decisions
-    from refiner.overrides import decisions_with_overrides
-
     try:
         document = decisions_with_overrides(store, k)
         assert document is not None

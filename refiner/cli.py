@@ -256,10 +256,11 @@ def _fit_kwargs(data: Any, fit: dict[str, Any]) -> dict[str, Any]:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from refiner.check import run_problems
     from refiner.report import run_summary
 
     store = _existing_run(args.run_dir)
-    found = store.problems()
+    found = run_problems(store)
     if any(p.blocks_resume for p in found):
         raise DamagedRunError([str(p) for p in found])  # the summary would mislead: say what is wrong instead
     print(run_summary(store))
@@ -283,7 +284,7 @@ def _export(args: argparse.Namespace) -> int:
     from refiner.errors import RunFolderError
     from refiner.export import render
     from refiner.overrides import refined_space
-    from refiner.store import atomic_write_text
+    from refiner.jsonio import atomic_write_text
 
     store = _existing_run(args.run_dir)
     if not store.refined_space_file.exists():

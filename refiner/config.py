@@ -28,14 +28,18 @@ import logging
 import math
 import re
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI (a dependency there)
+    import tomli as tomllib
+
 from refiner import schemas
 from refiner.errors import ValidationError
-from refiner.store import parse_limit_reason
+from refiner.jsonio import parse_limit_reason
 from refiner.space import SearchSpace
 from refiner.trial import Objective
 

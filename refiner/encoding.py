@@ -242,23 +242,6 @@ class Encoder:
             out[b.param.name] = code
         return out
 
-    def unit(self, matrix: np.ndarray, name: str) -> np.ndarray:
-        """The unit position of numeric parameter ``name`` in every row (``NaN`` where inactive)."""
-        b = self._block(name)
-        if b.kind != _NUMERIC:
-            raise TypeError(f"{name!r} is a {b.param.type_name} parameter; use `index` for its value index")
-        col = np.asarray(matrix, dtype=float)[:, b.start].copy()
-        col[col == INACTIVE] = np.nan
-        return col
-
-    def index(self, matrix: np.ndarray, name: str) -> np.ndarray:
-        """The value index of choice/boolean ``name`` per row: ``-1`` inactive or not offered."""
-        b = self._block(name)
-        if b.kind == _NUMERIC:
-            raise TypeError(f"{name!r} is a {b.param.type_name} parameter; use `unit` for its position")
-        code = self.codes(matrix)[name]
-        return np.where(np.isnan(code), -1, code).astype(int)
-
     def values(self, name: str, code: np.ndarray) -> list[Any]:
         """Codes of one parameter back to values in original units (``None`` where inactive)."""
         b = self._block(name)

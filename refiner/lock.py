@@ -41,7 +41,8 @@ from typing import Iterator
 from filelock import SoftFileLease, Timeout
 
 from refiner.errors import DiskWriteError, RunFolderError
-from refiner.store import OVERRIDES_LOCK, WRITER_INFO, WRITER_LOCK, atomic_write_text, now_iso
+from refiner.jsonio import atomic_write_text, now_iso
+from refiner.store import OVERRIDES_LOCK, WRITER_INFO, WRITER_LOCK
 
 __all__ = ["RunLock", "RunLockedError", "Holder", "holder", "overrides_lock", "LEASE_S"]
 

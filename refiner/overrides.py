@@ -17,7 +17,8 @@ from refiner import schemas
 from refiner.errors import RefinerError, ValidationError
 from refiner.lock import RunLock, RunLockedError, overrides_lock
 from refiner.space import SearchSpace, parameter_from_dict
-from refiner.store import RunStore, now_iso, read_json, write_json
+from refiner.jsonio import now_iso, read_json, write_json
+from refiner.store import RunStore
 
 __all__ = ["override_problems", "apply_overrides", "read_overrides", "write_overrides", "decisions_with_overrides",
            "stored_override_problems", "refined_space"]

@@ -6,34 +6,15 @@ print it, and neither needs to know how it was laid out.
 
 from __future__ import annotations
 
-import json
-import math
 import textwrap
 from typing import Any, Iterable, Mapping, Sequence
 
 from refiner.space import SearchSpace, parameter_from_dict
+from refiner.text import fmt, short
 from refiner.trial import Objective, Trial
 
 __all__ = ["fmt", "short", "table", "trial_line", "round_table", "decision_table", "run_summary", "planned_trials",
            "schedule_words"]
-
-
-def fmt(value: Any) -> str:
-    """Numbers to 4 significant digits; None as a dash."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:.4g}"
-    return str(value)
-
-
-def short(value: Any, limit: int = 80) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], wrap: Mapping[int, int] | None = None) -> str:

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
+from refiner.check import run_problems
 from refiner.errors import RefinerError, RunFolderError, ValidationError
 from refiner.export import FORMATS, SUFFIXES, render
 from refiner.overrides import decisions_with_overrides, read_overrides, refined_space
@@ -180,7 +181,7 @@ class RunView:
     has_refined_space: bool
     events: tuple[dict[str, Any], ...] = field(default=())
     imported: tuple[Trial, ...] = field(default=())  # a warm start's trials, each with its source
-    problems: tuple[str, ...] = field(default=())  # RunStore.problems(): files that disagree, missing, stray
+    problems: tuple[str, ...] = field(default=())  # refiner.check.run_problems(): files that disagree, missing, stray
 
     @property
     def store(self) -> RunStore:
@@ -243,7 +244,7 @@ def load_run(runs_dir: str | Path, name: str, events: int = 50) -> RunView:
         recent = tuple(store.read_events()[-events:]) if events else ()
         imported = tuple(store.read_imported())
         # Every file passed its own check; now whether they agree (a trial recorded twice, ...).
-        problems = tuple(str(p) for p in store.problems())
+        problems = tuple(str(p) for p in run_problems(store))
     except RunFolderError:
         raise
     except ValidationError as exc:

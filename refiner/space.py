@@ -27,6 +27,8 @@ import numpy as np
 
 from refiner import schemas
 from refiner.errors import ValidationError
+from refiner.jsonio import atomic_write_text, parse_limit_reason
+from refiner.text import fmt
 
 if TYPE_CHECKING:  # imported lazily: keras_tuner pulls in TensorFlow (seconds)
     import keras_tuner
@@ -222,8 +224,8 @@ class _Numeric(_Base):
         return True
 
     def describe(self) -> str:
-        extra = " log" if self.log else (f" step {_fmt(self.step)}" if self.step is not None else "")
-        return f"[{_fmt(self.low)}, {_fmt(self.high)}]{extra}"
+        extra = " log" if self.log else (f" step {fmt(self.step)}" if self.step is not None else "")
+        return f"[{fmt(self.low)}, {fmt(self.high)}]{extra}"
 
     def _nearest(self, value: Any) -> Any:
         if isinstance(value, (bool, str)):
@@ -354,7 +356,7 @@ class Choice(_Base):
         raise ValueError(f"{value!r} is not one of the values of {self.name!r}: {list(self.values)!r}")
 
     def describe(self) -> str:
-        return "{" + ", ".join(_fmt(v) for v in self.values) + "}" + (" ordered" if self.ordered else "")
+        return "{" + ", ".join(fmt(v) for v in self.values) + "}" + (" ordered" if self.ordered else "")
 
     def to_dict(self) -> dict[str, Any]:
         out = self._base_dict()
@@ -410,7 +412,7 @@ class Fixed(_Base):
         return _same_scalar(value, self.value)
 
     def describe(self) -> str:
-        return f"= {_fmt(self.value)}"
+        return f"= {fmt(self.value)}"
 
     def to_dict(self) -> dict[str, Any]:
         out = self._base_dict()
@@ -432,12 +434,6 @@ def _value_kind(v: Any) -> str | None:
     if isinstance(v, str):
         return "str"
     return None
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def discrete_values(p: Parameter) -> list[Any]:
@@ -595,8 +591,6 @@ class SearchSpace:
         """The JSON text; also written atomically to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
         if path is not None:
-            from refiner.store import atomic_write_text  # store imports space; keep the cycle lazy
-
             atomic_write_text(Path(path), text)
         return text
 
@@ -618,8 +612,6 @@ class SearchSpace:
         except json.JSONDecodeError as exc:
             raise ValidationError(f"line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})", source=source) from None
         except (ValueError, RecursionError) as exc:  # a 4300+-digit integer, or absurd nesting
-            from refiner.store import parse_limit_reason
-
             raise ValidationError(f"not valid JSON ({parse_limit_reason(exc)})", source=source) from None
         return cls.from_dict(document, source=source)
 

@@ -21,24 +21,22 @@ and cut off before the next append, so a reader never sees half a record.
 
 from __future__ import annotations
 
-import datetime as _dt
 import errno
 import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from refiner import schemas
-from refiner.errors import DamagedRunError, DiskWriteError, RunFolderError, ValidationError
+from refiner.errors import DiskWriteError, ValidationError
 from refiner.failpoints import armed, checkpoint, disk_fault
+from refiner.jsonio import atomic_write_text, damaged, dumps, now_iso, parse_limit_reason, read_json, write_json
 from refiner.space import SearchSpace
 from refiner.trial import Trial
 
-__all__ = ["RunStore", "atomic_write_text", "write_json", "read_json", "now_iso", "parse_limit_reason",
-           "WRITER_LOCK", "WRITER_INFO", "OVERRIDES_LOCK", "is_lock_file"]
+__all__ = ["RunStore", "WRITER_LOCK", "WRITER_INFO", "OVERRIDES_LOCK", "is_lock_file"]
 
 log = logging.getLogger(__name__)
 
@@ -52,94 +50,6 @@ OVERRIDES_LOCK = ".overrides.lock"
 def is_lock_file(name: str) -> bool:
     """A lock marker, its holder note, or filelock's short-lived takeover files (``<marker>.break.…``)."""
     return name == WRITER_INFO or name.startswith((WRITER_LOCK, OVERRIDES_LOCK))
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` so that readers see either the old file or the whole new one.
-
-    Raises:
-        DiskWriteError: the file could not be written (a full disk, a read-only folder); the old
-            file, if any, is unchanged.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                disk_fault(path)
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            checkpoint("before_replace")
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass  # gone already, or a read-only folder; a resume removes it
-            raise
-    except OSError as exc:
-        raise DiskWriteError(str(path), exc) from exc
-
-
-def _dumps(document: Any, indent: int | None = 2) -> str:
-    return json.dumps(document, indent=indent, allow_nan=False, sort_keys=False)
-
-
-def write_json(path: Path, document: Any, schema: str) -> None:
-    """Validate ``document`` against ``schema`` and write it atomically."""
-    schemas.validate(document, schema, source=str(path))
-    atomic_write_text(path, _dumps(document) + "\n")
-
-
-# How to repair each damaged file, appended to the error so a person knows what is safe to do.
-_REPAIR = {
-    "run.json": "restore it from a backup, or start afresh with --overwrite",
-    "surrogate.json": "delete it and run again: refiner recomputes it from the trials",
-    "decisions.json": "delete it and run again: refiner recomputes it from the trials (overrides are kept apart)",
-    "space.json": "delete it and run again: it is rebuilt from the config or the previous round's decisions",
-    "refined_space.json": "delete it and run again: it is rebuilt from the last round's decisions",
-    "overrides.json": "fix it in the review app or delete it",
-    "trials.jsonl": "fix or delete the damaged line (that trial then runs again)",
-    "events.jsonl": "fix or delete the damaged line (the log is informational)",
-}
-
-
-def damaged(path: Path, reason: str) -> RunFolderError:
-    hint = _REPAIR.get(path.name)
-    return RunFolderError(f"{path}: {reason}" + (f" - to repair, {hint}" if hint else ""))
-
-
-def read_json(path: Path, schema: str) -> Any:
-    """Read and validate; a missing, unparsable or invalid file raises :class:`RunFolderError`."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise damaged(path, "missing") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise damaged(path, f"cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise damaged(path, f"line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})") from None
-    except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits, or absurd nesting
-        raise damaged(path, f"not valid JSON ({parse_limit_reason(exc)})") from None
-    found = schemas.problems(document, schema)
-    if found:
-        raise damaged(path, "; ".join(found))
-    return document
-
-
-def parse_limit_reason(exc: BaseException) -> str:
-    """Why a parser gave up without a position: Python refuses integers of over 4300 digits with a
-    ValueError and absurd nesting with a RecursionError; say which."""
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    return "a number has too many digits" if "digits" in str(exc) else str(exc).splitlines()[0]
 
 
 class RunStore:
@@ -182,29 +92,6 @@ class RunStore:
         if not base.is_dir():
             return []
         return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
-
-    def problems(self) -> list[Any]:
-        """Every problem of the run folder as :class:`refiner.check.Problem` lines: files that break
-        their schemas, files that contradict each other (a trial id recorded twice, a round's space
-        that its predecessor's decisions do not give, ...), missing and stray files; each names the
-        file and the repair. Empty when the folder is sound."""
-        from refiner.check import run_problems  # the cross-file rules need the overrides, which build on the store
-
-        return run_problems(self)
-
-    def check(self) -> None:
-        """Raise :class:`DamagedRunError` (one line per problem) if the folder has problems a resume
-        would build on; log the others (a file refiner recomputes, a stray file it never reads).
-
-        A resume calls this before writing anything, so a damaged run is refused untouched.
-        """
-        found = self.problems()
-        for problem in found:
-            if not problem.blocks_resume:
-                log.warning("%s", problem)
-        fatal = [str(p) for p in found if p.blocks_resume]
-        if fatal:
-            raise DamagedRunError(fatal)
 
     def clear(self) -> None:
         """Delete everything in the folder but the lock files (``--overwrite``, under the writer lock)."""
@@ -280,7 +167,7 @@ class RunStore:
         for trial in trials:
             record = trial.to_dict()
             schemas.validate(record, "trial", source=str(self.imported_file))
-            lines.append(_dumps(record, indent=None) + "\n")
+            lines.append(dumps(record, indent=None) + "\n")
         atomic_write_text(self.imported_file, "".join(lines))
 
     def read_imported(self) -> list[Trial]:
@@ -347,7 +234,7 @@ class RunStore:
         return [line for line in lines[:-1] if line.strip()]
 
     def _append_line(self, path: Path, record: dict[str, Any]) -> None:
-        data = (_dumps(record, indent=None) + "\n").encode("utf-8")
+        data = (dumps(record, indent=None) + "\n").encode("utf-8")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a+b") as fh:

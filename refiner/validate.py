@@ -14,9 +14,12 @@ import logging
 from pathlib import Path
 
 from refiner import schemas
+from refiner.check import run_problems
 from refiner.config import load_run_config, read_document
 from refiner.errors import RunFolderError, ValidationError
+from refiner.overrides import stored_override_problems
 from refiner.space import SearchSpace
+from refiner.store import RunStore
 
 __all__ = ["validate_file", "validate_run_folder", "detect_kind"]
 
@@ -73,14 +76,12 @@ def validate_file(path: str | Path) -> list[str]:
 
 
 def validate_run_folder(path: str | Path) -> list[str]:
-    """Every problem of a run folder (:meth:`RunStore.problems`), one ``"<file>: <problem> - to repair,
+    """Every problem of a run folder (:func:`refiner.check.run_problems`), one ``"<file>: <problem> - to repair,
     <how>"`` line each, including those a resume would only warn about; empty when sound."""
-    from refiner.store import RunStore
-
     store = RunStore(path)
     if not store.exists():
         return [f"{store.run_file}: missing - not a run folder (give a run folder, a space, a config or overrides)"]
-    return [str(p) for p in store.problems()]
+    return [str(p) for p in run_problems(store)]
 
 
 def _overrides_problems(path: Path, document: object) -> list[str]:
@@ -90,9 +91,6 @@ def _overrides_problems(path: Path, document: object) -> list[str]:
     folder = path.resolve().parent
     if found or not folder.name.isdigit() or not (folder.parent.parent / "run.json").is_file():
         return found
-    from refiner.overrides import stored_override_problems
-    from refiner.store import RunStore
-
     try:
         return stored_override_problems(RunStore(folder.parent.parent), int(folder.name), document)  # type: ignore[arg-type]
     except RunFolderError as exc:  # decisions.json itself is damaged

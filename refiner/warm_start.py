@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from refiner.check import check_run
 from refiner.errors import RefinerError, ValidationError
 from refiner.space import Fixed, Float, Int, Parameter, SearchSpace
 from refiner.store import RunStore
@@ -40,7 +41,7 @@ def earlier_trials(run_dir: str | os.PathLike[str], objective: Objective, space:
     if not store.exists():
         raise ValidationError(f"warm_start: {root} is not a run folder (no run.json)")
     try:
-        store.check()
+        check_run(store)
         settings = store.read_run()["settings"]
         trials = [*store.read_imported(), *store.all_trials()]
     except RefinerError as exc:

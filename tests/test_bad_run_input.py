@@ -27,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from refiner.check import check_run
 from refiner.cli import main
 from refiner.config import load_run_config
 from refiner.errors import RunFolderError, ValidationError
@@ -686,7 +687,7 @@ def test_invalid_overrides_are_refused_by_every_reader_and_leave_the_run_untouch
     _check_override_lines(problems, mentions, kinds)
     assert validate_file(path) == problems  # `refiner validate rounds/0/overrides.json`
     with pytest.raises(RunFolderError) as raised:  # what a resume runs before it writes anything
-        store.check()
+        check_run(store)
     message = str(raised.value)
     assert message.startswith(f"{path}: ") and "\n" not in message
     with pytest.raises(RunFolderError, match=re.escape(str(path))):  # the review app's loader
@@ -722,7 +723,7 @@ def test_valid_overrides_still_resume_and_apply(paused_run, tmp_path):
     store = RunStore(run_dir)
     (store.round_dir(0) / "overrides.json").write_text(json.dumps(VALID_OVERRIDES))
     assert validate_file(store.round_dir(0) / "overrides.json") == []
-    store.check()
+    check_run(store)
     view = load_run(tmp_path, "run")
     assert view.round(0).decision("x2")["after"] == VALID_OVERRIDES["overrides"][1]["after"]
     assert view.round(0).decision("x1")["after"] == X1

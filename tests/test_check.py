@@ -1,4 +1,4 @@
-"""Damage is noticed: RunStore.problems()/check(), `refiner validate RUN_DIR`, `show`, a resume and the
+"""Damage is noticed: refiner.check.run_problems()/check_run(), `refiner validate RUN_DIR`, `show`, a resume and the
 app report run folders whose files disagree, each problem one line naming the file and the repair.
 
 The damaged folders are built from real runs: the issue's case (two writers, trial ids recorded
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from refiner.check import check_run, run_problems
 from refiner import Refiner
 from refiner.cli import main
 from refiner.errors import DamagedRunError
@@ -65,9 +66,9 @@ def _validate(run_dir: Path, capsys) -> tuple[int, list[str]]:
 
 
 def test_a_sound_run_has_no_problems_even_while_a_writer_holds_its_lock(run, capsys):
-    assert RunStore(run).problems() == []
+    assert run_problems(RunStore(run)) == []
     with RunLock(run):
-        assert RunStore(run).problems() == []  # the lock files are no stray files
+        assert run_problems(RunStore(run)) == []  # the lock files are no stray files
         assert _validate(run, capsys) == (0, [f"{run}: valid run folder"])
 
 
@@ -166,7 +167,7 @@ DAMAGE = {
 def test_each_kind_of_damage_is_one_line_naming_the_file_and_the_repair(run, capsys, name):
     damage, file, what, repair, blocks = DAMAGE[name]
     damage(run)
-    found = RunStore(run).problems()
+    found = run_problems(RunStore(run))
     assert len(found) == 1, [str(p) for p in found]
     [problem] = found
     assert str(problem).startswith(f"{run / file}: ") and what in str(problem), str(problem)
@@ -175,6 +176,6 @@ def test_each_kind_of_damage_is_one_line_naming_the_file_and_the_repair(run, cap
     assert _validate(run, capsys) == (2, [str(problem)])  # validate is strict about every problem
     if blocks:
         with pytest.raises(DamagedRunError, match="^" + str(run / file)):
-            RunStore(run).check()
+            check_run(RunStore(run))
     else:
-        RunStore(run).check()  # a resume carries on (and repairs what it recomputes)
+        check_run(RunStore(run))  # a resume carries on (and repairs what it recomputes)

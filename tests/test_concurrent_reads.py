@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from refiner.check import check_run
 from refiner.store import RunStore
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -30,7 +31,7 @@ def read_everything(store: RunStore) -> int:
     partial. Returns how many files that was."""
     if not store.exists():
         return 0
-    store.check()
+    check_run(store)
     return 2 + 4 * len(store.rounds()) + int(store.refined_space_file.exists())
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from refiner.check import check_run
 from refiner import schemas
 from refiner.store import RunStore
 
@@ -227,7 +228,7 @@ def test_sigkill_a_keras_hypermodel_run_loses_and_duplicates_no_trial(tmp_path):
     assert len(killed_at) >= 3
 
     store = RunStore(run_dir)
-    store.check()  # every JSON document and line validates
+    check_run(store)  # every JSON document and line validates
     _validate_all(run_dir)
     ids = [t.trial_id for t in store.all_trials()]
     assert len(ids) == len(set(ids)) == 2 * 3, ids  # the budget, each trial exactly once

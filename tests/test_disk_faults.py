@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from refiner.check import run_problems
 from refiner import Refiner, failpoints
 from refiner.errors import DiskWriteError
 from refiner.space import SearchSpace
@@ -54,7 +55,7 @@ def writes(tmp_path, monkeypatch):
 
 
 def _assert_complete(store: RunStore) -> None:
-    assert store.problems() == []
+    assert run_problems(store) == []
     assert store.read_run()["state"]["status"] == "finished"
     for k, budget in enumerate(BUDGETS):
         ids = [t.trial_id for t in store.read_trials(k)]
@@ -76,7 +77,7 @@ def _fault_then_resume(tmp_path: Path, writes: list[str], at: int, error: int) -
                               f"recorded before is kept"), (at, message)
     # Nothing recorded before is lost: every trial line written before the fault is there.
     if store.exists():
-        assert not [p for p in store.problems() if p.blocks_resume], [str(p) for p in store.problems()]
+        assert not [p for p in run_problems(store) if p.blocks_resume], [str(p) for p in run_problems(store)]
         recorded = sum(len(store.read_trials(k)) for k in store.rounds())
         assert recorded == sum(1 for w in writes[: at - 1] if w.endswith("trials.jsonl")), at
     else:
@@ -134,12 +135,12 @@ def test_refiner_run_on_a_full_disk_exits_2_with_one_line_and_the_same_command_r
     lines = _refiner_lines(err)
     assert len(lines) == 1 and lines[0].startswith(f"refiner: error: {run_dir}/"), lines
     assert "cannot write (No space left on device); everything recorded before is kept" in lines[0]
-    assert not [p for p in RunStore(run_dir).problems() if p.blocks_resume]
+    assert not [p for p in run_problems(RunStore(run_dir)) if p.blocks_resume]
     resumed = _cli(config, run_dir)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     store = RunStore(run_dir)
-    assert store.problems() == [] and [len(store.read_trials(k)) for k in range(2)] == [6, 6]
+    assert run_problems(store) == [] and [len(store.read_trials(k)) for k in range(2)] == [6, 6]
 
 
 def _refiner_lines(stderr: str) -> list[str]:
@@ -194,13 +195,13 @@ def test_a_real_full_tmpfs_mid_run_exits_2_naming_the_file_and_a_read_only_one_r
         print(f"the full tmpfs stopped the run with: {lines[0]}")
         # The trials recorded before the disk filled up are all there, and a resume is not refused.
         assert (run_dir / "rounds/0/trials.jsonl").read_text().startswith(before.rstrip("\n"))
-        assert not [p for p in RunStore(run_dir).problems() if p.blocks_resume]
+        assert not [p for p in run_problems(RunStore(run_dir)) if p.blocks_resume]
         filler.unlink()
         resumed = _cli(config, run_dir)
         out, err = resumed.communicate(timeout=300)
         assert resumed.returncode == 0, err
         store = RunStore(run_dir)
-        assert store.problems() == [] and [len(store.read_trials(k)) for k in range(2)] == [6, 6]
+        assert run_problems(store) == [] and [len(store.read_trials(k)) for k in range(2)] == [6, 6]
 
         # Read-only (the kernel refuses to remount a filesystem read-only while a run has files open
         # for writing, so mid-run EROFS is the failpoint test's): a writer is refused at its first

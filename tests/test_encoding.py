@@ -106,7 +106,7 @@ def test_sample_draws_log_parameters_log_uniformly(space):
     # Log-uniform on [1e-4, 1e-2]: a quarter below 10**-3.5, half below 1e-3.
     assert np.mean(lr < 1e-3) == pytest.approx(0.5, abs=0.03)
     assert np.mean(lr < 10**-3.5) == pytest.approx(0.25, abs=0.03)
-    assert np.allclose(enc.unit(X, "lr"), codes["lr"])
+    assert np.allclose(enc.codes(X)["lr"], codes["lr"])
 
 
 def test_fixed_values_use_common_random_numbers(space):
@@ -126,24 +126,19 @@ def test_fixed_values_use_common_random_numbers(space):
         enc.sample(3, np.random.default_rng(0), fixed={"nope": 1})
 
 
-def test_unit_and_index_read_rows_back(space):
+def test_codes_read_rows_back(space):
     enc = Encoder(space)
     X = enc.encode([
         {"lr": 1e-4, "activation": "gelu", "batch": 64, "use_dropout": False},
         {"lr": 1e-2, "activation": "relu", "batch": 16, "use_dropout": True, "dropout": 0.5},
     ])
-    assert enc.unit(X, "lr").tolist() == pytest.approx([0.0, 1.0])
-    assert np.isnan(enc.unit(X, "dropout")[0]) and enc.unit(X, "dropout")[1] == 1.0
-    assert enc.index(X, "activation").tolist() == [2, 0]
-    assert enc.index(X, "batch").tolist() == [2, 0]
-    assert enc.index(X, "use_dropout").tolist() == [0, 1]
-    assert np.isnan(enc.unit(X, "units")).all()  # missing
-    with pytest.raises(TypeError, match="index"):
-        enc.unit(X, "activation")
-    with pytest.raises(TypeError, match="unit"):
-        enc.index(X, "lr")
-    with pytest.raises(KeyError, match="nope"):
-        enc.unit(X, "nope")
+    codes = enc.codes(X)
+    assert codes["lr"].tolist() == pytest.approx([0.0, 1.0])  # unit positions of numeric parameters
+    assert np.isnan(codes["dropout"][0]) and codes["dropout"][1] == 1.0  # inactive: NaN
+    assert codes["activation"].tolist() == [2, 0]  # value indices of discrete ones
+    assert codes["batch"].tolist() == [2, 0]
+    assert codes["use_dropout"].tolist() == [0, 1]
+    assert np.isnan(codes["units"]).all()  # missing
 
 
 def test_conditions_on_choices_and_fixed_parents():

@@ -9,6 +9,7 @@ import optuna
 import pytest
 
 import refiner
+from refiner.check import check_run
 from refiner.engines.common import RoundSpec
 from refiner.engines.optuna import run_round
 from refiner.space import Boolean, Choice, Condition, Float, Int, SearchSpace
@@ -84,7 +85,7 @@ def test_three_round_run_on_the_optuna_engine_writes_the_same_run_folder(tmp_pat
                             directory=tmp_path, project_name="opt", seed=0, engine="optuna",
                             narrowing={"reserve": 0.25}).search()
     store = RunStore(tmp_path / "opt")
-    store.check()  # every file validates
+    check_run(store)  # every file validates
     assert [len(store.read_trials(k)) for k in range(3)] == [10, 10, 10]
     assert store.read_run()["settings"]["engine"] == "optuna"
     assert (tmp_path / "opt" / "optuna.db").exists()

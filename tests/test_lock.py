@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import refiner.lock as lock
+from refiner.check import check_run
 from refiner import Refiner
 from refiner.errors import RefinerError
 from refiner.lock import RunLock, RunLockedError, holder
@@ -79,7 +80,7 @@ def _trial_count(run_dir: Path) -> int:
 
 def _assert_intact(run_dir: Path) -> None:
     store = RunStore(run_dir)
-    store.check()
+    check_run(store)
     for k in store.rounds():
         ids = [t.trial_id for t in store.read_trials(k)]
         assert len(ids) == PER_ROUND and len(set(ids)) == PER_ROUND, (k, Counter(ids))

@@ -22,6 +22,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from refiner.check import check_run
 from refiner import failpoints
 from refiner.engines import shared_study as shared
 from refiner.engines.common import RoundSpec
@@ -101,7 +102,7 @@ def _finish(process: subprocess.Popen, timeout: float = 240) -> str:
 
 def _assert_complete_and_unique(run_dir: Path) -> list[dict]:
     store = RunStore(run_dir)
-    store.check()  # every file validates
+    check_run(store)  # every file validates
     assert store.read_run()["state"]["status"] == "finished"
     rows = [t for k in range(ROUNDS) for t in store.read_trials(k)]
     for k in range(ROUNDS):

@@ -8,7 +8,8 @@ import pytest
 
 from refiner.errors import DiskWriteError, RunFolderError, ValidationError
 from refiner.space import Float, Int, SearchSpace
-from refiner.store import RunStore, atomic_write_text
+from refiner.jsonio import atomic_write_text
+from refiner.store import RunStore
 from refiner.trial import Trial, TrialState
 
 

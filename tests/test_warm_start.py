@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import refiner
+from refiner.check import check_run
 from refiner import schemas
 from refiner.cli import main
 from refiner.errors import ValidationError
@@ -106,7 +107,7 @@ def test_run_folders_made_before_warm_starts_still_read(tmp_path):
     old = _run(tmp_path, "old")
     store = RunStore(tmp_path / "old")
     assert not store.imported_file.exists() and store.read_imported() == []
-    store.check()
+    check_run(store)
     assert math.isfinite(old.best_trial.score)
 
 
