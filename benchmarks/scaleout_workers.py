@@ -90,7 +90,7 @@ def _write_project(folder: Path, name: str, args: argparse.Namespace) -> Path:
 def _refiner_rounds(folder: Path, storage: str, n: int, args: argparse.Namespace) -> list[dict]:
     import optuna
 
-    from refiner.engines import shared_study as shared
+    from refiner.engines.optuna import shared_study as shared
 
     name = f"bench{int(time.time())}w{n}"
     config = _write_project(folder, name, args)
@@ -118,7 +118,7 @@ def _refiner_rounds(folder: Path, storage: str, n: int, args: argparse.Namespace
 def _stock_optuna(folder: Path, storage: str, n: int, args: argparse.Namespace) -> dict:
     import optuna
 
-    from refiner.engines import shared_study as shared
+    from refiner.engines.optuna import shared_study as shared
 
     folder.mkdir(parents=True)
     name = f"stock{int(time.time())}w{n}"

@@ -1,7 +1,8 @@
-"""refiner: multi-round hyperparameter search refinement on KerasTuner.
+"""refiner: multi-round hyperparameter search refinement on KerasTuner and Optuna.
 
 A coarse random round, a surrogate that finds the promising region, a narrowed space with one
-explained decision per hyperparameter, then Bayesian rounds on it, warm-started.
+explained decision per hyperparameter, then Bayesian rounds on it, warm-started. The README's
+"Architecture" section maps the modules.
 """
 
 from refiner.errors import RefinerError, ValidationError
@@ -28,7 +29,8 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # The agent imports KerasTuner (and so TensorFlow); load it only when asked for.
+    # The loop imports scikit-learn and, through the engines, KerasTuner or Optuna once a round
+    # runs: `import refiner` stays quick for the CLI's config checks and the review app.
     if name == "Refiner":
         from refiner.agent import Refiner
 

@@ -21,7 +21,6 @@ the ones the run started with are refused.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
@@ -32,11 +31,14 @@ from typing import Any, Callable, Mapping
 from refiner import __version__, progress, report
 from refiner.audit import audit_cuts, audit_document, cuts_of, reopen
 from refiner.check import check_run
-from refiner.engines.common import FirstTrialError
+from refiner.engines import DEFAULT_ENGINE, engine_names, make_engine
+from refiner.engines.base import Engine, RoundSpec, RunContext
+from refiner.engines.evaluation import Evaluation, FirstTrialError
 from refiner.errors import DiskWriteError, RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
 from refiner.failpoints import checkpoint
 from refiner.lock import RunLock, overrides_lock
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
+from refiner.settings import DEFAULTS, SearchSettings
 from refiner.overrides import decisions_with_overrides, read_overrides, refined_space
 from refiner.space import SearchSpace
 from refiner.jsonio import now_iso
@@ -45,62 +47,12 @@ from refiner.surrogate import fit_surrogate
 from refiner.trial import Objective, Trial, best_trial
 from refiner.tuner_calls import FunctionHyperModel, KerasTunerCalls
 
-__all__ = ["Refiner", "ENGINES", "INITIAL_SHARE", "split_budget"]
-
-ENGINES = ("keras-tuner", "optuna")
+__all__ = ["Refiner"]
 
 log = logging.getLogger(__name__)
 
 # A full disk, a full quota, a read-only filesystem: the run stops with one line naming the file.
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
-
-INITIAL_SHARE = 0.2
-"""The random round's share of a total budget in :func:`split_budget`. Equal rounds spent a third
-of the budget on random search; 20 % gave lower median regret on 6 of the 7 benchmark problems
-at 60 trials (README, "Benchmark"), with the optimum kept inside as often."""
-
-
-def split_budget(total_trials: int, rounds: int = 3) -> tuple[int, int]:
-    """``(initial_trials, trials_per_round)`` for a total budget: a random round of about
-    :data:`INITIAL_SHARE` of it (at least 2 trials), the rest split equally over the Bayesian
-    rounds, any remainder going to the random round."""
-    if rounds < 1 or total_trials < rounds + 1:
-        raise ValueError(f"a budget of {total_trials} trials cannot fill {rounds} rounds")
-    if rounds == 1:
-        return total_trials, total_trials
-    per_round = max(1, int(round(total_trials * (1 - INITIAL_SHARE) / (rounds - 1))))
-    per_round = min(per_round, (total_trials - 2) // (rounds - 1))
-    return total_trials - per_round * (rounds - 1), per_round
-
-
-def _schedule(max_trials: int, rounds: int, initial: int | None, per_round: int | None) -> tuple[int, int]:
-    """``(initial_trials, trials_per_round)`` for a total of ``max_trials``: the benchmark's split,
-    with a part given explicitly kept and the other filled so the rounds add up to the total."""
-    if rounds == 1:
-        if initial is not None and initial != max_trials:
-            raise ValueError(f"`initial_trials` ({initial}) must equal `max_trials` ({max_trials}) with one round")
-        return max_trials, per_round if per_round is not None else max_trials
-    if initial is None and per_round is None:
-        try:
-            return split_budget(max_trials, rounds)
-        except ValueError:
-            raise ValueError(f"`max_trials` must give at least 2 trials to the random round and 1 to each of the "
-                             f"other {rounds - 1} rounds, got {max_trials}") from None
-    if initial is None:
-        initial = max_trials - per_round * (rounds - 1)  # type: ignore[operator]
-        if initial < 1:
-            raise ValueError(f"`max_trials` ({max_trials}) is too small for {rounds - 1} rounds of "
-                             f"`trials_per_round` ({per_round}) after the random round")
-    elif per_round is None:
-        per_round, rest = divmod(max_trials - initial, rounds - 1)
-        if per_round < 1 or rest:
-            raise ValueError(f"`max_trials` ({max_trials}) minus `initial_trials` ({initial}) must split into "
-                             f"{rounds - 1} equal rounds of at least one trial")
-    if initial + per_round * (rounds - 1) != max_trials:
-        raise ValueError(f"`initial_trials` ({initial}) + {rounds - 1} x `trials_per_round` ({per_round}) must add up "
-                         f"to `max_trials` ({max_trials}); give two of the three")
-    return initial, per_round
-
 
 class Refiner(KerasTunerCalls):
     """Multi-round search refinement over a KerasTuner hypermodel or a plain Python function.
@@ -122,7 +74,7 @@ class Refiner(KerasTunerCalls):
             :class:`Objective` or ``keras_tuner.Objective`` with an explicit direction.
         rounds: how many rounds (round 0 random, then Bayesian).
         max_trials: the total budget over all rounds, split as the benchmark found best
-            (:func:`split_budget`: a fifth for the random round, the rest in equal rounds);
+            (:func:`refiner.settings.split_budget`: a fifth for the random round, the rest in equal rounds);
             ``trials_per_round`` or ``initial_trials``, when given too, replace their part.
         trials_per_round: new trials per round (default 10, or from ``max_trials``).
         initial_trials: new trials in round 0, the random round (default: ``trials_per_round``).
@@ -132,15 +84,13 @@ class Refiner(KerasTunerCalls):
         directory, project_name: the run folder is ``directory/project_name``.
         seed: makes proposals, surrogates and narrowing reproducible; ``None`` for fresh randomness.
         narrowing: a :class:`NarrowingConfig` or a dict of its fields.
-        engine: ``"keras-tuner"`` (random search, then Bayesian optimisation) or ``"optuna"``
-            (random sampler, then TPE), over the same space and run folder.
-        storage: Optuna engine only: a storage URL; default an SQLite file in the run folder.
-            Workers (``refiner worker``) that reach the same storage join each round.
-        heartbeat_interval: Optuna engine only: seconds between a running trial's heartbeats; a
-            trial silent for three intervals (its worker died) is failed and its slot re-run. The
-            coordinator beats at the same interval, so workers notice if it dies.
-        run_trials: Optuna engine only: ``False`` makes this process only coordinate, leaving
-            every trial to workers.
+        engine: a registered engine's name (:mod:`refiner.engines`): ``"keras-tuner"`` (random
+            search, then Bayesian optimisation) or ``"optuna"`` (random sampler, then TPE), over
+            the same space and run folder; or an :class:`~refiner.engines.base.Engine` instance.
+        storage, heartbeat_interval, run_trials: options of the optuna engine
+            (:class:`~refiner.engines.optuna.OptunaEngine`): a storage URL that workers
+            (``refiner worker``) reach, the seconds between heartbeats (default 10), and
+            ``run_trials=False`` to only coordinate. Another engine refuses them.
         overwrite: start afresh, deleting an existing run folder of that name.
         warm_start: an earlier run folder with the same objective and parameters: its trials are
             imported (``imported.jsonl``, each with its source); those completed inside this run's
@@ -157,20 +107,20 @@ class Refiner(KerasTunerCalls):
         function: Callable[[dict[str, Any]], Any] | None = None,
         space: SearchSpace | str | os.PathLike[str] | None = None,
         objective: Objective | str | Mapping[str, str] = "val_accuracy",
-        rounds: int = 3,
+        rounds: int = DEFAULTS["rounds"],
         max_trials: int | None = None,
         trials_per_round: int | None = None,
         initial_trials: int | None = None,
-        executions_per_trial: int = 1,
-        trial_retries: int = 0,
+        executions_per_trial: int = DEFAULTS["executions_per_trial"],
+        trial_retries: int = DEFAULTS["trial_retries"],
         directory: str | os.PathLike[str] = "runs",
         project_name: str = "refiner",
-        seed: int | None = 0,
+        seed: int | None = DEFAULTS["seed"],
         narrowing: NarrowingConfig | Mapping[str, Any] | None = None,
-        engine: str = "keras-tuner",
+        engine: str | Engine = DEFAULT_ENGINE,
         storage: str | None = None,
-        heartbeat_interval: int = 10,
-        run_trials: bool = True,
+        heartbeat_interval: int | None = None,
+        run_trials: bool | None = None,
         overwrite: bool = False,
         target_name: str | None = None,
         config_path: str | None = None,
@@ -181,32 +131,20 @@ class Refiner(KerasTunerCalls):
             raise ValueError("give exactly one of `hypermodel` and `function`")
         if function is not None and space is None:
             raise ValueError("`space` is required with `function` (a plain function declares no space)")
-        for name, value in (("rounds", rounds), ("executions_per_trial", executions_per_trial)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-        for name, value in (("max_trials", max_trials), ("trials_per_round", trials_per_round),
-                            ("initial_trials", initial_trials)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"`{name}` must be a positive integer or None, got {value!r}")
-        if max_trials is not None:
-            initial_trials, trials_per_round = _schedule(max_trials, rounds, initial_trials, trials_per_round)
-        elif trials_per_round is None:
-            trials_per_round = 10
+        self.settings = SearchSettings.create(
+            rounds=rounds, max_trials=max_trials, trials_per_round=trials_per_round, initial_trials=initial_trials,
+            executions_per_trial=executions_per_trial, trial_retries=trial_retries, seed=seed, narrowing=narrowing)
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}")
-        if not isinstance(trial_retries, int) or isinstance(trial_retries, bool) or trial_retries < 0:
-            raise ValueError(f"`trial_retries` must be a non-negative integer, got {trial_retries!r}")
-        if engine not in ENGINES:
-            raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}, got {engine!r}")
-        if storage is not None and engine != "optuna":
-            raise ValueError("`storage` applies to the optuna engine only")
-        if not run_trials and engine != "optuna":
-            raise ValueError("`run_trials=False` (coordinate only) needs the optuna engine, where workers can join")
-        if not isinstance(heartbeat_interval, int) or isinstance(heartbeat_interval, bool) or heartbeat_interval < 1:
-            raise ValueError(f"`heartbeat_interval` must be a positive integer (seconds), got {heartbeat_interval!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31):
-            # numpy and scikit-learn take seeds below 2**32; per-round seeds are derived from this one.
-            raise ValueError(f"`seed` must be an integer in [0, 2**31 - 1] or None, got {seed!r}")
+        if isinstance(engine, Engine):
+            if (storage, heartbeat_interval, run_trials) != (None, None, None):
+                raise ValueError("give engine options to the engine instance, not to Refiner")
+            self._engine = engine
+        else:
+            if engine not in engine_names():
+                raise ValueError(f"`engine` must be one of {', '.join(engine_names())}, got {engine!r}")
+            self._engine = make_engine(engine, storage=storage, heartbeat_interval=heartbeat_interval,
+                                       run_trials=run_trials)
         self._hypermodel = hypermodel  # as given: a function or a keras_tuner.HyperModel
         self.function = function
         self.verbose = verbose
@@ -215,18 +153,16 @@ class Refiner(KerasTunerCalls):
         self.space = space
         self.warm_start = None if warm_start is None else Path(warm_start)
         self.objective = Objective.coerce(objective)
-        self.rounds = rounds
-        self.trials_per_round = trials_per_round
-        self.initial_trials = initial_trials
-        self.executions_per_trial = executions_per_trial
-        self.trial_retries = trial_retries
-        self.seed = seed
-        self.narrowing = narrowing if isinstance(narrowing, NarrowingConfig) else NarrowingConfig.from_dict(dict(narrowing or {}))
+        # The settings, checked once (refiner.settings), under the names KerasTuner users know.
+        self.rounds = self.settings.rounds
+        self.trials_per_round = self.settings.trials_per_round
+        self.initial_trials = self.settings.initial_trials
+        self.executions_per_trial = self.settings.executions_per_trial
+        self.trial_retries = self.settings.trial_retries
+        self.seed = self.settings.seed
+        self.narrowing = self.settings.narrowing
         self.overwrite = overwrite
-        self.engine = engine
-        self.storage = storage
-        self.heartbeat_interval = heartbeat_interval
-        self.run_trials = run_trials
+        self.engine = self._engine.name
         self.store = RunStore(Path(directory) / project_name)
         self.project_name = project_name
         target = hypermodel if hypermodel is not None else function
@@ -286,27 +222,20 @@ class Refiner(KerasTunerCalls):
         verbose = fit_kwargs.pop("verbose", self.verbose)
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}")
-        if self.storage is not None:
-            from refiner.engines.shared_study import open_storage
-
-            open_storage(self.storage)  # an unreachable server is refused before the run folder is touched
+        self._engine.prepare(self.store.root)  # e.g. an unreachable server, refused before the folder is touched
         # One writer per run folder for this process's whole life (refiner.lock); a second one is
         # refused here, before it reads or writes anything.
         with progress.shown(verbose), RunLock(self.store.root):
             return self._search(fit_args, fit_kwargs, verbose)
 
-    def _coordinator_heartbeat(self) -> Any:
-        """Optuna engine: beat in the storage for the whole run, so workers notice if this process dies."""
-        if self.engine != "optuna":
-            return contextlib.nullcontext()
-        from refiner.engines.optuna import coordinator_heartbeat
-
-        return coordinator_heartbeat(self._storage_url(), self.project_name, self.heartbeat_interval)
-
     def _search(self, fit_args: tuple, fit_kwargs: dict[str, Any], verbose: int) -> "Refiner":
         store = self.store
         self._fit = (fit_args, fit_kwargs)
         self._verbose_now = verbose
+        self._evaluation = Evaluation(
+            self.objective, function=self.function, hypermodel=self._hypermodel, fit_args=fit_args,
+            fit_kwargs=fit_kwargs, executions_per_trial=self.executions_per_trial, trial_retries=self.trial_retries,
+            verbose=verbose, seed=self.seed)
         created_here = not store.exists()
         initial_space = self._initial_space()
         imported = None
@@ -317,7 +246,7 @@ class Refiner(KerasTunerCalls):
         settings = self._settings(initial_space, fit_args, fit_kwargs)
         self._open_run(settings, initial_space, imported)
         try:
-            with self._coordinator_heartbeat():
+            with self._engine.running(self._run_context()):  # e.g. a heartbeat workers watch
                 for k in range(self.rounds):
                     space = self._round_space(k, initial_space)
                     self._run_round(k, space, fit_args, fit_kwargs, initial_space)
@@ -510,8 +439,6 @@ class Refiner(KerasTunerCalls):
     def _run_part(self, k: int, space: SearchSpace, budget: int, done: list[Trial], counter: dict[str, int],
                   fit_args: tuple, fit_kwargs: Mapping[str, Any], *, reserve: bool,
                   box: SearchSpace | None = None) -> None:
-        from refiner.engines.common import RoundSpec
-
         store = self.store
         remaining = budget - len(done)
         if remaining <= 0:
@@ -520,11 +447,11 @@ class Refiner(KerasTunerCalls):
         # from the earlier ones inside its box.
         earlier = [t for t in self._trials if t.ok and space.contains(t.hyperparameters)
                    and (t.round < k or (reserve and not t.reserve))]
-        kind = "random" if k == 0 else "bayesian"
+        kind = "random" if k == 0 else "model"
         store.event("round_started", round=k, kind=kind, budget=remaining, warm_trials=len(earlier),
                     resumed_after=len(done), **({"reserve": True} if reserve else {}))
         log.info("round %d (%s): %d trials%s%s", k,
-                 "exploration reserve over the declared space" if reserve else _round_label(self.engine, k, space),
+                 "exploration reserve over the declared space" if reserve else self._engine.round_label(kind, space),
                  remaining, f", warm-started with {len(earlier)} earlier trials" if earlier else "",
                  f", resuming after {len(done)} recorded" if done else "")
 
@@ -539,24 +466,12 @@ class Refiner(KerasTunerCalls):
             log.info("%s", report.trial_line(trial, counter["n"], self._budget(k), self.best_trial, self.objective))
 
         spec = RoundSpec(
-            round_index=k, kind=kind, space=space, objective=self.objective, budget=remaining,
-            project_dir=store.kt_dir(k, reserve=reserve), seed=self.seed, function=self.function,
-            hypermodel=self._hypermodel, executions_per_trial=self.executions_per_trial, warm_trials=earlier,
-            done_trials=done, fit_args=fit_args, fit_kwargs=fit_kwargs, trial_retries=self.trial_retries,
-            check_objective=not any(t.ok for t in self._trials), verbose=self._verbose_now,
-            reserve=reserve, exclude=box if reserve else None,
+            run=self._run_context(), round_index=k, kind=kind, space=space, objective=self.objective,
+            budget=remaining, evaluation=self._evaluation, workdir=store.kt_dir(k, reserve=reserve), seed=self.seed,
+            warm_trials=earlier, done_trials=done, reserve=reserve, exclude=box if reserve else None,
+            check_objective=not any(t.ok for t in self._trials),
         )
-        if self.engine == "optuna":
-            from refiner.engines import optuna as optuna_engine
-
-            optuna_engine.run_round(spec, on_trial, storage=self._storage_url(), study_prefix=self.project_name,
-                                    run_id=self._run_id(), target=self.target_name,
-                                    heartbeat_interval=self.heartbeat_interval,
-                                    run_trials=self.run_trials)
-        else:
-            from refiner.engines import keras_tuner as keras_tuner_engine
-
-            keras_tuner_engine.run_round(spec, on_trial)
+        self._engine.run_round(spec, on_trial)
 
     def _record_stop(self, exc: BaseException, best_effort: bool) -> None:
         """Mark the run interrupted (and tell workers); with ``best_effort``, a disk that refuses
@@ -585,29 +500,22 @@ class Refiner(KerasTunerCalls):
             return DiskWriteError(exc.filename or str(self.store.root), exc)
         text = str(exc)
         for words, number in (("database or disk is full", errno.ENOSPC), ("readonly database", errno.EROFS)):
-            if words in text and self.engine == "optuna":
-                return DiskWriteError(self._storage_url(), OSError(number, os.strerror(number)))
+            location = self._engine.storage_location(self._run_context()) if self.store.exists() else None
+            if words in text and location is not None:
+                return DiskWriteError(location, OSError(number, os.strerror(number)))
         return None
 
     def _budget(self, k: int) -> int:
-        """Round ``k``'s trial count."""
-        return self.initial_trials if k == 0 and self.initial_trials is not None else self.trials_per_round
+        return self.settings.budget(k)
 
-    def _storage_url(self) -> str:
-        from refiner.engines.optuna import default_storage
-
-        return self.storage or default_storage(self.store.root.resolve())
-
-    def _run_id(self) -> str:
-        """Tells this run's studies from those of an earlier run of the same name in a shared storage."""
-        return str(self.store.read_run()["created_at"])
+    def _run_context(self) -> RunContext:
+        # The start time tells this run's studies from those of an earlier run of the same name.
+        return RunContext(name=self.project_name, root=self.store.root, run_id=str(self.store.read_run()["created_at"]),
+                          target=self.target_name)
 
     def _tell_workers(self, state: str, message: str | None = None) -> None:
-        if self.engine != "optuna" or not self.store.exists():
-            return
-        from refiner.engines.optuna import close_run
-
-        close_run(self._storage_url(), self.project_name, self._run_id(), state, message)
+        if self.store.exists():
+            self._engine.close(self._run_context(), state, message)
 
     def _analyse_round(self, k: int, space: SearchSpace, initial_space: SearchSpace) -> None:
         store = self.store
@@ -653,14 +561,6 @@ class Refiner(KerasTunerCalls):
             if j.verdict in ("doubtful", "wrong"):
                 log.info("audit: %s", j.reason)
         return reopen(decisions, judgements, initial_space, {(c.round, c.name): c.before for c in cuts})
-
-
-def _round_label(engine: str, k: int, space: SearchSpace) -> str:
-    if engine == "optuna":
-        from refiner.engines.optuna import model_sampler_kind
-
-        return "Optuna random sampler" if k == 0 else {"gp": "Optuna GP sampler", "tpe": "Optuna TPE"}[model_sampler_kind(space)]
-    return "random search" if k == 0 else "Bayesian search"
 
 
 def _versions() -> dict[str, str]:

@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
                      "space (default: the config's space)")
     run.add_argument("--storage", default=None,
                      help="optuna engine: storage URL, e.g. postgresql://user@host/db (default: SQLite in the run folder)")
-    run.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
+    run.add_argument("--heartbeat", type=int, default=None, metavar="SECONDS",
                      help="optuna engine: seconds between a running trial's heartbeats; a trial silent for three "
                      "is failed and re-run (default: 10)")
     run.add_argument("--no-trials", action="store_true",
@@ -176,19 +176,13 @@ def _make_refiner(config: Any, args: argparse.Namespace, run_dir: Path, hypermod
         space=space,
         warm_start=args.warm_start,
         objective=config.objective,
-        rounds=config.rounds,
-        trials_per_round=config.trials_per_round,
-        executions_per_trial=config.executions_per_trial,
-        initial_trials=config.initial_trials,
-        trial_retries=config.trial_retries,
+        **config.settings.arguments(),
         directory=run_dir.parent,
         project_name=run_dir.name,
-        seed=config.seed,
-        narrowing=config.narrowing,
         engine=config.engine,
         storage=args.storage or config.storage,
         heartbeat_interval=args.heartbeat,
-        run_trials=not args.no_trials,
+        run_trials=False if args.no_trials else None,
         overwrite=args.overwrite,
         target_name=config.hypermodel or config.function,
         config_path=str(config.source),
@@ -205,9 +199,8 @@ def _objective(config: Any) -> tuple[Any, Any, dict[str, Any]]:
 
 def _worker(args: argparse.Namespace) -> int:
     from refiner.config import load_run_config
-    from refiner.engines.optuna import default_storage
+    from refiner.engines import engine_class
     from refiner.store import RunStore
-    from refiner.worker import work
 
     config_path = args.config
     if config_path is None:
@@ -220,8 +213,11 @@ def _worker(args: argparse.Namespace) -> int:
             raise RefinerError(f"{args.run_dir}: the run was started from Python, not from a config; give --config")
         config_path = Path(config_path)
     config = load_run_config(config_path)
-    if config.engine != "optuna":
+    if not engine_class(config.engine).supports_workers:
         raise RefinerError(f"{config.source}: engine: workers need engine = \"optuna\" (it is {config.engine!r})")
+    from refiner.engines.optuna import default_storage
+    from refiner.engines.optuna.worker import work
+
     _console_logging(args.quiet)
     _stop_on_sigterm()
     hypermodel, function, fit_kwargs = _objective(config)

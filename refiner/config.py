@@ -38,8 +38,11 @@ else:  # Python 3.10: the same parser, from PyPI (a dependency there)
     import tomli as tomllib
 
 from refiner import schemas
+from refiner.engines import DEFAULT_ENGINE, engine_names
 from refiner.errors import ValidationError
 from refiner.jsonio import parse_limit_reason
+from refiner.settings import DEFAULTS as SEARCH_DEFAULTS
+from refiner.settings import SearchSettings
 from refiner.space import SearchSpace
 from refiner.trial import Objective
 
@@ -47,13 +50,8 @@ __all__ = ["RunConfig", "load_run_config", "read_document", "resolve", "DEFAULTS
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "directory": "runs",
-    "rounds": 3,
-    "trials_per_round": 10,
-    "executions_per_trial": 1,
-    "seed": None,
-}
+DEFAULTS: dict[str, Any] = {"directory": "runs", **SEARCH_DEFAULTS}
+"""The same defaults as ``Refiner(...)`` (:data:`refiner.settings.DEFAULTS`), plus the output folder."""
 
 _REFERENCE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", re.ASCII)
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -71,19 +69,22 @@ class RunConfig:
     space: SearchSpace | None
     data: str | None
     objective: Objective
-    rounds: int
-    trials_per_round: int
-    executions_per_trial: int
-    seed: int | None
+    settings: SearchSettings  # [search] and [narrowing], checked as Refiner(...) checks them
     fit: dict[str, Any]
     narrowing: dict[str, Any]
     source: Path
     document: dict[str, Any] = field(repr=False)
     space_file: Path | None = None
-    engine: str = "keras-tuner"
+    engine: str = DEFAULT_ENGINE
     storage: str | None = None
-    initial_trials: int | None = None
-    trial_retries: int = 0
+
+    # The settings under the names the [search] table uses.
+    rounds = property(lambda self: self.settings.rounds)
+    trials_per_round = property(lambda self: self.settings.trials_per_round)
+    initial_trials = property(lambda self: self.settings.initial_trials)
+    executions_per_trial = property(lambda self: self.settings.executions_per_trial)
+    trial_retries = property(lambda self: self.settings.trial_retries)
+    seed = property(lambda self: self.settings.seed)
 
     @property
     def base_dir(self) -> Path:
@@ -172,6 +173,7 @@ def load_run_config(path: str | Path) -> RunConfig:
     if problems:
         raise ValidationError(problems, source=str(path))
     search = document.get("search", {})
+    settings = _search_settings(search, document.get("narrowing", {}))
     objective = document["objective"]
     config = RunConfig(
         name=document["name"],
@@ -181,15 +183,10 @@ def load_run_config(path: str | Path) -> RunConfig:
         space=space,
         data=document.get("data"),
         objective=Objective(objective["name"], objective["direction"]),
-        rounds=int(search.get("rounds", DEFAULTS["rounds"])),
-        trials_per_round=int(search.get("trials_per_round", DEFAULTS["trials_per_round"])),
-        executions_per_trial=int(search.get("executions_per_trial", DEFAULTS["executions_per_trial"])),
-        initial_trials=search.get("initial_trials"),
-        trial_retries=int(search.get("trial_retries", 0)),
-        seed=None if search.get("seed") is None else int(search["seed"]),
+        settings=settings,
         fit=dict(document.get("fit", {})),
         narrowing=dict(document.get("narrowing", {})),
-        engine=document.get("engine", "keras-tuner"),
+        engine=document.get("engine", DEFAULT_ENGINE),
         storage=document.get("storage"),
         source=path,
         document=document,
@@ -197,6 +194,15 @@ def load_run_config(path: str | Path) -> RunConfig:
     )
     log.debug("loaded run config %s: %s %s", path, config.mode, config.target)
     return config
+
+
+def _search_settings(search: dict[str, Any], narrowing: dict[str, Any] | None = None) -> SearchSettings:
+    """The ``[search]`` and ``[narrowing]`` tables through the same checks and defaults as
+    ``Refiner(...)``; ``seed = "random"`` asks for fresh randomness (TOML has no null)."""
+    given = dict(search)
+    if given.get("seed") == "random":
+        given["seed"] = None
+    return SearchSettings.create(**given, narrowing=narrowing)
 
 
 def _check(document: Any, base_dir: Path) -> tuple[list[str], SearchSpace | None, Path | None]:
@@ -222,7 +228,16 @@ def _check(document: Any, base_dir: Path) -> tuple[list[str], SearchSpace | None
             problems.append("data: only used with `hypermodel`; a `function` is called with the parameters alone")
         if document.get("fit"):
             problems.append("fit: only used with `hypermodel`; a `function` is not trained with model.fit")
-    if document.get("storage") is not None and document.get("engine", "keras-tuner") != "optuna":
+    search = document.get("search")
+    if isinstance(search, dict) and not any(line.startswith("search") for line in problems):
+        try:
+            _search_settings(search)
+        except ValueError as exc:  # rules that tie the settings together, e.g. max_trials and rounds
+            problems.append(f"search: {exc}")
+    engine = document.get("engine", DEFAULT_ENGINE)
+    if isinstance(engine, str) and engine not in engine_names():
+        problems.append(f"engine: must be one of {', '.join(engine_names())}, got {engine!r}")
+    if document.get("storage") is not None and document.get("engine", DEFAULT_ENGINE) != "optuna":
         problems.append("storage: only used with engine = \"optuna\" (the keras-tuner engine keeps its trials "
                         "in the run folder); remove `storage` or set engine = \"optuna\"")
     # TOML (and Python's JSON reader) accept nan and inf; the schema's range checks let NaN through
@@ -266,6 +281,9 @@ def _non_finite(value: Any, where: tuple = ()) -> Iterable[tuple[tuple, float]]:
 def _friendlier(line: str, document: Any) -> str:
     # jsonschema's "does not match '<regex>'" tells the user the regex, not the rule.
     path, _, message = line.partition(": ")
+    if path == "search.seed":  # anyOf's "not valid under any of the given schemas" names no rule
+        seed = document.get("search", {}).get("seed")
+        return f"search.seed: must be an integer in [0, 2**31 - 1], \"random\" or null, got {seed!r}"
     if "does not match" not in message:
         return line
     if path == "name":

@@ -121,7 +121,20 @@ def _write_overrides(store: RunStore, k: int, overrides: Sequence[Mapping[str, A
     write_json(store.round_dir(k) / "overrides.json", document, "overrides")
     if log_event:
         store.event("overrides_written", round=k, names=[o["name"] for o in overrides])
+        if k == store.read_run()["settings"]["rounds"] - 1 and store.refined_space_file.exists():
+            _apply_to_result(store, k)
     return document
+
+
+def _apply_to_result(store: RunStore, k: int) -> None:
+    """A finished run's last round edited: its decisions and ``refined_space.json`` take the edits
+    at once (as the run does when it finishes), so the file on disk, ``show``, ``export`` and the
+    app agree."""
+    decisions = decisions_with_overrides(store, k)
+    assert decisions is not None
+    store.write_decisions(k, decisions)
+    store.write_refined_space(SearchSpace.from_dict(decisions["next_space"]))
+    store.event("overrides_applied", round=k, names=[d["name"] for d in decisions["decisions"] if "override" in d])
 
 
 def _proposal(decisions: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any, Iterable, Mapping, Sequence
 
+from refiner.overrides import refined_space
 from refiner.space import SearchSpace, parameter_from_dict
 from refiner.text import fmt, short
 from refiner.trial import Objective, Trial
@@ -207,7 +208,7 @@ def run_summary(store: Any) -> str:
                        f"{fmt(s['cv_score'])}, {s['n_trials']} trials):")
             out.append(audit_table(audit))
     if store.refined_space_file.exists():
-        refined = store.read_refined_space()
+        refined = refined_space(store)  # with a person's edits of the last round, as `export` gives it
         out.append("")
         out.append("refined space: " + ", ".join(f"{p.name} {p.describe()}" for p in refined))
     return "\n".join(out)

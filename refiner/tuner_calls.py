@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from refiner.engines.common import build_model, derive_seed
+from refiner.engines.evaluation import build_model, derive_seed
 from refiner.errors import RefinerError
 from refiner.trial import Trial
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: quiet TensorFlow, and small spaces and objectives with known optima."""
+"""Shared test set-up: quiet TensorFlow. Engine tests build rounds with ``engine_kit.round_spec``."""
 
 from __future__ import annotations
 

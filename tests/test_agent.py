@@ -291,7 +291,7 @@ def test_failing_trials_are_retried_exactly_as_configured(tmp_path):
 
 
 def test_a_total_budget_is_split_into_a_fifth_random_round_and_equal_bayesian_rounds():
-    from refiner.agent import split_budget
+    from refiner.settings import split_budget
 
     for total in range(4, 200):
         for rounds in (1, 2, 3, 5):

@@ -171,7 +171,7 @@ def test_each_kind_of_damage_is_one_line_naming_the_file_and_the_repair(run, cap
     assert len(found) == 1, [str(p) for p in found]
     [problem] = found
     assert str(problem).startswith(f"{run / file}: ") and what in str(problem), str(problem)
-    assert f" - to repair, " in str(problem) and repair in str(problem).split(" - to repair, ")[1], str(problem)
+    assert " - to repair, " in str(problem) and repair in str(problem).split(" - to repair, ")[1], str(problem)
     assert problem.blocks_resume is blocks
     assert _validate(run, capsys) == (2, [str(problem)])  # validate is strict about every problem
     if blocks:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import refiner
+import refiner.agent  # noqa: F401 - loaded before _restore_import_state's snapshot, which unloads what a test imports
 from refiner.config import RunConfig, load_run_config, resolve
 from refiner.errors import ValidationError
 from refiner.space import Float, SearchSpace
@@ -102,7 +104,7 @@ def test_function_config_loads_with_defaults(project):
     assert config.space_file == folder / "space.json"
     assert config.objective == Objective("loss", "min")
     assert (config.rounds, config.trials_per_round, config.executions_per_trial) == (3, 10, 1)
-    assert config.seed is None  # omitted: fresh randomness
+    assert config.seed == 0  # omitted: the default seed, as from Python
     assert config.fit == {} and config.narrowing == {}
     assert config.source == path and config.base_dir == folder
     assert config.document == {"name": "branin", "function": f"{module}:f", "space": "space.json",
@@ -185,6 +187,20 @@ def test_a_config_written_as_json_loads_the_same(project):
     assert (config.space, config.objective, config.directory, config.seed) == (toml.space, toml.objective, toml.directory, None)
 
 
+def test_python_and_a_config_file_share_one_set_of_defaults(project, tmp_path):
+    """A setting left out means the same from `Refiner(...)` and from a TOML file (refiner.settings)."""
+    folder, module = project
+    config = load_run_config(write(folder, function_config(module)))
+    agent = refiner.Refiner(function=lambda p: 0.0, space=config.space, objective="loss", directory=tmp_path)
+    for name in ("rounds", "trials_per_round", "initial_trials", "executions_per_trial", "trial_retries", "seed"):
+        assert getattr(config, name) == getattr(agent.settings, name), name
+    fresh = load_run_config(write(folder, function_config(module) + '\n[search]\nseed = "random"\nmax_trials = 30'))
+    assert fresh.seed is None  # fresh randomness, as seed=None from Python
+    assert (fresh.initial_trials, fresh.trials_per_round) == (6, 12)  # the split Refiner(max_trials=30) makes
+    assert (refiner.Refiner(function=lambda p: 0.0, space=config.space, max_trials=30).settings.initial_trials,
+            refiner.Refiner(function=lambda p: 0.0, space=config.space, max_trials=30).trials_per_round) == (6, 12)
+
+
 # -- bad configs ----------------------------------------------------------------------------------------
 BAD = {
     "typo'd top-level key": ('nmae = "x"', r"^\$: Additional properties are not allowed \('nmae' was unexpected\)$"),
@@ -193,8 +209,10 @@ BAD = {
     "rounds wrong type": ('[search]\nrounds = "3"', r"^search\.rounds: '3' is not of type 'integer'$"),
     "rounds zero": ("[search]\nrounds = 0", r"^search\.rounds: 0 is less than the minimum of 1$"),
     "trials zero": ("[search]\ntrials_per_round = 0", r"^search\.trials_per_round: 0 is less than the minimum of 1$"),
-    "seed float": ("[search]\nseed = 1.5", r"^search\.seed: 1\.5 is not of type 'integer', 'null'$"),
-    "seed bool": ("[search]\nseed = true", r"^search\.seed: True is not of type 'integer', 'null'$"),
+    "seed float": ("[search]\nseed = 1.5", r'^search\.seed: must be an integer in \[0, 2\*\*31 - 1\], "random" or null, got 1\.5$'),
+    "seed bool": ("[search]\nseed = true", r'^search\.seed: must be an integer in \[0, 2\*\*31 - 1\], "random" or null, got True$'),
+    "seed word": ('[search]\nseed = "fresh"', r'^search\.seed: must be an integer in \[0, 2\*\*31 - 1\], "random" or null'),
+    "budget too small": ("[search]\nmax_trials = 3", r"^search: `max_trials` must give at least 2 trials to the random round"),
     "top_fraction too big": ("[narrowing]\ntop_fraction = 1.5", r"^narrowing\.top_fraction: 1\.5 is greater than the maximum of 1$"),
     "min_trials too small": ("[narrowing]\nmin_trials = 0", r"^narrowing\.min_trials: 0 is less than the minimum of 1$"),
     "n_candidates too small": ("[narrowing]\nn_candidates = 5", r"^narrowing\.n_candidates: 5 is less than the minimum of 10$"),

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from refiner.engines.keras_tuner import RoundSpec, run_round
+from engine_kit import round_spec
+from refiner.engines.keras_tuner import run_round
 from refiner.space import Choice, Float, Int, SearchSpace
 from refiner.trial import Objective, TrialState
 
@@ -21,9 +22,7 @@ def quadratic(p):
 
 def _run(tmp_path, kind, space, fn, budget, **kw):
     out = []
-    run_round(RoundSpec(round_index=kw.pop("round_index", 1 if kind == "bayesian" else 0), kind=kind, space=space,
-                        objective=LOSS, budget=budget, project_dir=tmp_path / kind / "kt", seed=0, function=fn, **kw),
-              out.append)
+    run_round(round_spec(tmp_path / kind, space, fn, budget, kind=kind, **kw), out.append)
     return out
 
 
@@ -40,7 +39,7 @@ def test_random_round_records_every_trial_in_space(tmp_path):
 
 
 def test_bayesian_never_repeats_on_a_discrete_space_and_stops_when_exhausted(tmp_path):
-    trials = _run(tmp_path, "bayesian", DISCRETE, lambda p: p["layers"] + (p["act"] == "tanh"), 20)
+    trials = _run(tmp_path, "model", DISCRETE, lambda p: p["layers"] + (p["act"] == "tanh"), 20)
     keys = [_key(t.hyperparameters) for t in trials]
     assert len(keys) == len(set(keys)), "a configuration was evaluated twice"
     assert len(trials) <= 12  # the space has 12 configurations; the round stops instead of repeating
@@ -48,7 +47,7 @@ def test_bayesian_never_repeats_on_a_discrete_space_and_stops_when_exhausted(tmp
 
 def test_warm_trials_are_not_rerun_and_count_as_initial_points(tmp_path):
     warm = _run(tmp_path / "a", "random", DISCRETE, lambda p: float(p["layers"]), 5)
-    new = _run(tmp_path / "b", "bayesian", DISCRETE, lambda p: float(p["layers"]), 7, warm_trials=warm)
+    new = _run(tmp_path / "b", "model", DISCRETE, lambda p: float(p["layers"]), 7, warm_trials=warm)
     warm_keys = {_key(t.hyperparameters) for t in warm}
     new_keys = [_key(t.hyperparameters) for t in new]
     assert not warm_keys & set(new_keys)
@@ -75,12 +74,12 @@ def test_failed_and_nan_trials_are_recorded_as_failed_and_the_round_goes_on(tmp_
 
 def test_resumed_round_proposes_what_the_uninterrupted_round_would(tmp_path):
     warm = _run(tmp_path / "a", "random", CONTINUOUS, quadratic, 5)
-    full = _run(tmp_path / "b", "bayesian", CONTINUOUS, quadratic, 6, warm_trials=warm)
-    resumed = _run(tmp_path / "b", "bayesian", CONTINUOUS, quadratic, 3, warm_trials=warm, done_trials=full[:3])
+    full = _run(tmp_path / "b", "model", CONTINUOUS, quadratic, 6, warm_trials=warm)
+    resumed = _run(tmp_path / "b", "model", CONTINUOUS, quadratic, 3, warm_trials=warm, done_trials=full[:3])
     assert [t.hyperparameters for t in resumed] == [t.hyperparameters for t in full[3:]]
     assert [t.trial_id for t in resumed] == [t.trial_id for t in full[3:]]
     # The interrupted round's KerasTuner folder is kept, not deleted.
-    assert (tmp_path / "b" / "bayesian" / "kt.interrupted-1").is_dir()
+    assert (tmp_path / "b" / "model" / "kt.interrupted-1").is_dir()
 
 
 def test_function_may_return_metrics_dict_and_must_include_objective(tmp_path):

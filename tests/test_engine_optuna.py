@@ -10,8 +10,8 @@ import pytest
 
 import refiner
 from refiner.check import check_run
-from refiner.engines.common import RoundSpec
-from refiner.engines.optuna import run_round
+from engine_kit import round_spec
+from refiner.engines.optuna.engine import run_round
 from refiner.space import Boolean, Choice, Condition, Float, Int, SearchSpace
 from refiner.store import RunStore
 from refiner.trial import Objective, TrialState
@@ -28,11 +28,9 @@ def bowl(p):
     return (p["x"] - 2.0) ** 2 + (math.log10(p["lr"]) + 2.5) ** 2 + (p.get("width", 0) / 8.0)
 
 
-def _round(tmp_path, space, fn, budget, kind="bayesian", **kw):
+def _round(tmp_path, space, fn, budget, kind="model", **kw):
     out = []
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    spec = RoundSpec(round_index=kw.pop("round_index", 1), kind=kind, space=space, objective=LOSS, budget=budget,
-                     project_dir=tmp_path / "unused", seed=0, function=fn, **kw)
+    spec = round_spec(tmp_path, space, fn, budget, kind=kind, **kw)
     run_round(spec, out.append, storage=f"sqlite:///{tmp_path}/optuna.db", study_prefix="t")
     return out
 
@@ -101,7 +99,7 @@ def test_three_round_run_on_the_optuna_engine_writes_the_same_run_folder(tmp_pat
 def test_bayesian_rounds_use_the_gp_sampler_only_with_torch_and_no_conditions(monkeypatch):
     import importlib.util
 
-    from refiner.engines.optuna import _sampler, model_sampler_kind
+    from refiner.engines.optuna.engine import _sampler, model_sampler_kind
 
     unconditional = SearchSpace([Float("x", -5.0, 10.0), Choice("act", ("relu", "tanh"))])
     real_find_spec = importlib.util.find_spec
@@ -116,7 +114,7 @@ def test_bayesian_rounds_use_the_gp_sampler_only_with_torch_and_no_conditions(mo
 def test_engine_and_storage_arguments_are_checked(tmp_path):
     with pytest.raises(ValueError, match="`engine` must be one of keras-tuner, optuna"):
         refiner.Refiner(function=bowl, space=SPACE, engine="hyperopt", directory=tmp_path)
-    with pytest.raises(ValueError, match="`storage` applies to the optuna engine only"):
+    with pytest.raises(ValueError, match="`storage` is not an option of the keras-tuner engine"):
         refiner.Refiner(function=bowl, space=SPACE, storage="sqlite:///x.db", directory=tmp_path)
 
 

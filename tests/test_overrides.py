@@ -46,12 +46,26 @@ def test_an_edit_written_between_rounds_is_applied_to_the_next_round_and_recorde
     assert "overrides_applied" in [e["event"] for e in store.read_events()]
 
 
-def test_overrides_of_the_last_round_change_the_exported_space(tmp_path):
+def test_overrides_of_a_finished_run_reach_the_file_show_and_export_alike(tmp_path, capsys):
+    from refiner.check import run_problems
+    from refiner.cli import main
+
     _agent(tmp_path, rounds=1).search()
     store = RunStore(tmp_path / "run")
     edited = {"name": "x", "type": "float", "low": 0.0, "high": 2.0}
     write_overrides(store, 0, [{"name": "x", "action": "edit", "after": edited}])
     assert refined_space(store)["x"].to_dict() == edited
+    assert store.read_refined_space()["x"].to_dict() == edited  # the file on disk, too
+    assert run_problems(store) == []  # the decisions on disk agree with it
+    capsys.readouterr()
+    assert main(["show", str(store.root)]) == 0
+    assert "x [0, 2]" in capsys.readouterr().out.split("refined space: ")[1]
+    assert main(["export", str(store.root), "--format", "json"]) == 0
+    assert SearchSpace.from_json(capsys.readouterr().out)["x"].to_dict() == edited
+    # Edited again: the latest edit wins everywhere, refiner's proposal stays on record.
+    write_overrides(store, 0, [{"name": "x", "action": "reject"}])
+    assert store.read_refined_space()["x"] == refined_space(store)["x"] == SPACE["x"]
+    assert "proposed" in {d["name"]: d for d in store.read_decisions(0)["decisions"]}["x"]
 
 
 def test_invalid_edits_are_refused_with_path_and_rule(tmp_path):

@@ -24,12 +24,11 @@ import pytest
 
 from refiner.check import check_run
 from refiner import failpoints
-from refiner.engines import shared_study as shared
-from refiner.engines.common import RoundSpec
-from refiner.engines.optuna import Participant, run_round
+from engine_kit import round_spec
+from refiner.engines.optuna import shared_study as shared
+from refiner.engines.optuna.engine import Participant, run_round
 from refiner.space import Float, SearchSpace
 from refiner.store import RunStore
-from refiner.trial import Objective
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS, BUDGET = 3, 8
@@ -238,8 +237,7 @@ def test_a_resumed_coordinator_records_results_workers_left_instead_of_rerunning
         return (p["x"] - 1.0) ** 2
 
     def spec(budget, done=()):
-        return RoundSpec(round_index=0, kind="random", space=space, objective=Objective("loss", "min"), budget=budget,
-                         project_dir=tmp_path, seed=0, function=f, done_trials=list(done))
+        return round_spec(tmp_path, space, f, budget, done_trials=list(done))
 
     storage = f"sqlite:///{tmp_path}/optuna.db"
     first: list = []
@@ -304,8 +302,7 @@ def test_concurrent_proposals_never_take_more_slots_than_the_budget(backend, req
         evaluated.append(p)
         return (p["x"] - 1.0) ** 2
 
-    spec = RoundSpec(round_index=0, kind="random", space=SearchSpace([Float("x", -5.0, 5.0)]),
-                     objective=Objective("loss", "min"), budget=2, project_dir=tmp_path, seed=0, function=f)
+    spec = round_spec(tmp_path, SearchSpace([Float("x", -5.0, 5.0)]), f, 2)
     optuna.create_study(study_name=name, storage=shared.open_storage(url))
     start, outcomes = threading.Barrier(6), []
 

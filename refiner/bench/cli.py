@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                   '(default: the product\'s, refiner.narrowing.NarrowingConfig)')
     experiments.add_argument("--refiner-initial-share", type=float, default=None, metavar="SHARE",
                              help="round 0's share of the budget (default: the product's split, "
-                                  "refiner.agent.INITIAL_SHARE = 0.2)")
+                                  "refiner.settings.INITIAL_SHARE = 0.2)")
 
 
 def _settings(args: argparse.Namespace) -> Any:

@@ -6,7 +6,7 @@ noisy problem it hands the optimizer noisy observations, drawn from the run's no
 (:meth:`~refiner.bench.problems.Problem.noise_rng` of the run's seed), and records the noiseless
 value of every trial beside them (``true_values``), which regret is measured with.
 
-* ``refiner``: the default schedule for a total budget, :func:`refiner.agent.split_budget`: 3 rounds,
+* ``refiner``: the default schedule for a total budget, :func:`refiner.settings.split_budget`: 3 rounds,
   a random round of 20 % of the budget, then two equal Bayesian rounds on narrowed spaces. Its
   schedule depends on the budget, so it runs once per budget.
 * ``kt_random``, ``kt_bayes``: stock KerasTuner ``RandomSearchOracle`` and
@@ -48,8 +48,8 @@ REFINER_ROUNDS = 3
 def refiner_schedule(budget: int, rounds: int = REFINER_ROUNDS,
                      initial_share: float | None = None) -> tuple[int, int, int]:
     """(rounds, initial_trials, trials_per_round) for a total budget: the product's
-    :func:`~refiner.agent.split_budget`, or, for a method experiment, another random-round share."""
-    from refiner.agent import split_budget
+    :func:`~refiner.settings.split_budget`, or, for a method experiment, another random-round share."""
+    from refiner.settings import split_budget
 
     if initial_share is None:
         initial, per_round = split_budget(budget, rounds)

@@ -12,8 +12,10 @@ What this adds to the stock tuners, and why (facts in DESIGN.md §5):
 * **No repeats.** Stock Bayesian optimisation proposes the same configuration again on discrete
   spaces; a repeated proposal is replaced by a fresh random one, and the round stops when the
   space is exhausted.
-* **Failures.** A trial that raises, or whose objective is NaN/inf, is recorded as failed at once
-  (no retries; stock KerasTuner would turn +inf into 0, which looks best) and never ends the round.
+* **Trials.** Each runs through :mod:`refiner.engines.evaluation`, as on every engine: a trial that
+  raises, or whose objective is NaN/inf, is recorded as failed and never ends the round (stock
+  KerasTuner would turn +inf into 0, which looks best). KerasTuner keeps each trial's best-epoch
+  weights in its project folder, as its own ``run_trial`` does.
 * **Determinism.** The oracle's random state is re-seeded from (seed, trials so far) before each
   proposal, so a resumed round proposes what the uninterrupted one would have.
 
@@ -24,10 +26,7 @@ The project folder is a cache: ``trials.jsonl`` is the record. A resumed round m
 from __future__ import annotations
 
 import logging
-import math
-import re
 import shutil
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -35,15 +34,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from refiner.engines.common import (
-    FirstTrialError, RoundSpec, TrialCallback, build_model, check_objective_logged, derive_seed, describe_data,
-    function_metrics, plain, retrying, tries_note,
-)
+from refiner.engines.base import Engine, RoundSpec, TrialCallback
+from refiner.engines.evaluation import FirstTrialError, Outcome, build_model, derive_seed
 from refiner.errors import ValidationError
 from refiner.space import SearchSpace
-from refiner.trial import Trial, TrialState
+from refiner.trial import Trial
 
-__all__ = ["run_round", "discover_space"]
+__all__ = ["KerasTunerEngine", "run_round", "discover_space"]
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +122,32 @@ def _oracle_mixin(base: type) -> type:
                 probe = self.hyperparameters.copy()
                 probe.values = dict(values)
                 probe.ensure_active_values()
-                if self._duplicate(probe.values):
-                    # Stock Bayesian optimisation repeats itself on discrete spaces: draw a new point.
-                    log.debug("trial %s: proposal repeats an earlier configuration; drawing a random one", trial_id)
-                    values = self._random_values()
+                exclude = getattr(self, "refiner_exclude", None)
+                inside_box = exclude is not None and exclude.contains(probe.values)
+                if inside_box or self._duplicate(probe.values):
+                    # Stock Bayesian optimisation repeats itself on discrete spaces, and its random
+                    # start knows nothing of an exploration reserve's box: draw a new point.
+                    log.debug("trial %s: proposal repeats an earlier configuration or lies in the reserve's box; "
+                              "drawing a random one", trial_id)
+                    values = self._random_values_outside(exclude)
                     if values is None:
                         log.info("round space exhausted: every configuration has been tried")
                         return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
                     response = {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
             return response
+
+        def _random_values_outside(self, exclude: SearchSpace | None, tries: int = 200) -> dict[str, Any] | None:
+            """A fresh random configuration (``None`` once the space is exhausted), outside ``exclude``."""
+            for _ in range(tries):
+                values = self._random_values()
+                if values is None or exclude is None:
+                    return values
+                probe = self.hyperparameters.copy()
+                probe.values = dict(values)
+                probe.ensure_active_values()
+                if not exclude.contains(probe.values):
+                    return values
+            return None
 
         def _vectorize_trials(self) -> tuple[np.ndarray, np.ndarray]:
             # Stock Bayesian optimisation drops failed trials, so it keeps proposing the region
@@ -219,115 +233,53 @@ def _fast_acquisition(base: type) -> type:
 
 def _make_tuner_class(kt: Any) -> type:
     class RefinerTuner(kt.Tuner):
-        """A KerasTuner ``Tuner`` that records every finished trial through a callback."""
+        """A KerasTuner ``Tuner`` whose trials run through the shared :class:`Evaluation` and are
+        recorded through a callback. KerasTuner still proposes, keeps its project folder and saves
+        each trial's best-epoch weights (``get_best_models`` loads them)."""
 
         def __init__(self, *args: Any, spec: RoundSpec, on_trial: TrialCallback, **kwargs: Any):
             self._spec = spec
             self._on_trial = on_trial
-            self._started: dict[str, float] = {}
-            self._objective_checked = not spec.check_objective
+            self._outcomes: dict[str, Outcome] = {}
             super().__init__(*args, **kwargs)
 
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
             spec = self._spec
-            try:
-                return retrying(lambda: self._attempt(trial, *args, **kwargs), spec.trial_retries,
-                                f"trial {spec.round_index}-{trial.trial_id}")
-            except FirstTrialError as exc:
-                raise _stop_run_class()(exc) from exc  # KerasTuner lets only its FatalError end a search
-            except Exception as exc:
-                if not spec.trial_retries:
-                    raise
-                raise kt.errors.FailedTrialError(f"{type(exc).__name__}: {exc}{tries_note(spec.trial_retries)}") from exc
-
-        def _attempt(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
-            spec = self._spec
-            if spec.function is not None:
-                result = spec.function(dict(trial.hyperparameters.values))
-                self._check_objective(result.keys() if isinstance(result, dict) else [spec.objective.name])
-                metrics = function_metrics(result, spec.objective)
-            else:
-                if spec.seed is not None:
-                    # Weight initialisation, dropout and shuffling: seeded per trial, so a run with
-                    # a seed trains the same models again (and a resumed trial matches).
-                    import keras
-
-                    keras.utils.set_random_seed(derive_seed(spec.seed, spec.round_index, _tag(spec) + trial.trial_id))
-                result = super().run_trial(trial, *args, **kwargs)
+            extra = None
+            if spec.evaluation.hypermodel is not None:
                 from keras_tuner.src.engine import tuner_utils  # not re-exported publicly
 
-                metrics = tuner_utils.convert_to_metrics_dict(result, self.oracle.objective)
-            value = metrics.get(spec.objective.name)
-            if value is None or not math.isfinite(float(value)):
-                raise kt.errors.FailedTrialError(
-                    f"objective {spec.objective.name!r} is {value!r}; the trial counts as failed"
-                )
-            return metrics
-
-        def _build_and_fit_model(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
-            # One execution: one model built and fitted. The first of the run is checked at once,
-            # so a misspelled objective costs one model, not a round.
-            # Keras's epoch bars only at verbose=2; the agent logs one line per trial.
-            kwargs["verbose"] = "auto" if self._spec.verbose >= 2 else 0
-            watch = _first_epoch_watch()
-            kwargs["callbacks"] = [*kwargs.get("callbacks", []), watch]
+                # One checkpoint over all executions, as KerasTuner's own run_trial keeps it.
+                checkpoint = tuner_utils.SaveBestEpoch(objective=self.oracle.objective,
+                                                       filepath=self._get_checkpoint_fname(trial.trial_id))
+                extra = lambda execution: [checkpoint]  # noqa: E731
             try:
-                results = super()._build_and_fit_model(trial, *args, **kwargs)
-            except Exception as exc:
-                if not self._objective_checked and watch.started and not watch.finished_epoch:
-                    # The first model of the run built but could not train one epoch: almost always
-                    # data the model cannot take, which every trial would repeat.
-                    raise FirstTrialError(
-                        f"data: the first model built but failed before finishing an epoch "
-                        f"({type(exc).__name__}: {_telling_line(str(exc))}); the data loader gave "
-                        f"{describe_data(args, kwargs)}: check it against build_model's input"
-                    ) from exc
-                raise
-            history = getattr(results, "history", results)
-            if isinstance(history, dict):
-                self._check_objective(history.keys())
-            return results
-
-        def _check_objective(self, logged: Any) -> None:
-            if not self._objective_checked:
-                check_objective_logged(logged, self._spec.objective)
-                self._objective_checked = True
-
-        def on_trial_begin(self, trial: Any) -> None:
-            self._started[trial.trial_id] = time.perf_counter()
-            super().on_trial_begin(trial)
+                outcome = spec.evaluation.run(trial.hyperparameters.values, space=spec.space,
+                                              key=(spec.round_index, _tag(spec) + trial.trial_id),
+                                              check_objective=spec.check_objective, hp=trial.hyperparameters,
+                                              extra_callbacks=extra)
+            except FirstTrialError as exc:
+                raise _stop_run_class()(exc) from exc  # KerasTuner lets only its FatalError end a search
+            self._outcomes[trial.trial_id] = outcome
+            if not outcome.ok:
+                raise kt.errors.FailedTrialError(outcome.message)
+            return outcome.metrics
 
         def on_trial_end(self, trial: Any) -> None:
             # Record first, then let KerasTuner save: the record is what a resume trusts.
             self._on_trial(self._to_record(trial))
             super().on_trial_end(trial)
-            if self._spec.hypermodel is not None:
-                _clear_keras_session()  # frees the trial's model; a full gc, so only when there was one
 
         def _to_record(self, trial: Any) -> Trial:
             spec = self._spec
-            duration = time.perf_counter() - self._started.pop(trial.trial_id, time.perf_counter())
-            kt_metrics = self.oracle.get_trial(trial.trial_id).metrics
-            metrics: dict[str, float] = {}
-            for name in kt_metrics.metrics:
-                best = kt_metrics.get_best_value(name) if name == spec.objective.name else kt_metrics.get_last_value(name)
-                if best is not None and math.isfinite(float(best)):
-                    metrics[name] = float(best)
-            ok = trial.status == kt.engine.trial.TrialStatus.COMPLETED and spec.objective.name in metrics
-            message = None if ok else _last_line(trial.message) or "the trial failed"
-            if not ok and trial.message:
-                log.debug("trial %s failed:\n%s", trial.trial_id, trial.message)
-            return Trial(
-                trial_id=f"{spec.round_index}-{_tag(spec)}{trial.trial_id}",
-                round=spec.round_index,
-                hyperparameters=plain(trial.hyperparameters.values),
-                score=metrics[spec.objective.name] if ok else None,
-                status=TrialState.COMPLETE if ok else TrialState.FAILED,
-                metrics=metrics,
-                duration_s=duration,
-                message=message,
-                reserve=spec.reserve,
-            )
+            trial_id = f"{spec.round_index}-{_tag(spec)}{trial.trial_id}"
+            outcome = self._outcomes.pop(trial.trial_id, None)
+            if outcome is None:  # KerasTuner failed the trial before it ran (e.g. an invalid model)
+                if trial.message:
+                    log.debug("trial %s failed:\n%s", trial.trial_id, trial.message)
+                outcome = Outcome({}, _last_line(trial.message) or "the trial failed", 0.0)
+            return spec.evaluation.record(outcome, trial_id=trial_id, round_index=spec.round_index,
+                                          values=trial.hyperparameters.values, reserve=spec.reserve)
 
     return RefinerTuner
 
@@ -335,24 +287,6 @@ def _make_tuner_class(kt: Any) -> type:
 def _tag(spec: RoundSpec) -> str:
     """Reserve trials get ids of their own (``1-r05``): KerasTuner numbers each oracle's trials from its size."""
     return "r" if spec.reserve else ""
-
-
-def _first_epoch_watch() -> Any:
-    import keras
-
-    class FirstEpochWatch(keras.callbacks.Callback):
-        """Tells a model that failed before training from one that failed during its first epoch."""
-
-        started = False
-        finished_epoch = False
-
-        def on_train_begin(self, logs: Any = None) -> None:
-            self.started = True
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            self.finished_epoch = True
-
-    return FirstEpochWatch()
 
 
 def _stop_run_class() -> type:
@@ -364,16 +298,6 @@ def _stop_run_class() -> type:
             self.error = error
 
     return StopRun
-
-
-def _telling_line(message: str) -> str:
-    """The line of a (multi-line) Keras error that names the problem, e.g. the shapes that disagree."""
-    plain_text = re.sub(r"\x1b\[[0-9;]*m", "", message)  # Keras colours its messages for terminals
-    lines = [line.strip() for line in plain_text.splitlines() if line.strip()]
-    for line in lines:
-        if any(word in line for word in ("expected", "incompatible", "shape")):
-            return line[:300]
-    return lines[0][:300] if lines else "no message"
 
 
 def _last_line(message: str | None) -> str | None:
@@ -391,13 +315,11 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
     if spec.kind == "random":
         oracle_cls = _oracle_mixin(kt.oracles.RandomSearchOracle)
         extra: dict[str, Any] = {}
-    elif spec.kind == "bayesian":
+    else:  # a model of the trials so far: Gaussian-process Bayesian optimisation
         oracle_cls = _oracle_mixin(_fast_acquisition(kt.oracles.BayesianOptimizationOracle))
         # Warm trials count towards the initial random points: they are why the round is warm.
         extra = {"num_initial_points": max(2, min(3 * tunable, spec.budget // 2 + 1)),
                  "beta": STOCK_UCB_BETA if spec.reserve else UCB_BETA}
-    else:
-        raise ValueError(f"round kind must be 'random' or 'bayesian', got {spec.kind!r}")
 
     injected = list(spec.warm_trials) + list(spec.done_trials)
     oracle = oracle_cls(
@@ -414,7 +336,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
     oracle.refiner_seed = derive_seed(spec.seed, spec.round_index, "reserve" if spec.reserve else "proposals")
     oracle.refiner_exclude = spec.exclude
 
-    _move_aside(spec.project_dir)
+    _move_aside(spec.workdir)
     tuner_cls = _make_tuner_class(kt)
     ran = 0
 
@@ -425,10 +347,10 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
 
     tuner = tuner_cls(
         oracle=oracle,
-        hypermodel=spec.hypermodel,
-        executions_per_trial=spec.executions_per_trial,
-        directory=str(spec.project_dir.parent),
-        project_name=spec.project_dir.name,
+        hypermodel=spec.evaluation.hypermodel,
+        executions_per_trial=spec.evaluation.executions_per_trial,
+        directory=str(spec.workdir.parent),
+        project_name=spec.workdir.name,
         overwrite=True,
         spec=spec,
         on_trial=record,
@@ -436,17 +358,13 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
     oracle.verbose = 0  # the agent reports progress through logging
     _inject(kt, oracle, injected, spec)
     if spec.budget > 0:
-        fit_kwargs = dict(spec.fit_kwargs)
-        # Not passed to search(), which would turn KerasTuner's trial banners on: model.fit gets
-        # its verbosity per execution (_build_and_fit_model).
-        fit_kwargs.pop("verbose", None)
         # KerasTuner ships with DEBUG on, printing every failed trial's traceback to stdout;
         # refiner records the error and logs the traceback at debug level instead.
         from keras_tuner.src import config as kt_config
 
         debug, kt_config.DEBUG = kt_config.DEBUG, False
         try:
-            tuner.search(*spec.fit_args, **fit_kwargs)
+            tuner.search()  # the fit arguments travel in spec.evaluation
         except kt.errors.FatalError as exc:
             if isinstance(getattr(exc, "error", None), FirstTrialError):
                 raise exc.error from None
@@ -491,3 +409,15 @@ def _inject(kt: Any, oracle: Any, trials: Sequence[Trial], spec: RoundSpec) -> N
         oracle._record_values(trial)
     if trials:
         oracle.save()
+
+
+class KerasTunerEngine(Engine):
+    """Rounds as KerasTuner searches: ``RandomSearch``, then ``BayesianOptimization``. No options."""
+
+    name = "keras-tuner"
+
+    def round_label(self, kind: str, space: SearchSpace) -> str:
+        return "random search" if kind == "random" else "Bayesian search"
+
+    def run_round(self, spec: RoundSpec, on_trial: TrialCallback) -> int:
+        return run_round(spec, on_trial)

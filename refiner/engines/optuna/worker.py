@@ -7,7 +7,7 @@
 
 The worker needs the storage and the objective (the run config's function or hypermodel and its
 data), nothing else: it reads which round is open, and that round's space, budget and seeds,
-from the storage (:mod:`refiner.engines.shared_study`). It keeps going from round to round
+from the storage (:mod:`refiner.engines.optuna.shared_study`). It keeps going from round to round
 without restarting, and stops when the run finishes or when no round has opened for ``wait_s``.
 The coordinator alone writes the run folder.
 
@@ -26,8 +26,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from refiner.engines import shared_study as shared
-from refiner.engines.common import RoundSpec
+from refiner.engines.base import RoundSpec, RunContext
+from refiner.engines.evaluation import Evaluation
+from refiner.engines.optuna import shared_study as shared
+from refiner.engines.optuna.engine import Participant, fail_stale
 from refiner.errors import CoordinatorGoneError, RefinerError
 from refiner.space import SearchSpace
 from refiner.trial import Objective
@@ -96,8 +98,6 @@ def _take_part(storage_url: str, study_name: str, token: str, target_name: str,
                watch: shared.CoordinatorWatch) -> int:
     import optuna
 
-    from refiner.engines.optuna import Participant, fail_stale
-
     probe = optuna.load_study(study_name=study_name, storage=plain)
     attrs = shared.round_attrs(probe)
     if attrs.get("target") not in (None, target_name):
@@ -105,13 +105,16 @@ def _take_part(storage_url: str, study_name: str, token: str, target_name: str,
                            "give the run's config with --config")
     rdb = shared.open_storage(storage_url, attrs.get("heartbeat_interval"))
     study = optuna.load_study(study_name=study_name, storage=rdb)
+    objective = Objective.coerce(attrs["objective"])
+    evaluation = Evaluation(objective, function=function, hypermodel=hypermodel, fit_kwargs=fit_kwargs,
+                            executions_per_trial=int(attrs.get("executions_per_trial", 1)), seed=attrs.get("seed"))
     spec = RoundSpec(
-        round_index=int(attrs["round"]), kind=attrs["kind"],
+        run=RunContext(name=project, root=Path("."), run_id=str(attrs.get("run_id")), target=target_name),
+        round_index=int(attrs["round"]),
+        kind="random" if attrs["kind"] == "random" else "model",  # "bayesian" in studies of refiner 0.1
         space=SearchSpace.from_dict(attrs["space"], source=f"study {study_name}"),
-        objective=Objective.coerce(attrs["objective"]), budget=int(attrs["budget"]), project_dir=Path("."),
-        seed=attrs.get("seed"), function=function, hypermodel=hypermodel,
-        executions_per_trial=int(attrs.get("executions_per_trial", 1)), fit_kwargs=fit_kwargs,
-        reserve=bool(attrs.get("reserve", False)),
+        objective=objective, budget=int(attrs["budget"]), evaluation=evaluation, workdir=Path("."),
+        seed=attrs.get("seed"), reserve=bool(attrs.get("reserve", False)),
         exclude=None if attrs.get("exclude") is None else SearchSpace.from_dict(attrs["exclude"], source=f"study {study_name}"),
     )
     participant = Participant(study, rdb, spec, spec.budget, attrs.get("heartbeat_interval"), token=token)

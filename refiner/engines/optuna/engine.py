@@ -1,7 +1,7 @@
 """Run one round on Optuna: ``RandomSampler`` (round 0), then ``TPESampler`` (``GPSampler`` with PyTorch).
 
-Same contract as :mod:`refiner.engines.keras_tuner`: a round's space and budget in, finished trials
-out through a callback, the run folder untouched. Each round is its own study in one storage
+The :class:`OptunaEngine` (:mod:`refiner.engines.base`'s contract): a round's space and budget in,
+finished trials out through a callback, the run folder untouched. Each round is its own study in one storage
 (an SQLite file in the run folder unless told otherwise), and:
 
 * **Warm start.** Earlier completed trials inside the round's space are re-created under the new
@@ -15,39 +15,36 @@ out through a callback, the run folder untouched. Each round is its own study in
   each proposal, so a resumed round proposes what the uninterrupted one would have. A resumed
   round opens a fresh study (``…-attempt-N``) rebuilt from ``trials.jsonl``, the record, after
   copying any result a worker left in the earlier attempt.
-* **Scale-out.** Workers (``refiner worker``, :mod:`refiner.worker`) on any machine that reaches the
-  storage take part in the open round; the rules they and the coordinator follow are in
-  :mod:`refiner.engines.shared_study`. TPE's constant liar keeps them from crowding one point.
+* **Scale-out.** Workers (``refiner worker``, :mod:`refiner.engines.optuna.worker`) on any machine
+  that reaches the storage take part in the open round; the rules they and the coordinator follow are in
+  :mod:`refiner.engines.optuna.shared_study`. TPE's constant liar keeps them from crowding one point.
 
 A Keras hypermodel runs unchanged: ``build_model(hp)`` receives a ``keras_tuner.HyperParameters``
-holding the trial's values, and the objective is the best epoch's value averaged over executions,
-as KerasTuner computes it.
+holding the trial's values, and :mod:`refiner.engines.evaluation` trains and scores it exactly as
+the KerasTuner engine does.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
-import math
 import os
 import socket
 import time
 import warnings
-from typing import Any, Iterator, Mapping
+from pathlib import Path
+from typing import Any, ContextManager, Iterator, Mapping
 
 import numpy as np
 
-from refiner.engines import shared_study as shared
-from refiner.engines.common import (
-    FirstTrialError, RoundSpec, TrialCallback, build_model, check_objective_logged, derive_seed,
-    function_metrics, plain, retrying, tries_note,
-)
+from refiner.engines.base import Engine, RoundSpec, RunContext, TrialCallback
+from refiner.engines.evaluation import derive_seed
+from refiner.engines.optuna import shared_study as shared
 from refiner.space import Fixed, SearchSpace
-from refiner.trial import Objective, Trial, TrialState
+from refiner.trial import Trial
 
-__all__ = ["Participant", "close_run", "default_storage", "fail_stale", "run_round"]
+__all__ = ["OptunaEngine", "Participant", "close_run", "default_storage", "fail_stale", "run_round"]
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +145,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
               run_trials: bool = True, poll_s: float = 0.5) -> int:
     """Coordinate one round: open its study, take part in it (unless ``run_trials`` is off), and
     pass every result, whichever process produced it, to ``on_trial`` until ``spec.budget`` new
-    trials are recorded. Workers (:mod:`refiner.worker`) join through the same storage.
+    trials are recorded. Workers (:mod:`refiner.engines.optuna.worker`) join through the same storage.
     Returns how many new trials were recorded."""
     import optuna
 
@@ -169,7 +166,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
         "run_id": run_id, "target": target, "round": spec.round_index, "kind": spec.kind, "budget": budget, "seed": spec.seed,
         "space": space.to_dict(), "objective": spec.objective.to_dict(),
         "sampler": "random" if spec.kind == "random" else model_sampler_kind(space),
-        "executions_per_trial": spec.executions_per_trial, "heartbeat_interval": heartbeat_interval,
+        "executions_per_trial": spec.evaluation.executions_per_trial, "heartbeat_interval": heartbeat_interval,
         "reserve": spec.reserve, "exclude": None if spec.exclude is None else spec.exclude.to_dict(),
     })
     shared.write_control(rdb, study_prefix, {"run_id": run_id, "state": "open", "round": spec.round_index,
@@ -324,7 +321,10 @@ class Participant:
                 with shared.quiet_heartbeat_warnings():
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 return "full"
-            record = _evaluate(spec, trial.number, values, trial_id=f"{spec.round_index}-{'r' if spec.reserve else ''}o{storage_id:04d}")
+            outcome = spec.evaluation.run(values, space=spec.space, key=(spec.round_index, trial.number),
+                                          check_objective=spec.check_objective)
+            record = spec.evaluation.record(outcome, trial_id=f"{spec.round_index}-{'r' if spec.reserve else ''}o{storage_id:04d}",
+                                            round_index=spec.round_index, values=values, reserve=spec.reserve)
             if self.on_result is not None:
                 self.on_result(record)
             try:
@@ -351,72 +351,52 @@ def _fresh_point(space: SearchSpace, seen: set[str], rng: np.random.Generator, t
     return None
 
 
-def _evaluate(spec: RoundSpec, number: int, values: dict[str, Any], *, trial_id: str) -> Trial:
-    started = time.perf_counter()
-    metrics: dict[str, float] = {}
-    message = None
+class OptunaEngine(Engine):
+    """Rounds as Optuna studies: ``RandomSampler``, then TPE (``GPSampler`` with PyTorch).
 
-    def attempt() -> dict[str, float]:
-        if spec.function is not None:
-            result = spec.function(dict(values))
-            if spec.check_objective and isinstance(result, Mapping):
-                check_objective_logged(result.keys(), spec.objective)
-            found = function_metrics(result, spec.objective)
-        else:
-            found = _fit_hypermodel(spec, number, values)
-        value = found.get(spec.objective.name)
-        if value is None or not math.isfinite(float(value)):
-            raise ValueError(f"objective {spec.objective.name!r} is {value!r}; the trial counts as failed")
-        return found
+    Args:
+        storage: an Optuna storage URL; default an SQLite file in the run folder. Workers
+            (``refiner worker``) that reach the same storage join each round.
+        heartbeat_interval: seconds between a running trial's heartbeats; a trial silent for three
+            intervals (its worker died) is failed and its slot re-run. The coordinator beats at
+            the same interval, so workers notice if it dies.
+        run_trials: ``False`` makes the loop's process only coordinate, leaving every trial to workers.
+    """
 
-    try:
-        metrics = retrying(attempt, spec.trial_retries, f"trial {trial_id}")
-    except FirstTrialError:
-        raise  # the run's objective is wrong: the run stops (the agent says which metrics exist)
-    except Exception as exc:  # a failing trial is recorded, never fatal
-        message = (f"{type(exc).__name__}: {exc}"[:450] + tries_note(spec.trial_retries))
-        log.debug("trial %d failed", number, exc_info=True)
-    ok = message is None
-    return Trial(
-        trial_id=trial_id,
-        round=spec.round_index,
-        hyperparameters=plain(values),
-        score=float(metrics[spec.objective.name]) if ok else None,
-        status=TrialState.COMPLETE if ok else TrialState.FAILED,
-        metrics={k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))},
-        duration_s=time.perf_counter() - started,
-        message=message,
-        reserve=spec.reserve,
-    )
+    name = "optuna"
+    supports_workers = True
 
+    def __init__(self, storage: str | None = None, heartbeat_interval: int = 10, run_trials: bool = True):
+        if storage is not None and (not isinstance(storage, str) or not storage):
+            raise ValueError(f"`storage` must be an Optuna storage URL, got {storage!r}")
+        if not isinstance(heartbeat_interval, int) or isinstance(heartbeat_interval, bool) or heartbeat_interval < 1:
+            raise ValueError(f"`heartbeat_interval` must be a positive integer (seconds), got {heartbeat_interval!r}")
+        self.storage = storage
+        self.heartbeat_interval = heartbeat_interval
+        self.run_trials = bool(run_trials)
 
-def _fit_hypermodel(spec: RoundSpec, number: int, values: dict[str, Any]) -> dict[str, float]:
-    """Build and fit ``build_model(hp)`` as KerasTuner would, with ``hp`` holding this trial's values."""
-    import keras
+    def storage_url(self, run_root: Path) -> str:
+        return self.storage or default_storage(run_root.resolve())
 
-    hp = spec.space.to_keras_tuner()
-    hp.values.update(values)
-    objective: Objective = spec.objective
-    best: list[float] = []
-    last: dict[str, list[float]] = {}
-    for execution in range(spec.executions_per_trial):
-        if spec.seed is not None:
-            keras.utils.set_random_seed(derive_seed(spec.seed, spec.round_index, number, execution))
-        model = build_model(spec.hypermodel, hp)
-        fit_kwargs = {**dict(spec.fit_kwargs), "verbose": "auto" if spec.verbose >= 2 else 0}
-        # Each model gets its own copies of the callbacks, as in KerasTuner (they keep state).
-        fit_kwargs["callbacks"] = copy.deepcopy(list(fit_kwargs.get("callbacks") or []))
-        fit = getattr(spec.hypermodel, "fit", None)
-        history = fit(hp, model, *spec.fit_args, **fit_kwargs) if callable(fit) else model.fit(*spec.fit_args, **fit_kwargs)
-        if spec.check_objective and execution == 0:
-            check_objective_logged(history.history.keys(), objective)
-        curve = history.history.get(objective.name)
-        if not curve:
-            raise ValueError(f"model.fit reported no {objective.name!r}; it reported {sorted(history.history)}")
-        best.append(max(curve) if objective.direction == "max" else min(curve))
-        for name, series in history.history.items():
-            last.setdefault(name, []).append(float(series[-1]))
-        keras.backend.clear_session()
-    metrics = {name: float(np.mean(v)) for name, v in last.items()}
-    metrics[objective.name] = float(np.mean(best))
-    return metrics
+    def prepare(self, run_root: Path) -> None:
+        if self.storage is not None:
+            shared.open_storage(self.storage)  # an unreachable server is refused before the run folder is touched
+
+    def running(self, run: RunContext) -> ContextManager[None]:
+        return coordinator_heartbeat(self.storage_url(run.root), run.name, self.heartbeat_interval)
+
+    def close(self, run: RunContext, state: str, message: str | None = None) -> None:
+        close_run(self.storage_url(run.root), run.name, run.run_id, state, message)
+
+    def storage_location(self, run: RunContext) -> str | None:
+        return self.storage_url(run.root)
+
+    def round_label(self, kind: str, space: SearchSpace) -> str:
+        if kind == "random":
+            return "Optuna random sampler"
+        return {"gp": "Optuna GP sampler", "tpe": "Optuna TPE"}[model_sampler_kind(space)]
+
+    def run_round(self, spec: RoundSpec, on_trial: TrialCallback) -> int:
+        return run_round(spec, on_trial, storage=self.storage_url(spec.run.root), study_prefix=spec.run.name,
+                         run_id=spec.run.run_id, target=spec.run.target, heartbeat_interval=self.heartbeat_interval,
+                         run_trials=self.run_trials)

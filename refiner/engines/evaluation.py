@@ -1,0 +1,278 @@
+"""Evaluating one configuration, the same way for every engine.
+
+A trial is a call of the user's function, or the training of ``build_model(hp)`` as KerasTuner
+trains it: ``executions_per_trial`` models, each scored at its best epoch (every metric read at
+that epoch), the scores averaged. What engines differ in is only which configurations they
+propose; whatever runs them, a configuration gets the same score, the same failure rules and the
+same record:
+
+* an exception, or an objective that is NaN/inf, fails the trial (stock KerasTuner would turn
+  +inf into 0, which looks best); it is retried only when the run asks (``trial_retries``);
+* the run's first model is checked for the objective among its metrics, and a first model that
+  built but could not finish an epoch names the data it was given: mistakes every other trial
+  would repeat stop the run at once (:class:`FirstTrialError`);
+* with a seed, every execution is seeded from (seed, trial key, execution), so a run trains the
+  same models again and a resumed trial matches.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from refiner.errors import ValidationError
+from refiner.space import SearchSpace
+from refiner.trial import Objective, Trial, TrialState
+
+__all__ = ["Evaluation", "Outcome", "FirstTrialError", "ObjectiveNotLoggedError", "build_model",
+           "check_objective_logged", "derive_seed", "describe_data", "function_metrics", "plain"]
+
+log = logging.getLogger(__name__)
+
+ExtraCallbacks = Callable[[int], Sequence[Any]]  # execution number -> the engine's own Keras callbacks
+
+
+class FirstTrialError(ValidationError):
+    """The run's first model showed a mistake every other trial would repeat (the objective not
+    logged, data the model cannot take): the run stops at once, saying what would work."""
+
+
+class ObjectiveNotLoggedError(FirstTrialError):
+    """The first model (or function call) did not log the objective; the message lists what it did log."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What evaluating one configuration gave: its metrics, or why it failed."""
+
+    metrics: dict[str, float]  # empty when the trial failed
+    message: str | None  # why it failed; None when it succeeded
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.message is None
+
+
+@dataclass
+class Evaluation:
+    """Runs a configuration: ``function(params)`` or ``build_model(hp)`` trained on the fit arguments."""
+
+    objective: Objective
+    function: Callable[[dict[str, Any]], Any] | None = None
+    hypermodel: Any = None  # build_model(hp) or a keras_tuner.HyperModel
+    fit_args: tuple = ()
+    fit_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    executions_per_trial: int = 1
+    trial_retries: int = 0  # extra tries for a trial that raises or returns NaN/inf
+    verbose: int = 1  # 2 shows Keras's epoch bars; the trial lines are the loop's
+    seed: int | None = None
+    _succeeded: bool = field(default=False, init=False, repr=False)  # a result has shown the objective
+
+    def __post_init__(self) -> None:
+        if (self.function is None) == (self.hypermodel is None):
+            raise ValueError("give exactly one of `function` and `hypermodel`")
+
+    def run(self, values: Mapping[str, Any], *, space: SearchSpace, key: tuple, check_objective: bool = False,
+            hp: Any = None, extra_callbacks: ExtraCallbacks | None = None) -> Outcome:
+        """Evaluate ``values``; never raises but :class:`FirstTrialError`.
+
+        Args:
+            space: the round's space (a hypermodel's ``hp`` is built from it unless ``hp`` is given).
+            key: names the trial for seeding, e.g. ``(round, "07")``: the same key trains the same models.
+            check_objective: check this result for the objective (the run has no completed trial yet).
+            hp: the ``keras_tuner.HyperParameters`` to build with (KerasTuner's own trial object).
+            extra_callbacks: the engine's Keras callbacks for execution ``n`` (KerasTuner's checkpoint).
+        """
+        started = time.perf_counter()
+        check_objective = check_objective and not self._succeeded
+        label = f"trial {'-'.join(str(k) for k in key)}"
+        tries = self.trial_retries + 1
+        for attempt in range(1, tries + 1):
+            try:
+                metrics = self._once(dict(values), space, key, check_objective, hp, extra_callbacks)
+                self._succeeded = True
+                return Outcome(metrics, None, time.perf_counter() - started)
+            except FirstTrialError:
+                raise  # a mistake in the run's settings: every try would fail the same way
+            except Exception as exc:  # noqa: PERF203 - each try is a whole trial
+                message = f"{type(exc).__name__}: {exc}"[:450]
+                log.debug("%s failed", label, exc_info=True)
+                if attempt < tries:
+                    log.info("%s failed (%s); retry %d of %d", label, message, attempt, self.trial_retries)
+        note = f" (failed all {tries} tries)" if self.trial_retries else ""
+        return Outcome({}, message + note, time.perf_counter() - started)
+
+    def record(self, outcome: Outcome, *, trial_id: str, round_index: int, values: Mapping[str, Any],
+               reserve: bool = False) -> Trial:
+        """The ``trials.jsonl`` record of an evaluated configuration."""
+        return Trial(
+            trial_id=trial_id,
+            round=round_index,
+            hyperparameters=plain(values),
+            score=outcome.metrics[self.objective.name] if outcome.ok else None,
+            status=TrialState.COMPLETE if outcome.ok else TrialState.FAILED,
+            metrics={k: v for k, v in outcome.metrics.items() if math.isfinite(v)},
+            duration_s=outcome.duration_s,
+            message=outcome.message,
+            reserve=reserve,
+        )
+
+    # -- one try ----------------------------------------------------------------------------------
+    def _once(self, values: dict[str, Any], space: SearchSpace, key: tuple, check_objective: bool, hp: Any,
+              extra_callbacks: ExtraCallbacks | None) -> dict[str, float]:
+        if self.function is not None:
+            result = self.function(dict(values))
+            if check_objective and isinstance(result, Mapping):
+                check_objective_logged(result.keys(), self.objective)
+            metrics = function_metrics(result, self.objective)
+        else:
+            if hp is None:
+                hp = space.to_keras_tuner()
+                hp.values.update(values)
+            metrics = self._train(hp, key, check_objective, extra_callbacks)
+        value = metrics.get(self.objective.name)
+        if value is None or not math.isfinite(float(value)):
+            raise ValueError(f"objective {self.objective.name!r} is {value!r}; the trial counts as failed")
+        return metrics
+
+    def _train(self, hp: Any, key: tuple, check_objective: bool, extra_callbacks: ExtraCallbacks | None) -> dict[str, float]:
+        """Build and fit ``executions_per_trial`` models; the metrics of each one's best epoch, averaged."""
+        import keras
+
+        per_execution = []
+        for execution in range(self.executions_per_trial):
+            if self.seed is not None:
+                # Weight initialisation, dropout and shuffling: seeded per execution.
+                keras.utils.set_random_seed(derive_seed(self.seed, *key, execution))
+            model = build_model(self.hypermodel, hp)
+            kwargs = {**dict(self.fit_kwargs), "verbose": "auto" if self.verbose >= 2 else 0}
+            # Each model gets its own copies of the callbacks, as in KerasTuner (they keep state).
+            callbacks = copy.deepcopy(list(kwargs.get("callbacks") or []))
+            callbacks += list(extra_callbacks(execution)) if extra_callbacks else []
+            watch = _FirstEpochWatch.make() if check_objective and execution == 0 else None
+            kwargs["callbacks"] = callbacks + ([watch] if watch is not None else [])
+            fit = getattr(self.hypermodel, "fit", None)
+            try:
+                history = fit(hp, model, *self.fit_args, **kwargs) if callable(fit) else model.fit(*self.fit_args, **kwargs)
+            except Exception as exc:
+                if watch is not None and watch.started and not watch.finished_epoch:
+                    # The first model of the run built but could not train one epoch: almost always
+                    # data the model cannot take, which every trial would repeat.
+                    raise FirstTrialError(
+                        f"data: the first model built but failed before finishing an epoch "
+                        f"({type(exc).__name__}: {_telling_line(str(exc))}); the data loader gave "
+                        f"{describe_data(self.fit_args, self.fit_kwargs)}: check it against build_model's input"
+                    ) from exc
+                raise
+            logged = getattr(history, "history", history)
+            if not isinstance(logged, Mapping):
+                raise ValueError(f"fit must return a keras History or a dict of metric lists, got {type(history).__name__}")
+            if check_objective and execution == 0:
+                check_objective_logged(logged.keys(), self.objective)
+            per_execution.append(_best_epoch(logged, self.objective))
+            keras.backend.clear_session()  # frees the model before the next one is built
+        names = set().union(*per_execution)
+        return {name: float(np.mean([m[name] for m in per_execution if name in m])) for name in names}
+
+
+def _best_epoch(history: Mapping[str, Sequence[float]], objective: Objective) -> dict[str, float]:
+    """Every metric at the epoch where the objective was best, as KerasTuner scores an execution."""
+    curve = [float(v) for v in history.get(objective.name) or []]
+    if not curve:
+        raise ValueError(f"model.fit reported no {objective.name!r}; it reported {sorted(history)}")
+    finite = [i for i, v in enumerate(curve) if math.isfinite(v)]
+    if not finite:
+        return {objective.name: curve[-1]}  # NaN/inf throughout: the trial fails on its objective
+    pick = max if objective.direction == "max" else min
+    best = pick(finite, key=lambda i: curve[i])
+    return {name: float(values[best]) for name, values in history.items() if len(values) > best}
+
+
+class _FirstEpochWatch:
+    """Tells a model that failed before training from one that failed during its first epoch."""
+
+    @staticmethod
+    def make() -> Any:
+        import keras
+
+        class FirstEpochWatch(keras.callbacks.Callback):
+            started = False
+            finished_epoch = False
+
+            def on_train_begin(self, logs: Any = None) -> None:
+                self.started = True
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                self.finished_epoch = True
+
+        return FirstEpochWatch()
+
+
+# -- small shared helpers ---------------------------------------------------------------------------
+def derive_seed(*parts: Any) -> int:
+    """A stable, non-zero 31-bit seed (KerasTuner replaces a seed of 0 by a random one)."""
+    return zlib.crc32(repr(parts).encode()) % (2**31 - 2) + 1
+
+
+def function_metrics(result: Any, objective: Objective) -> dict[str, float]:
+    """A function's return value as metrics: a number is the objective; a dict must hold it."""
+    if isinstance(result, Mapping):
+        if objective.name not in result:
+            raise ValueError(f"the function returned metrics {sorted(result)} without the objective {objective.name!r}")
+        return {k: float(v) for k, v in result.items()}
+    return {objective.name: float(result)}
+
+
+def plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """numpy scalars -> Python scalars, so records are JSON."""
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in values.items()}
+
+
+def check_objective_logged(logged: Any, objective: Objective) -> None:
+    """Raise :class:`ObjectiveNotLoggedError` when ``objective`` is not among the ``logged`` names."""
+    names = [str(n) for n in logged]  # in the order the model logged them
+    if objective.name not in names:
+        raise ObjectiveNotLoggedError(
+            f"objective: {objective.name!r} not found in the first model's metrics; "
+            f"logged: {', '.join(names) if names else 'nothing'} (set objective to one of them)"
+        )
+
+
+def build_model(hypermodel: Any, hp: Any) -> Any:
+    """``hypermodel.build(hp)`` for a ``keras_tuner.HyperModel``, ``hypermodel(hp)`` for a function."""
+    build = getattr(hypermodel, "build", None)
+    return build(hp) if callable(build) else hypermodel(hp)
+
+
+def describe_data(fit_args: Sequence[Any], fit_kwargs: Mapping[str, Any]) -> str:
+    """``x: array(60, 8) float32, y: array(60,) int64``: what the data loader gave, for error messages."""
+    parts = [f"args[{i}]: {_shape(v)}" for i, v in enumerate(fit_args)]
+    parts += [f"{k}: {_shape(v)}" for k, v in fit_kwargs.items() if k in ("x", "y", "validation_data")]
+    return ", ".join(parts) or "no data"
+
+
+def _shape(value: Any) -> str:
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"array{tuple(int(s) for s in value.shape)} {value.dtype}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_shape(v) for v in value) + ")"
+    return type(value).__name__
+
+
+def _telling_line(message: str) -> str:
+    """The line of a (multi-line) Keras error that names the problem, e.g. the shapes that disagree."""
+    plain_text = re.sub(r"\x1b\[[0-9;]*m", "", message)  # Keras colours its messages for terminals
+    lines = [line.strip() for line in plain_text.splitlines() if line.strip()]
+    for line in lines:
+        if any(word in line for word in ("expected", "incompatible", "shape")):
+            return line[:300]
+    return lines[0][:300] if lines else "no message"
