@@ -42,6 +42,8 @@ import numpy as np
 
 from refiner.encoding import Encoder
 from refiner.narrowing import Decision
+from refiner.narrowing_method.bounds import choice_of, clean, merged_values, stretch
+from refiner.narrowing_method.evidence import num
 from refiner.space import Boolean, Choice, Fixed, Float, Int, Parameter, SearchSpace, _same_scalar, parameter_from_dict
 from refiner.surrogate import fit_surrogate
 from refiner.trial import Objective, Trial
@@ -245,8 +247,8 @@ def _judge(cut: AuditedCut, piece: str, cut_dict: dict, m: float, s: float, k: f
         reason = f"Doubtful: the cut of {where} ({who}) may have removed something as good: {values}" + (
             f" ({trials_note}; fewer than {MIN_SUPPORT} is no evidence)." if m > k else ".")
     kept = k if math.isfinite(k) else None
-    return Judgement(cut.round, cut.name, piece, cut_dict, verdict, _clean(sign * m), _clean(s),
-                     None if kept is None else _clean(sign * kept), config, reopen_it, cut.overridden, reason)
+    return Judgement(cut.round, cut.name, piece, cut_dict, verdict, clean(sign * m), clean(s),
+                     None if kept is None else clean(sign * kept), config, reopen_it, cut.overridden, reason)
 
 
 def _describe_cut(cut: Mapping[str, Any]) -> str:
@@ -259,23 +261,15 @@ def _f(x: Any) -> str:
     return "n/a" if x is None else (f"{x:.4g}" if isinstance(x, float) else str(x))
 
 
-def _clean(x: float) -> float:
-    return float(f"{x:.12g}")
-
-
 def audit_document(round_index: int, judgements: Sequence[Judgement], summary: Mapping[str, Any]) -> dict[str, Any]:
     """The content of ``rounds/<k>/audit.json``."""
     return {
         "format_version": FORMAT_VERSION,
         "round": int(round_index),
-        "surrogate": {"model": summary.get("model"), "cv_score": _finite(summary.get("cv_score")),
+        "surrogate": {"model": summary.get("model"), "cv_score": num(summary.get("cv_score")),
                       "trusted": bool(summary.get("trusted")), "n_trials": int(summary.get("n_trials", 0))},
         "judgements": [j.to_dict() for j in judgements],
     }
-
-
-def _finite(x: Any) -> float | None:
-    return float(x) if x is not None and math.isfinite(float(x)) else None
 
 
 # -- re-opening ---------------------------------------------------------------------------------------
@@ -320,27 +314,15 @@ def reopen(decisions: Sequence[Decision], judgements: Sequence[Judgement], origi
 
 
 def _widen(after: Parameter, earlier: Parameter, j: Judgement, original: SearchSpace, is_parent: bool) -> Parameter | None:
-    conditions = after.conditions
+    """``after`` with judgement ``j``'s piece of the ``earlier`` range put back. A numeric side keeps
+    the earlier range's grid (the current one is anchored on it) and its own settings."""
     if j.piece in ("low", "high") and isinstance(earlier, (Float, Int)):
-        base = after if isinstance(after, type(earlier)) else dataclasses.replace(
-            earlier, low=after.value, high=after.value) if isinstance(after, Fixed) else None  # type: ignore[union-attr]
-        if base is None:
+        if not isinstance(after, (type(earlier), Fixed)):
             return None
-        low = min(base.low, earlier.low) if j.piece == "low" else base.low
-        high = max(base.high, earlier.high) if j.piece == "high" else base.high
-        # Keep the earlier range's grid (the current one is anchored on it) and its own settings.
-        return dataclasses.replace(earlier, low=low, high=high, conditions=conditions)
+        return stretch(after, earlier, down_to=earlier.low if j.piece == "low" else None,
+                       up_to=earlier.high if j.piece == "high" else None)
     if j.piece == "values" and isinstance(earlier, (Choice, Boolean)) and not is_parent:
-        kept = list(after.values) if isinstance(after, (Choice, Boolean)) else (
-            [after.value] if isinstance(after, Fixed) else [])
-        restored = list(j.cut["values"])
-        reference = original[j.name].values if j.name in original and isinstance(original[j.name], (Choice, Boolean)) \
-            else earlier.values  # type: ignore[union-attr]
-        values = tuple(v for v in reference if any(_same_scalar(v, x) for x in kept + restored))
-        if isinstance(earlier, Boolean) and len(values) == 2:
-            return Boolean(earlier.name, conditions=conditions)
-        if len(values) == 1:
-            return Fixed(earlier.name, values[0], conditions=conditions)
-        ordered = earlier.ordered if isinstance(earlier, Choice) else False
-        return Choice(earlier.name, values, ordered=ordered, conditions=conditions)
+        declared = original[j.name] if j.name in original else None
+        reference = declared.values if isinstance(declared, (Choice, Boolean)) else earlier.values
+        return choice_of(earlier, merged_values(after, j.cut["values"], reference), after.conditions)
     return None

@@ -45,7 +45,7 @@ from refiner.encoding import Encoder, values_from_unit
 from refiner.space import Float, Int, SearchSpace
 from refiner.trial import Objective, Trial
 
-__all__ = ["Surrogate", "fit_surrogate", "MODELS", "DEFAULT_MODELS", "MIN_TRIALS", "FORMAT_VERSION", "FEW_FOLDS_FROM"]
+__all__ = ["Surrogate", "fit_surrogate", "is_trusted", "MODELS", "DEFAULT_MODELS", "MIN_TRIALS", "FORMAT_VERSION", "FEW_FOLDS_FROM"]
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ class Surrogate(BaseEstimator):
 
     @property
     def trusted(self) -> bool:
-        return self.fitted and self.cv_score_ is not None and self.cv_score_ >= self.min_cv_score
+        return self.fitted and is_trusted(self.cv_score_, self.min_cv_score)
 
     @property
     def cv_score(self) -> float | None:
@@ -397,6 +397,12 @@ class Surrogate(BaseEstimator):
             "importances": {k: float(v) for k, v in self.importances.items()},
             "partial_dependence": self.partial_dependence,
         }
+
+
+def is_trusted(cv_score: float | None, min_cv_score: float) -> bool:
+    """Whether a surrogate that ranks held-out trials with this cross-validated Spearman
+    correlation may be acted on (narrowing's gate and the audit both ask this)."""
+    return cv_score is not None and cv_score >= min_cv_score
 
 
 def _finite_or_none(x: float | None) -> float | None:

@@ -649,14 +649,15 @@ def test_confidence_bounds_need_ten_trials_per_parameter():
 
 
 def test_the_good_set_keeps_at_least_min_good_share():
-    from refiner import narrowing
+    from refiner.narrowing_method.constants import MIN_GOOD_SHARE
+    from refiner.narrowing_method.steps import good_set_size
 
     cfg = NarrowingConfig()
     mean = -np.linspace(0.0, 1.0, 1000)  # a sharp, sure ranking: only the first candidate is plausible
-    n_good, n_plausible = narrowing._good_set_size(mean, np.full(1000, 1e-6), mean[:1], np.zeros(1), cfg)
-    assert n_plausible == 1 and n_good == math.ceil(narrowing.MIN_GOOD_SHARE * 1000)
-    n_good, _ = narrowing._good_set_size(mean, np.full(1000, 1e-6), mean[:1], np.zeros(1), cfg, enough=False)
+    n_good, n_plausible = good_set_size(mean, np.full(1000, 1e-6), mean[:1], np.zeros(1), cfg)
+    assert n_plausible == 1 and n_good == math.ceil(MIN_GOOD_SHARE * 1000)
+    n_good, _ = good_set_size(mean, np.full(1000, 1e-6), mean[:1], np.zeros(1), cfg, enough=False)
     assert n_good == math.ceil(cfg.top_fraction * 1000)
     # A better lower bound among the trials than among the candidates raises the bar.
-    n_good, n_plausible = narrowing._good_set_size(mean, np.full(1000, 0.1), np.array([0.0]), np.zeros(1), cfg)
+    n_good, n_plausible = good_set_size(mean, np.full(1000, 0.1), np.array([0.0]), np.zeros(1), cfg)
     assert n_plausible == int(np.sum(mean + 0.2 >= 0.0))
