@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("run folder", ["refiner.store", "refiner.lock"]),
     ("overrides, checks, console text", ["refiner.overrides", "refiner.check", "refiner.warm_start",
                                          "refiner.report"]),
-    ("method", ["refiner.surrogate", "refiner.narrowing", "refiner.audit"]),
+    ("method", ["refiner.surrogate", "refiner.narrowing_method", "refiner.narrowing", "refiner.audit"]),
     ("engines", ["refiner.engines"]),
     ("loop", ["refiner.settings", "refiner.tuner_calls", "refiner.agent", "refiner.config", "refiner"]),
     ("surfaces", ["refiner.cli", "refiner.validate", "refiner.review", "refiner.review_app", "refiner.bench",
