@@ -32,7 +32,7 @@ def __getattr__(name: str):
     # The loop imports scikit-learn and, through the engines, KerasTuner or Optuna once a round
     # runs: `import refiner` stays quick for the CLI's config checks and the review app.
     if name == "Refiner":
-        from refiner.agent import Refiner
+        from refiner.loop import Refiner
 
         return Refiner
     raise AttributeError(f"module 'refiner' has no attribute {name!r}")

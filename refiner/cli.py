@@ -161,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _make_refiner(config: Any, args: argparse.Namespace, run_dir: Path, hypermodel: Any, function: Any) -> Any:
-    from refiner.agent import Refiner
+    from refiner.loop import Refiner
 
     space = config.space
     if args.from_refined:
@@ -253,7 +253,7 @@ def _fit_kwargs(data: Any, fit: dict[str, Any]) -> dict[str, Any]:
 
 def _show(args: argparse.Namespace) -> int:
     from refiner.check import run_problems
-    from refiner.report import run_summary
+    from refiner.console import run_summary
 
     store = _existing_run(args.run_dir)
     found = run_problems(store)

@@ -27,7 +27,7 @@ from refiner.check import run_problems
 from refiner.errors import RefinerError, RunFolderError, ValidationError
 from refiner.export import FORMATS, SUFFIXES, render
 from refiner.overrides import decisions_with_overrides, read_overrides, refined_space
-from refiner.report import fmt, latest_judgements, verdict_of
+from refiner.console import fmt, latest_judgements, verdict_of
 from refiner.space import (
     Fixed,
     Float,

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import streamlit as st
 
-from refiner import report, review
+from refiner import console, review
 from refiner.errors import RefinerError, ValidationError
 from refiner.lock import holder
 from refiner.overrides import write_overrides
@@ -154,7 +154,7 @@ def _summary(view: review.RunView) -> None:
     run, settings, state = view.run, view.run["settings"], view.run["state"]
     objective = view.objective
     best = view.best
-    done, total = len(view.trials), report.planned_trials(settings)
+    done, total = len(view.trials), console.planned_trials(settings)
     failed = sum(1 for t in view.trials if not t.ok)
     c = st.columns(4)
     c[0].metric("Status", state["status"])
@@ -180,7 +180,7 @@ def _summary(view: review.RunView) -> None:
                          hide_index=True, key="best_hps")
     with right:
         st.markdown("**Settings**")
-        st.caption(f"{esc(settings['target'])} ({esc(settings['mode'])}); {report.schedule_words(settings)}; "
+        st.caption(f"{esc(settings['target'])} ({esc(settings['mode'])}); {console.schedule_words(settings)}; "
                    f"seed {esc(settings['seed'])}; started "
                    f"{esc(run['created_at'])}, last update {esc(run['updated_at'])}")
         with st.expander("All settings and versions"):

@@ -1,4 +1,4 @@
-"""KerasTuner's ``Tuner`` calls on a :class:`~refiner.agent.Refiner`, answered from the run folder.
+"""KerasTuner's ``Tuner`` calls on a :class:`~refiner.loop.Refiner`, answered from the run folder.
 
 A KerasTuner script keeps working when only its constructor changes::
 
@@ -80,7 +80,7 @@ class OracleView:
 
 
 class KerasTunerCalls:
-    """Mixin for :class:`~refiner.agent.Refiner`; reads ``_trials``, ``objective``, ``store``,
+    """Mixin for :class:`~refiner.loop.Refiner`; reads ``_trials``, ``objective``, ``store``,
     ``_hypermodel``, ``seed`` and ``_fit`` (the last ``search()``'s data) from it."""
 
     _trials: list[Trial]

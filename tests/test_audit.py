@@ -15,7 +15,7 @@ from refiner import schemas
 from refiner.audit import AuditedCut, _pieces, audit_cuts, audit_document, reopen
 from refiner.narrowing import Decision
 from refiner.overrides import write_overrides
-from refiner.report import run_summary
+from refiner.console import run_summary
 from refiner.space import Boolean, Choice, Fixed, Float, Int, SearchSpace
 from refiner.store import RunStore
 from refiner.trial import Objective, Trial, TrialState

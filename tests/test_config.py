@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import refiner
-import refiner.agent  # noqa: F401 - loaded before _restore_import_state's snapshot, which unloads what a test imports
+import refiner.loop  # noqa: F401 - loaded before _restore_import_state's snapshot, which unloads what a test imports
 from refiner.config import RunConfig, load_run_config, resolve
 from refiner.errors import ValidationError
 from refiner.space import Float, SearchSpace

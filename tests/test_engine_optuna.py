@@ -120,7 +120,7 @@ def test_engine_and_storage_arguments_are_checked(tmp_path):
 
 @pytest.mark.slow
 def test_keras_hypermodel_runs_unchanged_on_optuna(tmp_path):
-    from test_agent import _tiny_data, tiny_build_model
+    from test_loop import _tiny_data, tiny_build_model
 
     x, y = _tiny_data()
     agent = refiner.Refiner(hypermodel=tiny_build_model, objective="val_accuracy", rounds=2, trials_per_round=3,

@@ -23,10 +23,10 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("encoding, export", ["refiner.encoding", "refiner.export"]),
     ("run folder", ["refiner.store", "refiner.lock"]),
     ("overrides, checks, console text", ["refiner.overrides", "refiner.check", "refiner.warm_start",
-                                         "refiner.report"]),
+                                         "refiner.console"]),
     ("method", ["refiner.surrogate", "refiner.narrowing_method", "refiner.narrowing", "refiner.audit"]),
     ("engines", ["refiner.engines"]),
-    ("loop", ["refiner.settings", "refiner.tuner_calls", "refiner.agent", "refiner.config", "refiner"]),
+    ("loop", ["refiner.settings", "refiner.tuner_calls", "refiner.loop", "refiner.config", "refiner"]),
     ("surfaces", ["refiner.cli", "refiner.validate", "refiner.review", "refiner.review_app", "refiner.bench",
                   "app"]),
 ]

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     log.setLevel(logging.INFO)
     log.propagate = False
     # The bench reports progress itself; the agent's per-trial lines would drown it.
-    logging.getLogger("refiner.agent").setLevel(logging.WARNING)
+    logging.getLogger("refiner.loop").setLevel(logging.WARNING)
 
     def progress(done: int, total: int, record: dict[str, Any]) -> None:
         what = f"{record['problem']} {record['optimizer']} seed {record['seed']} budget {record['budget']}"

@@ -114,7 +114,7 @@ def _warm_imports() -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        import refiner.agent  # noqa: F401
+        import refiner.loop  # noqa: F401
         import refiner.engines.keras_tuner  # noqa: F401
     with contextlib.suppress(ImportError):
         import bayes_opt  # noqa: F401

@@ -121,7 +121,7 @@ def _run_refiner(problem: Problem, budget: int, seed: int, workdir: Path, rounds
                  narrowing: Mapping[str, Any] | None = None, initial_share: float | None = None) -> dict[str, Any]:
     """``rounds``, ``narrowing`` (a NarrowingConfig dict) and ``initial_share`` (round 0's share of
     the budget) exist to measure method changes; the defaults are the product's."""
-    from refiner.agent import Refiner
+    from refiner.loop import Refiner
     from refiner.trial import Objective
 
     rounds, initial, per_round = refiner_schedule(budget, rounds, initial_share)

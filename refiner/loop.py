@@ -28,7 +28,7 @@ import platform
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from refiner import __version__, progress, report
+from refiner import __version__, console, progress
 from refiner.audit import audit_cuts, audit_document, cuts_of, reopen
 from refiner.check import check_run
 from refiner.engines import DEFAULT_ENGINE, engine_names, make_engine
@@ -285,7 +285,7 @@ class Refiner(KerasTunerCalls):
         store.update_state(status="finished", current_round=self.rounds - 1, message=None, best=_best_dict(best))
         store.event("run_finished", best_score=None if best is None else best.score)
         log.info("run finished: best %s = %s; refined space written to %s",
-                 self.objective.name, report.fmt(best.score if best else None), store.refined_space_file)
+                 self.objective.name, console.fmt(best.score if best else None), store.refined_space_file)
         return self
 
     # -- steps ---------------------------------------------------------------------------------
@@ -463,7 +463,7 @@ class Refiner(KerasTunerCalls):
             counter["n"] += 1
             store.event("trial_finished", round=k, trial_id=trial.trial_id, status=trial.status.value,
                         score=trial.score)
-            log.info("%s", report.trial_line(trial, counter["n"], self._budget(k), self.best_trial, self.objective))
+            log.info("%s", console.trial_line(trial, counter["n"], self._budget(k), self.best_trial, self.objective))
 
         spec = RoundSpec(
             run=self._run_context(), round_index=k, kind=kind, space=space, objective=self.objective,
@@ -540,7 +540,7 @@ class Refiner(KerasTunerCalls):
         store.event("round_analysed", round=k, model=surrogate.model_name, cv_score=surrogate.cv_score,
                     actions={d.name: d.action for d in decisions})
         round_trials = [t for t in self._trials if t.round == k]
-        log.info("%s", report.round_table(k, round_trials, self.best_trial, surrogate, decisions, self.objective))
+        log.info("%s", console.round_table(k, round_trials, self.best_trial, surrogate, decisions, self.objective))
 
     def _audit(self, k: int, completed: list[Trial], initial_space: SearchSpace, decisions: list, seed: int | None) -> list:
         """Judge every earlier cut with all trials so far (``rounds/<k>/audit.json``); undo the strongly wrong ones."""
@@ -612,7 +612,7 @@ def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[st
     changed = []
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
-            before, after = report.short(old.get(key)), report.short(new.get(key))
+            before, after = console.short(old.get(key)), console.short(new.get(key))
             changed.append(f"{key}: was {before}, now {after}")
     return changed
 

@@ -319,7 +319,7 @@ def test_round_zero_runs_initial_trials_and_later_rounds_trials_per_round(tmp_pa
 
 
 def test_show_and_the_app_count_a_smaller_random_round(tmp_path):
-    from refiner.report import planned_trials, run_summary, schedule_words
+    from refiner.console import planned_trials, run_summary, schedule_words
     from refiner.space import Float, SearchSpace
 
     agent = refiner.Refiner(function=lambda p: p["x"] ** 2, space=SearchSpace([Float("x", -1.0, 1.0)]),
