@@ -44,7 +44,7 @@ from refiner.encoding import Encoder
 from refiner.narrowing import Decision
 from refiner.narrowing_method.bounds import choice_of, clean, merged_values, stretch
 from refiner.narrowing_method.evidence import num
-from refiner.space import Boolean, Choice, Fixed, Float, Int, Parameter, SearchSpace, _same_scalar, parameter_from_dict
+from refiner.space import Boolean, Choice, Fixed, Float, Int, Parameter, SearchSpace, same_scalar, parameter_from_dict
 from refiner.surrogate import fit_surrogate
 from refiner.trial import Objective, Trial
 
@@ -132,7 +132,7 @@ def _pieces(before: Parameter, after: Parameter) -> list[tuple[str, Parameter]]:
     if isinstance(before, (Choice, Boolean)):
         kept = list(after.values) if isinstance(after, (Choice, Boolean)) else (
             [after.value] if isinstance(after, Fixed) else [])
-        gone = tuple(v for v in before.values if not any(_same_scalar(v, k) for k in kept))
+        gone = tuple(v for v in before.values if not any(same_scalar(v, k) for k in kept))
         if not gone or len(gone) == len(before.values):
             return []
         return [("values", Choice(before.name, gone) if len(gone) > 1 else Fixed(before.name, gone[0]))]

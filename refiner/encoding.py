@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from refiner.space import Boolean, Choice, Fixed, Float, Int, Parameter, SearchSpace, _same_scalar
+from refiner.space import Boolean, Choice, Fixed, Float, Int, Parameter, SearchSpace, same_scalar
 
 __all__ = ["INACTIVE", "Encoder", "values_from_unit"]
 
@@ -198,7 +198,7 @@ class Encoder:
         for c in p.conditions:
             parent = self.space[c.parent]
             parent_values = (parent.value,) if isinstance(parent, Fixed) else parent.values  # type: ignore[union-attr]
-            allowed = [i for i, v in enumerate(parent_values) if any(_same_scalar(v, w) for w in c.values)]
+            allowed = [i for i, v in enumerate(parent_values) if any(same_scalar(v, w) for w in c.values)]
             mask &= np.isin(codes[c.parent], allowed)  # NaN (inactive parent) is never allowed
         return mask
 
@@ -309,7 +309,7 @@ def _draw_unit(p: Float | Int, n: int, rng: np.random.Generator) -> np.ndarray:
 
 def _index_of(p: Choice | Boolean, value: Any) -> int | None:
     for i, v in enumerate(p.values):
-        if _same_scalar(value, v):
+        if same_scalar(value, v):
             return i
     return None
 

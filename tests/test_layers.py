@@ -56,8 +56,12 @@ def modules() -> list[Path]:
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:
-    """``(line, module)`` for every ``refiner`` import in the file, at any depth."""
+    """``(line, module)`` for every ``refiner`` import in the file, at any depth, except those only
+    a type checker runs (``if TYPE_CHECKING:``), which load nothing."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            node.body = []
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

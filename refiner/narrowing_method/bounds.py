@@ -8,7 +8,7 @@ import math
 from typing import Any, Sequence
 
 from refiner.narrowing_method.constants import GRID_TOLERANCE
-from refiner.space import Boolean, Choice, Condition, Fixed, Float, Int, Parameter, _same_scalar
+from refiner.space import Boolean, Choice, Condition, Fixed, Float, Int, Parameter, same_scalar
 
 __all__ = ["value_at", "snap_outward", "clean", "stretch", "merged_values", "choice_of"]
 
@@ -86,7 +86,7 @@ def merged_values(after: Parameter, added: Sequence[Any], reference: Sequence[An
     """The values of ``reference``, in its order, that ``after`` offers or ``added`` brings back."""
     kept = list(after.values) if isinstance(after, (Choice, Boolean)) else (
         [after.value] if isinstance(after, Fixed) else [])
-    return tuple(v for v in reference if any(_same_scalar(v, x) for x in kept + list(added)))
+    return tuple(v for v in reference if any(same_scalar(v, x) for x in kept + list(added)))
 
 
 def choice_of(shape: Choice | Boolean, values: tuple[Any, ...], conditions: tuple[Condition, ...]) -> Parameter:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from refiner.space import Condition, Parameter, SearchSpace, _same_scalar
+from refiner.space import Condition, Parameter, SearchSpace, same_scalar
 
 __all__ = ["children", "pruned_conditions", "with_conditions", "condition_emptied"]
 
@@ -24,7 +24,7 @@ def pruned_conditions(p: Parameter, dropped: Mapping[str, list[Any]]) -> tuple[C
     out = []
     for c in p.conditions:
         gone = dropped.get(c.parent, [])
-        values = tuple(v for v in c.values if not any(_same_scalar(v, g) for g in gone))
+        values = tuple(v for v in c.values if not any(same_scalar(v, g) for g in gone))
         out.append(c if len(values) == len(c.values) else Condition(c.parent, values))
     return tuple(out)
 
@@ -36,6 +36,6 @@ def with_conditions(p: Parameter, conditions: tuple[Condition, ...]) -> Paramete
 def condition_emptied(child: Parameter, parent: str, gone: list[Any]) -> bool:
     """Whether dropping ``gone`` from ``parent`` leaves ``child`` a condition no value meets."""
     return any(
-        c.parent == parent and all(any(_same_scalar(v, g) for g in gone) for v in c.values)
+        c.parent == parent and all(any(same_scalar(v, g) for g in gone) for v in c.values)
         for c in child.conditions
     )

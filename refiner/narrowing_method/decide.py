@@ -15,7 +15,7 @@ from refiner.narrowing_method.evidence import Evidence
 from refiner.narrowing_method.steps import (
     bad_values, choice_drops, edge_pressure, new_range, quantile_box, value_stats,
 )
-from refiner.space import Boolean, Choice, Fixed, Float, Int, Parameter, _same_scalar
+from refiner.space import Boolean, Choice, Fixed, Float, Int, Parameter, same_scalar
 
 __all__ = ["decide_numeric", "decide_choice", "keep"]
 
@@ -89,7 +89,7 @@ def decide_choice(p: Choice | Boolean, current: Choice | Boolean, ev: Evidence, 
     gone = [p.values[i] for i in drops.dropped]
     dropped[p.name] = gone
     evidence["dropped"] = gone
-    remaining = tuple(v for v in p.values if not any(_same_scalar(v, g) for g in gone))
+    remaining = tuple(v for v in p.values if not any(same_scalar(v, g) for g in gone))
     if len(remaining) == 1:
         new: Parameter = Fixed(p.name, remaining[0], conditions=current.conditions)
         return Decision(p.name, "fix", p.to_dict(), new.to_dict(),

@@ -19,7 +19,7 @@ from refiner.narrowing_method.constants import (
 )
 from refiner.narrowing_method.evidence import Evidence, GoodSet, Model, Predictor, num
 from refiner.narrowing_method.settings import NarrowingConfig
-from refiner.space import Boolean, Choice, Float, Int, Parameter, SearchSpace, _same_scalar
+from refiner.space import Boolean, Choice, Float, Int, Parameter, SearchSpace, same_scalar
 from refiner.surrogate import is_trusted
 from refiner.trial import Trial
 
@@ -259,7 +259,7 @@ def bad_values(ev: Evidence, p: Choice | Boolean, stats: Sequence[ValueStats], i
     oriented = ev.oriented(np.array([float(t.score) for t in ev.ranked]))  # type: ignore[arg-type]
     n_good = len(_good_indices(ev, p))
     k = len(p.values)
-    inc_index = next((i for i, v in enumerate(p.values) if incumbent is not None and _same_scalar(v, incumbent)), None)
+    inc_index = next((i for i, v in enumerate(p.values) if incumbent is not None and same_scalar(v, incumbent)), None)
 
     def is_bad(i: int) -> bool:
         # Enough trials used it, none of the best trials did, the good region (nearly) avoids it,

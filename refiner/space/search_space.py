@@ -1,0 +1,229 @@
+"""The search space: an ordered, immutable set of parameters, and its portable JSON form.
+
+The JSON form is described by ``schemas/search_space.schema.json``::
+
+    {"format_version": 1, "parameters": [
+        {"name": "learning_rate", "type": "float", "low": 1e-4, "high": 1e-2, "log": true},
+        {"name": "units", "type": "int", "low": 64, "high": 512, "step": 64},
+        {"name": "activation", "type": "choice", "values": ["relu", "tanh"]},
+        {"name": "dropout", "type": "float", "low": 0.0, "high": 0.5,
+         "conditions": [{"parent": "use_dropout", "values": [true]}]},
+        {"name": "use_dropout", "type": "boolean"}]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from refiner import schemas
+from refiner.errors import ValidationError
+from refiner.jsonio import atomic_write_text, parse_limit_reason
+from refiner.space.libraries import LibraryForms
+from refiner.space.parameters import Condition, Fixed, Float, Int, Parameter, parameter_from_dict
+
+__all__ = ["SearchSpace", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+
+class SearchSpace(LibraryForms):
+    """An ordered, immutable set of parameters with unique names.
+
+    Conditions may only point at ``choice``, ``boolean`` or ``fixed`` parents declared earlier,
+    and their values must be values the parent can take.
+    """
+
+    def __init__(self, parameters: Sequence[Parameter]):
+        params = tuple(parameters)
+        problems = _space_problems(params)
+        if problems:
+            raise ValidationError(problems)
+        self._params = params
+        self._by_name = {p.name: p for p in params}
+        # Condition values take the parent's own type (1 -> 1.0 under a float choice), so equal
+        # spaces compare equal and KerasTuner, which casts values to the first one's type, agrees.
+        params = tuple(
+            replace(p, conditions=tuple(Condition(c.parent, tuple(_parent_typed(self, c))) for c in p.conditions))
+            if p.conditions else p
+            for p in params
+        )
+        self._params = params
+        self._by_name = {p.name: p for p in params}
+
+    # -- collection protocol ------------------------------------------------------------------
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        return self._params
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self._params]
+
+    def __iter__(self) -> Iterator[Parameter]:
+        return iter(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __getitem__(self, name: str) -> Parameter:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"no parameter named {name!r}; the space has {self.names}") from None
+
+    def _canonical(self) -> str:
+        # JSON text tells True from 1 and 1 from 1.0, which == on dicts does not.
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SearchSpace) and self._canonical() == other._canonical()
+
+    def __hash__(self) -> int:
+        return hash(self._canonical())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{p.name}={p.describe()}" for p in self._params)
+        return f"SearchSpace({inner})"
+
+    def replace(self, parameter: Parameter) -> "SearchSpace":
+        """A new space with the parameter of the same name swapped for ``parameter``."""
+        self[parameter.name]  # raises a clear KeyError for an unknown name
+        return SearchSpace([parameter if p.name == parameter.name else p for p in self._params])
+
+    def tunable(self) -> list[Parameter]:
+        """Parameters that are actually searched (everything but ``fixed``)."""
+        return [p for p in self._params if not isinstance(p, Fixed)]
+
+    # -- assignments --------------------------------------------------------------------------
+    def active_names(self, assignment: Mapping[str, Any]) -> list[str]:
+        """Names that are active under ``assignment`` (conditions resolved in declaration order)."""
+        resolved: dict[str, Any] = {}
+        for p in self._params:
+            if p.is_active(resolved):
+                resolved[p.name] = assignment.get(p.name, p.value if isinstance(p, Fixed) else None)
+        return list(resolved)
+
+    def contains(self, assignment: Mapping[str, Any]) -> bool:
+        """Whether every active parameter of the space has a value inside its range."""
+        for name in self.active_names(assignment):
+            if name not in assignment or not self[name].contains(assignment[name]):
+                return False
+        return True
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """One configuration drawn uniformly (log-uniformly for log parameters)."""
+        out: dict[str, Any] = {}
+        for p in self._params:
+            if not p.is_active(out):
+                continue
+            if isinstance(p, Fixed):
+                out[p.name] = p.value
+            elif isinstance(p, (Float, Int)):
+                if isinstance(p, Int) and not p.log:
+                    # Draw the grid index, never the list of values (a range may be huge).
+                    n_steps = (p.high - p.low) // p.grid_step
+                    out[p.name] = p.low + int(rng.integers(0, n_steps + 1)) * p.grid_step
+                else:
+                    out[p.name] = p.from_unit(rng.uniform())
+            else:
+                out[p.name] = p.values[int(rng.integers(len(p.values)))]
+        return out
+
+    # -- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, "parameters": [p.to_dict() for p in self._params]}
+
+    @classmethod
+    def from_dict(cls, document: Any, source: str | None = None) -> "SearchSpace":
+        """Build a space from its JSON document; every broken rule is reported with its JSON path."""
+        schemas.validate(document, "search_space", source=source)
+        params: list[Parameter] = []
+        problems: list[str] = []
+        for i, entry in enumerate(document["parameters"]):
+            try:
+                params.append(parameter_from_dict(entry))
+            except (ValueError, OverflowError) as exc:
+                problems.append(f"parameters[{i}]: {exc}")
+        if not problems:
+            problems = _space_problems(tuple(params))
+        if problems:
+            raise ValidationError(problems, source=source)
+        return cls(params)
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The JSON text; also written atomically to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        if path is not None:
+            atomic_write_text(Path(path), text)
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text: str | os.PathLike[str]) -> "SearchSpace":
+        """Load from a file path (a ``Path`` always is one), or from JSON text starting with ``{``."""
+        text = str(path_or_text)
+        source = None
+        if isinstance(path_or_text, os.PathLike) or not text.lstrip().startswith("{"):
+            source = str(path_or_text)
+            try:
+                text = Path(path_or_text).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValidationError(f"cannot read the file ({exc.strerror})", source=source) from None
+            except UnicodeDecodeError:
+                raise ValidationError("cannot read the file (not UTF-8 text)", source=source) from None
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})", source=source) from None
+        except (ValueError, RecursionError) as exc:  # a 4300+-digit integer, or absurd nesting
+            raise ValidationError(f"not valid JSON ({parse_limit_reason(exc)})", source=source) from None
+        return cls.from_dict(document, source=source)
+
+
+    # -- overrides ------------------------------------------------------------------------------
+    def override_with(self, other: "SearchSpace") -> "SearchSpace":
+        """This space with every parameter that ``other`` also names taken from ``other``.
+
+        Used when a space file narrows or widens the ranges a hypermodel declares; names that only
+        ``other`` has are appended (a hypermodel may register them only under some conditions).
+        """
+        merged = [other[p.name] if p.name in other else p for p in self._params]
+        merged += [p for p in other if p.name not in self]
+        return SearchSpace(merged)
+
+
+
+def _parent_typed(space: SearchSpace, c: Condition) -> list[Any]:
+    """The condition's values as the parent holds them (1 -> 1.0 for a float choice)."""
+    parent = space[c.parent]
+    own = (parent.value,) if isinstance(parent, Fixed) else tuple(parent.values)  # type: ignore[union-attr]
+    return [next((v for v in own if Condition(c.parent, (v,)).holds({c.parent: w})), w) for w in c.values]
+
+
+def _space_problems(params: tuple[Parameter, ...]) -> list[str]:
+    """Rules that involve several parameters: unique names, conditions on earlier discrete parents."""
+    problems: list[str] = []
+    seen: dict[str, Parameter] = {}
+    for i, p in enumerate(params):
+        if p.name in seen:
+            problems.append(f"parameters[{i}].name: must be unique, {p.name!r} appears twice")
+        for j, c in enumerate(p.conditions):
+            where = f"parameters[{i}].conditions[{j}]"
+            parent = seen.get(c.parent)
+            if parent is None:
+                problems.append(f"{where}.parent: must name a parameter declared earlier, got {c.parent!r}")
+            elif isinstance(parent, (Float, Int)):
+                problems.append(f"{where}.parent: must be a choice, boolean or fixed parameter, {c.parent!r} is {parent.type_name}")
+            else:
+                bad = [v for v in c.values if not parent.contains(v)]
+                if bad:
+                    problems.append(f"{where}.values: must be values {c.parent!r} can take, got {bad!r}")
+        seen.setdefault(p.name, p)
+    return problems
