@@ -56,6 +56,19 @@ def _parser() -> argparse.ArgumentParser:
                      help="optuna engine: only coordinate; every trial is left to `refiner worker` processes "
                      "(default: this process runs trials too)")
 
+    run.add_argument("--review", action="store_true",
+                     help="wait for a person's approval after each round but the last (the review app's "
+                     "\"Approve and continue\", or `refiner approve RUN_DIR`) (default: the config's `review`, off)")
+    run.add_argument("--review-timeout", type=float, default=None, metavar="SECONDS",
+                     help="with --review: go on with refiner's proposals after this long without an approval "
+                     "(default: the config's `review_timeout`, wait for ever)")
+
+    approve = sub.add_parser("approve", help="let a run that waits for review go on to its next round")
+    approve.add_argument("run_dir", type=Path, help="the run folder, e.g. runs/branin")
+    approve.add_argument("--round", type=int, default=None, metavar="K",
+                         help="the round whose decisions to approve (default: the one the run waits for)")
+    approve.add_argument("--note", default="", help="why, recorded with the approval (default: none)")
+
     worker = sub.add_parser("worker", help="take part in the rounds of an optuna-engine run, from any machine")
     worker.add_argument("run_dir", type=Path, help="the run folder; its name is the run's name in the storage")
     worker.add_argument("--storage", default=None,
@@ -99,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_tensorflow()
     try:
         return {"run": _run, "worker": _worker, "show": _show, "export": _export, "validate": _validate,
-                "app": _app, "bench": _bench}[args.command](args)
+                "app": _app, "bench": _bench, "approve": _approve}[args.command](args)
     except (RoundFailedError, CoordinatorGoneError) as exc:
         _error(str(exc))
         return EXIT_FAILED
@@ -190,6 +203,8 @@ def _make_refiner(config: Any, args: argparse.Namespace, run_dir: Path, hypermod
         heartbeat_interval=args.heartbeat,
         run_trials=not args.no_trials,
         overwrite=args.overwrite,
+        review="each-round" if args.review else config.review,
+        review_timeout=args.review_timeout if args.review_timeout is not None else config.review_timeout,
         target_name=config.hypermodel or config.function,
         config_path=str(config.source),
     )
@@ -277,6 +292,15 @@ def _existing_run(path: Path) -> Any:
         raise RunFolderError(f"{path}: not a run folder (no run.json)")
     store.read_run()  # validates
     return store
+
+
+def _approve(args: argparse.Namespace) -> int:
+    from refiner.gate import approve
+
+    document = approve(_existing_run(args.run_dir), args.round, by="cli", note=args.note)
+    changed = f" with overrides of {', '.join(document['overrides'])}" if document.get("overrides") else ""
+    print(f"approved round {document['round']}{changed}; the run goes on to round {document['round'] + 1}")
+    return EXIT_OK
 
 
 def _export(args: argparse.Namespace) -> int:
