@@ -103,7 +103,13 @@ def _parser() -> argparse.ArgumentParser:
     app = sub.add_parser("app", help="open the review app (Streamlit) on 127.0.0.1")
     app.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run folders (default: runs)")
     app.add_argument("--port", type=int, default=8501, help="port to listen on (default: 8501)")
-    app.add_argument("--address", default="127.0.0.1", help="address to bind (default: loopback only)")
+    app.add_argument("--address", default="127.0.0.1",
+                     help="address to bind; any other than loopback needs --allow-remote (default: 127.0.0.1)")
+    app.add_argument("--allow-remote", action="store_true",
+                     help="allow --address other than loopback; the page then shows a warning banner, since it has "
+                     "no login (default: refused)")
+    app.add_argument("--read-only", action="store_true",
+                     help="switch overrides and approvals off, e.g. for a shared view (default: on)")
     return parser
 
 
@@ -356,10 +362,14 @@ def _app(args: argparse.Namespace) -> int:
     if not app_file.exists():
         raise RefinerError(f"the review app is missing from the installed package ({app_file})")
     runs = args.runs.resolve()
+    if args.address not in ("127.0.0.1", "localhost", "::1") and not args.allow_remote:
+        raise RefinerError(f"--address {args.address}: the app has no login, so anyone who reaches that address could "
+                           f"write overrides; add --allow-remote to mean it (and --read-only to switch overrides off)")
+    extra = [*(["--read-only"] if args.read_only else []), *(["--allow-remote"] if args.allow_remote else [])]
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_file),
            "--server.address", args.address, "--server.port", str(args.port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
-           "--", "--runs", str(runs)]
+           "--", "--runs", str(runs), *extra]
     print(f"refiner review app: http://{args.address}:{args.port}  (runs folder {runs}; Ctrl+C stops it)",
           file=sys.stderr, flush=True)
     if os.name == "posix":
