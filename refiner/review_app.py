@@ -207,7 +207,7 @@ def _summary(view: review.RunView, stopped: str | None) -> None:
     best = view.best
     done, total = len(view.trials), report.planned_trials(settings)
     failed = sum(1 for t in view.trials if not t.ok)
-    c = st.columns(5)
+    c = st.columns([2, 1, 1, 1, 1])  # room for "awaiting_review" and "stopped (writer gone)" untruncated
     status = "stopped (writer gone)" if stopped else state["status"]
     c[0].metric("Status", status)
     c[1].metric(f"Best {objective.name} ({objective.direction})", "-" if best is None else review.fmt(best.score))
