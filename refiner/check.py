@@ -40,6 +40,7 @@ _ROOT_FILES = {"run.json", "events.jsonl", "refined_space.json", "rounds", "impo
                # the optuna engine's default SQLite storage, its journal files, KerasTuner's space probe
                "optuna.db", "optuna.db-journal", "optuna.db-wal", "optuna.db-shm", "optuna.db.claims.lock", ".discover"}
 _ROUND_FILES = {"space.json", "trials.jsonl", "surrogate.json", "decisions.json", "overrides.json", "audit.json",
+                "approval.json",  # refiner.gate: a person let the run go on to the next round
                 "kt", "kt-reserve"}
 _KEPT_KT = re.compile(r"kt(-reserve)?\.interrupted-\d+")  # an interrupted round's KerasTuner folder, kept by a resume
 _AFRESH = "restore the folder from a backup or start afresh with --overwrite"

@@ -56,6 +56,19 @@ def _parser() -> argparse.ArgumentParser:
                      help="optuna engine: only coordinate; every trial is left to `refiner worker` processes "
                      "(default: this process runs trials too)")
 
+    run.add_argument("--review", action="store_true",
+                     help="wait for a person's approval after each round but the last (the review app's "
+                     "\"Approve and continue\", or `refiner approve RUN_DIR`) (default: the config's `review`, off)")
+    run.add_argument("--review-timeout", type=float, default=None, metavar="SECONDS",
+                     help="with --review: go on with refiner's proposals after this long without an approval "
+                     "(default: the config's `review_timeout`, wait for ever)")
+
+    approve = sub.add_parser("approve", help="let a run that waits for review go on to its next round")
+    approve.add_argument("run_dir", type=Path, help="the run folder, e.g. runs/branin")
+    approve.add_argument("--round", type=int, default=None, metavar="K",
+                         help="the round whose decisions to approve (default: the one the run waits for)")
+    approve.add_argument("--note", default="", help="why, recorded with the approval (default: none)")
+
     worker = sub.add_parser("worker", help="take part in the rounds of an optuna-engine run, from any machine")
     worker.add_argument("run_dir", type=Path, help="the run folder; its name is the run's name in the storage")
     worker.add_argument("--storage", default=None,
@@ -90,7 +103,13 @@ def _parser() -> argparse.ArgumentParser:
     app = sub.add_parser("app", help="open the review app (Streamlit) on 127.0.0.1")
     app.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run folders (default: runs)")
     app.add_argument("--port", type=int, default=8501, help="port to listen on (default: 8501)")
-    app.add_argument("--address", default="127.0.0.1", help="address to bind (default: loopback only)")
+    app.add_argument("--address", default="127.0.0.1",
+                     help="address to bind; any other than loopback needs --allow-remote (default: 127.0.0.1)")
+    app.add_argument("--allow-remote", action="store_true",
+                     help="allow --address other than loopback; the page then shows a warning banner, since it has "
+                     "no login (default: refused)")
+    app.add_argument("--read-only", action="store_true",
+                     help="switch overrides and approvals off, e.g. for a shared view (default: on)")
     return parser
 
 
@@ -99,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_tensorflow()
     try:
         return {"run": _run, "worker": _worker, "show": _show, "export": _export, "validate": _validate,
-                "app": _app, "bench": _bench}[args.command](args)
+                "app": _app, "bench": _bench, "approve": _approve}[args.command](args)
     except (RoundFailedError, CoordinatorGoneError) as exc:
         _error(str(exc))
         return EXIT_FAILED
@@ -184,6 +203,8 @@ def _make_refiner(config: Any, args: argparse.Namespace, run_dir: Path, hypermod
         heartbeat_interval=args.heartbeat,
         run_trials=False if args.no_trials else None,
         overwrite=args.overwrite,
+        review="each-round" if args.review else config.review,
+        review_timeout=args.review_timeout if args.review_timeout is not None else config.review_timeout,
         target_name=config.hypermodel or config.function,
         config_path=str(config.source),
     )
@@ -276,6 +297,15 @@ def _existing_run(path: Path) -> Any:
     return store
 
 
+def _approve(args: argparse.Namespace) -> int:
+    from refiner.gate import approve
+
+    document = approve(_existing_run(args.run_dir), args.round, by="cli", note=args.note)
+    changed = f" with overrides of {', '.join(document['overrides'])}" if document.get("overrides") else ""
+    print(f"approved round {document['round']}{changed}; the run goes on to round {document['round'] + 1}")
+    return EXIT_OK
+
+
 def _export(args: argparse.Namespace) -> int:
     from refiner.errors import RunFolderError
     from refiner.export import render
@@ -329,10 +359,14 @@ def _app(args: argparse.Namespace) -> int:
     if not app_file.exists():
         raise RefinerError(f"the review app is missing from the installed package ({app_file})")
     runs = args.runs.resolve()
+    if args.address not in ("127.0.0.1", "localhost", "::1") and not args.allow_remote:
+        raise RefinerError(f"--address {args.address}: the app has no login, so anyone who reaches that address could "
+                           f"write overrides; add --allow-remote to mean it (and --read-only to switch overrides off)")
+    extra = [*(["--read-only"] if args.read_only else []), *(["--allow-remote"] if args.allow_remote else [])]
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_file),
            "--server.address", args.address, "--server.port", str(args.port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
-           "--", "--runs", str(runs)]
+           "--", "--runs", str(runs), *extra]
     print(f"refiner review app: http://{args.address}:{args.port}  (runs folder {runs}; Ctrl+C stops it)",
           file=sys.stderr, flush=True)
     if os.name == "posix":

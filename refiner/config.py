@@ -77,6 +77,8 @@ class RunConfig:
     space_file: Path | None = None
     engine: str = DEFAULT_ENGINE
     storage: str | None = None
+    review: str | None = None  # refiner.gate: "each-round" makes the run wait for approval between rounds
+    review_timeout: float | None = None
 
     # The settings under the names the [search] table uses.
     rounds = property(lambda self: self.settings.rounds)
@@ -188,6 +190,8 @@ def load_run_config(path: str | Path) -> RunConfig:
         narrowing=dict(document.get("narrowing", {})),
         engine=document.get("engine", DEFAULT_ENGINE),
         storage=document.get("storage"),
+        review=None if document.get("review", "off") == "off" else document["review"],
+        review_timeout=document.get("review_timeout"),
         source=path,
         document=document,
         space_file=space_file,
@@ -240,6 +244,8 @@ def _check(document: Any, base_dir: Path) -> tuple[list[str], SearchSpace | None
     if document.get("storage") is not None and document.get("engine", DEFAULT_ENGINE) != "optuna":
         problems.append("storage: only used with engine = \"optuna\" (the keras-tuner engine keeps its trials "
                         "in the run folder); remove `storage` or set engine = \"optuna\"")
+    if document.get("review_timeout") is not None and document.get("review", "off") == "off":
+        problems.append("review_timeout: only used with review = \"each-round\"; remove it or set review")
     # TOML (and Python's JSON reader) accept nan and inf; the schema's range checks let NaN through
     # and run.json cannot record either, so every non-finite number is refused here.
     problems += [f"{schemas.json_path(where)}: must be a finite number, got {value!r}"

@@ -162,12 +162,15 @@ def schedule_words(settings: Mapping[str, Any]) -> str:
 
 def run_summary(store: Any) -> str:
     """What ``refiner show RUN_DIR`` prints: the run, then per round its space, best, trials, decisions."""
+    from refiner.gate import approval_line
+    from refiner.liveness import stopped_note
     run = store.read_run()
     settings, state = run["settings"], run["state"]
     objective = Objective(settings["objective"]["name"], settings["objective"]["direction"])
     out = [
         f"run {run['name']}  ({store.root})",
         f"status: {state['status']}" + (f" - {state['message']}" if state.get("message") else ""),
+        *([f"liveness: {note}"] if (note := stopped_note(store.root, run)) else []),  # refiner.liveness
         f"target: {settings['target']} ({settings['mode']})",
         f"objective: {objective.name} ({objective.direction}),  {schedule_words(settings)},  "
         f"seed: {settings['seed']}",
@@ -201,6 +204,8 @@ def run_summary(store: Any) -> str:
         decisions = store.read_decisions(k)
         if decisions:
             out.append(decision_table(decisions["decisions"], audit=verdicts.get(k) if verdicts else None))
+        if (approved := approval_line(store, k)) is not None:  # refiner.gate
+            out.append(approved)
         audit = store.read_audit(k)
         if audit and audit["judgements"]:
             s = audit["surrogate"]

@@ -36,6 +36,7 @@ from refiner.engines.base import Engine, RoundSpec, RunContext
 from refiner.engines.evaluation import Evaluation, FirstTrialError
 from refiner.errors import DiskWriteError, RefinerError, RoundFailedError, RunFolderError, SettingsChangedError
 from refiner.failpoints import checkpoint
+from refiner.gate import ReviewGate, wait_for_approval
 from refiner.lock import RunLock, overrides_lock
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
 from refiner.settings import DEFAULTS, SearchSettings
@@ -98,6 +99,10 @@ class Refiner(KerasTunerCalls):
         verbose: 0 silent, 1 (default) one line per trial and a table per round, as ``refiner run``
             prints them, 2 also Keras's epoch bars. The lines are ``logging`` records of the
             ``refiner`` logger; where no logging is configured, ``search()`` shows them on stderr.
+        review: ``"each-round"`` (or ``True``): after each round but the last, wait until a person
+            approves its decisions (the review app, ``refiner approve``); see :mod:`refiner.gate`.
+        review_timeout: seconds to wait for that approval before going on with refiner's proposals
+            (default: wait for ever).
     """
 
     def __init__(
@@ -126,6 +131,8 @@ class Refiner(KerasTunerCalls):
         config_path: str | None = None,
         verbose: int = 1,
         warm_start: str | os.PathLike[str] | None = None,
+        review: str | bool | None = None,
+        review_timeout: float | None = None,
     ):
         if (hypermodel is None) == (function is None):
             raise ValueError("give exactly one of `hypermodel` and `function`")
@@ -152,6 +159,7 @@ class Refiner(KerasTunerCalls):
             space = SearchSpace.from_json(Path(space))  # e.g. an earlier run's refined_space.json
         self.space = space
         self.warm_start = None if warm_start is None else Path(warm_start)
+        self.review = ReviewGate.coerce(review, review_timeout)  # refiner.gate; None: no waiting
         self.objective = Objective.coerce(objective)
         # The settings, checked once (refiner.settings), under the names KerasTuner users know.
         self.rounds = self.settings.rounds
@@ -251,6 +259,8 @@ class Refiner(KerasTunerCalls):
                     space = self._round_space(k, initial_space)
                     self._run_round(k, space, fit_args, fit_kwargs, initial_space)
                     self._analyse_round(k, space, initial_space)
+                    if self.review is not None and k < self.rounds - 1:
+                        wait_for_approval(store, k, self.review)  # refiner.gate: a person approves first
         except RoundFailedError as exc:
             store.update_state(status="failed", message=str(exc))
             store.event("run_failed", message=str(exc))
@@ -317,6 +327,8 @@ class Refiner(KerasTunerCalls):
             settings["initial_trials"] = self.initial_trials  # absent by default, as in runs made before it existed
         if self.trial_retries:
             settings["trial_retries"] = self.trial_retries  # absent when 0, as in runs made before it existed
+        if self.review is not None:
+            settings["review"] = self.review.mode  # absent without a gate, as in runs made before it existed
         if self.warm_start is not None:
             settings["warm_start"] = str(self.warm_start)  # absent without one, as in runs made before it existed
         if self._hypermodel is not None:

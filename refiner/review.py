@@ -377,7 +377,7 @@ def decision_frame(decisions: Mapping[str, Any] | None,
         rows.append({
             "flag": beyond_text(d.get("evidence")),
             "parameter": d["name"],
-            "action": d["action"],
+            "action": action_text(d),  # a person's override, not refiner's superseded action
             "before": describe(d.get("before")),
             "after": describe(d.get("after")),
             "refiner proposed": describe(d["proposed"]) if "proposed" in d else "",
@@ -636,7 +636,10 @@ def importance_figure(surrogate: Mapping[str, Any] | None) -> go.Figure | None:
     model = surrogate.get("model") or "none"
     cv = surrogate.get("cv_score")
     cv_text = "-" if cv is None else f"{cv:.2f}"
-    return _layout(fig, f"Importance ({model}, CV Spearman {cv_text})", height=max(360, 80 + 36 * len(items)))
+    trusted = "" if surrogate.get("trusted") else " - NOT TRUSTED: ranges kept"
+    if not surrogate.get("trusted"):
+        fig.update_traces(marker_color="#bbbbbb")  # grey: these bars decided nothing
+    return _layout(fig, f"Importance ({model}, CV Spearman {cv_text}){trusted}", height=max(360, 80 + 36 * len(items)))
 
 
 def parallel_coordinates_figure(trials: Sequence[Trial], space: SearchSpace | None,
@@ -675,9 +678,13 @@ def parallel_coordinates_figure(trials: Sequence[Trial], space: SearchSpace | No
                 ticks = _log_ticks(lo, hi)
                 dim["tickvals"] = [math.log10(v) for v in ticks] + ([inactive] if None in tr else [])
                 dim["ticktext"] = [fmt(v) for v in ticks] + (["inactive"] if None in tr else [])
-            elif None in tr:
-                dim["tickvals"] = [inactive, lo_t, hi_t]
-                dim["ticktext"] = ["inactive", fmt(lo), fmt(hi)]
+            else:
+                # Labelled ticks (4 significant digits), not Plotly's raw "0.344908".
+                ticks = [lo_t + (hi_t - lo_t) * i / 4 for i in range(5)]
+                if isinstance(p, Int):
+                    ticks = sorted({round(v) for v in ticks})
+                dim["tickvals"] = ([inactive] if None in tr else []) + ticks
+                dim["ticktext"] = (["inactive"] if None in tr else []) + [fmt(v) for v in ticks]
             dims.append(dim)
         else:
             labels = [_cat_label(v) for v in discrete_values(p) if not isinstance(p, Fixed)] if space else []
@@ -694,7 +701,9 @@ def parallel_coordinates_figure(trials: Sequence[Trial], space: SearchSpace | No
         dims.append(dict(label=f"{objective.name} (log)", values=[math.log10(v) for v in scores],
                          tickvals=[math.log10(v) for v in ticks], ticktext=[fmt(v) for v in ticks]))
     else:
-        dims.append(dict(label=objective.name, values=scores))
+        lo_s, hi_s = min(scores), max(scores)
+        ticks = [lo_s + (hi_s - lo_s) * i / 4 for i in range(5)] if hi_s > lo_s else [lo_s]
+        dims.append(dict(label=objective.name, values=scores, tickvals=ticks, ticktext=[fmt(v) for v in ticks]))
     # Better trials are drawn dark whatever the direction.
     scale = "Viridis_r" if objective.direction == "max" else "Viridis"
     # The score axis itself is the colour key, so no colour bar.
@@ -758,3 +767,208 @@ def export_filename(run_name: str, fmt_name: str) -> str:
     safe = safe_stem(run_name)
     kind = {"json": "space", "keras-tuner": "space_keras_tuner", "optuna": "space_optuna"}[fmt_name]
     return f"{safe}_{kind}{SUFFIXES[fmt_name]}"
+
+
+# -- review gate, edits, messages (issue 14) -------------------------------------------------------
+def round_label(engine: str | None, k: int) -> str:
+    """What searched round ``k``, engine included (an Optuna run is not KerasTuner's Bayesian search)."""
+    if engine == "optuna":
+        return "Optuna random sampler" if k == 0 else "Optuna model-based sampler (TPE or GP)"
+    return "KerasTuner random search" if k == 0 else "KerasTuner Bayesian search"
+
+
+def action_text(d: Mapping[str, Any]) -> str:
+    """A decision's action as it stands: a person's override wins over refiner's action."""
+    o = d.get("override")
+    if not o:
+        return str(d["action"])
+    return "rejected by a person (range kept)" if o.get("action") == "reject" else "edited by a person"
+
+
+_OVERRIDE_INDEX = re.compile(r"overrides\[(\d+)\](\.after)?(\.|: )?")
+
+
+def plain_message(text: str, names: Sequence[str] = ()) -> str:
+    """A validation line as a person reads it: ``overrides[2].after`` becomes the parameter's name
+    (an index into a file they never saw) and Markdown backticks become quotes."""
+    def name(m: re.Match) -> str:
+        i = int(m.group(1))
+        label = names[i] if i < len(names) else f"override {i + 1}"
+        return f"{label}: " if m.group(3) else label
+    return _OVERRIDE_INDEX.sub(name, str(text)).replace("`", "'")
+
+
+def _number(text: str, integer: bool) -> float | int:
+    value = float(text)  # ValueError for anything but a number
+    if not math.isfinite(value):
+        raise ValueError
+    if integer:
+        if not re.fullmatch(r"\s*[+-]?\d+\s*", text):
+            raise ValueError
+        return int(text)
+    return value
+
+
+def check_edit(declared: Parameter | None, base: Parameter, low_text: str, high_text: str,
+               beyond: bool = False) -> tuple[dict[str, Any] | None, list[str]]:
+    """An edited numeric range from the page's two text fields: the parameter document, or why not.
+
+    Rules: numbers (whole numbers for an int), low below high (a zero-width range searches one
+    value: fix it with the JSON editor instead), positive for a log scale, and inside the range
+    the run declared unless ``beyond`` says widening past it is meant.
+    """
+    assert isinstance(base, (Float, Int))
+    integer = isinstance(base, Int)
+    kind = "a whole number (int parameter)" if integer else "a number"
+    values: dict[str, float | int] = {}
+    problems = []
+    for field_name, text in (("low", low_text), ("high", high_text)):
+        try:
+            values[field_name] = _number(str(text).strip(), integer)
+        except ValueError:
+            problems.append(f"{base.name}: {field_name} must be {kind}, got {str(text).strip()!r}")
+    if problems:
+        return None, problems
+    low, high = values["low"], values["high"]
+    if low >= high:
+        problems.append(f"{base.name}: low must be below high, got low={fmt(low)}, high={fmt(high)}"
+                        + (" (a zero-width range; to fix one value, edit the parameter as JSON)" if low == high else ""))
+    if base.log and low <= 0:
+        problems.append(f"{base.name}: low must be above 0 on a log scale, got {fmt(low)}")
+    if declared is not None and isinstance(declared, (Float, Int)) and not beyond and not problems \
+            and (low < declared.low or high > declared.high):
+        problems.append(f"{base.name}: [{fmt(low)}, {fmt(high)}] reaches outside the declared range "
+                        f"[{fmt(declared.low)}, {fmt(declared.high)}]; tick 'go beyond the declared range' "
+                        f"to widen it on purpose")
+    if problems:
+        return None, problems
+    doc = base.to_dict()
+    doc.update(low=low, high=high)
+    return doc, []
+
+
+def check_json_edit(declared: Parameter | None, doc: Any, beyond: bool = False) -> list[str]:
+    """The same range rules for a parameter edited as JSON (its own schema is checked on save)."""
+    if not isinstance(doc, dict) or doc.get("type") not in ("int", "float") or declared is None:
+        return []
+    low, high = doc.get("low"), doc.get("high")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+        return []
+    name = doc.get("name", declared.name)
+    if doc["type"] == "int" and not all(float(v).is_integer() for v in (low, high)):
+        return [f"{name}: low and high must be whole numbers (int parameter), got {low}, {high}"]
+    if low == high:
+        return [f"{name}: low equals high (a zero-width range); use type \"fixed\" to fix one value"]
+    if isinstance(declared, (Float, Int)) and not beyond and (low < declared.low or high > declared.high):
+        return [f"{name}: [{fmt(low)}, {fmt(high)}] reaches outside the declared range "
+                f"[{fmt(declared.low)}, {fmt(declared.high)}]; tick 'go beyond the declared range' to widen it on purpose"]
+    return []
+
+
+# -- views across rounds -----------------------------------------------------------------------
+def runs_overview_frame(runs_dir: str | Path, names: Sequence[str]) -> pd.DataFrame:
+    """One row per run: status (a killed writer said so), engine, best, trials, dates; unreadable runs say why."""
+    from refiner.liveness import stopped_note
+
+    rows = []
+    for name in names:
+        store = RunStore(Path(runs_dir) / name)
+        try:
+            run = store.read_run()
+            settings, state = run["settings"], run["state"]
+            status = state["status"]
+            if stopped_note(store.root, run):
+                status = "stopped (writer gone)"
+            best = (state.get("best") or {}).get("score")
+            n = sum(len(store._complete_lines(store.round_dir(k) / "trials.jsonl")) for k in store.rounds())
+            rows.append({"run": name, "status": status, "engine": settings.get("engine", "keras-tuner"),
+                         "objective": f"{settings['objective']['name']} ({settings['objective']['direction']})",
+                         "best": fmt(best), "trials": n, "rounds": f"{len(store.rounds())} of {settings['rounds']}",
+                         "review": settings.get("review", "off"), "started": run["created_at"],
+                         "last change": run["updated_at"]})
+        except (RefinerError, KeyError, TypeError, ValueError) as exc:
+            rows.append({"run": name, "status": f"unreadable: {str(exc)[:120]}"})
+    return pd.DataFrame(rows, columns=["run", "status", "engine", "objective", "best", "trials", "rounds", "review",
+                                       "started", "last change"]).fillna("")
+
+
+def before_after_frame(rounds: Sequence[RoundView]) -> pd.DataFrame:
+    """Every round's decisions on one table: round, parameter, action (as it stands), before, after."""
+    rows = []
+    for r in rounds:
+        for d in (r.decisions or {}).get("decisions", []):
+            rows.append({"round": r.k, "parameter": d["name"], "action": action_text(d),
+                         "before": describe(d.get("before")), "after": describe(d.get("after")),
+                         "refiner proposed": describe(d["proposed"]) if "proposed" in d else ""})
+    return pd.DataFrame(rows, columns=["round", "parameter", "action", "before", "after", "refiner proposed"])
+
+
+def range_history_figure(name: str, rounds: Sequence[RoundView], objective: Objective) -> go.Figure | None:
+    """One parameter across all rounds: each round's searched range as a box, its trials as points
+    (darker is better), and a round whose next range a person overrode marked."""
+    params = [(r, next((p for p in r.space if p.name == name), None)) for r in rounds if r.space is not None]
+    if not any(p is not None and not isinstance(p, Fixed) for _, p in params):
+        return None
+    numeric = all(isinstance(p, (Float, Int)) for _, p in params if p is not None and not isinstance(p, Fixed))
+    log = any(getattr(p, "log", False) for _, p in params)
+    fig = go.Figure()
+    scores = [t.score for r in rounds for t in r.trials if t.ok]
+    labels: list[str] = []
+    for r, p in params:
+        if p is None:
+            continue
+        if numeric and isinstance(p, (Float, Int)):
+            fig.add_shape(type="rect", x0=r.k - 0.35, x1=r.k + 0.35, y0=p.low, y1=p.high, line=dict(color=round_color(r.k)),
+                          fillcolor=_BEFORE_FILL, layer="below")
+        else:
+            labels += [_cat_label(v) for v in discrete_values(p) if _cat_label(v) not in labels]
+    for r, p in params:
+        pts = [t for t in r.trials if t.ok and t.hyperparameters.get(name) is not None]
+        if not pts:
+            continue
+        ys = [t.hyperparameters[name] if numeric else _cat_label(t.hyperparameters[name]) for t in pts]
+        # Rank colour: 0 best, 1 worst, whatever the direction and however skewed the scores.
+        ranked = sorted(scores, reverse=objective.direction == "max")
+        rank = {id(t): ranked.index(t.score) / max(1, len(ranked) - 1) for t in pts}
+        fig.add_trace(go.Scatter(
+            x=[r.k + (((i * 0.618) % 1) - 0.5) * 0.5 for i in range(len(pts))], y=ys, mode="markers",
+            name=f"round {r.k} trials", showlegend=False, text=[_hover(t) for t in pts],
+            hovertemplate="%{text}<br>score %{customdata}<extra></extra>",
+            customdata=[fmt(t.score) for t in pts],
+            marker=dict(size=7, color=[rank[id(t)] for t in pts], colorscale="Viridis", cmin=0, cmax=1,
+                        line=dict(width=0.5, color="white"),
+                        colorbar=dict(title="rank<br>(0 best)", len=0.8) if r.k == params[0][0].k else None,
+                        showscale=r.k == params[0][0].k)))
+    overridden = [r.k for r in rounds if r.decision(name) and "proposed" in (r.decision(name) or {})]
+    for k in overridden:
+        fig.add_annotation(x=k + 0.5, y=1.02, yref="paper", text="✎ override", showarrow=False,
+                           font=dict(color=_FLAG_COLOR, size=11))
+    fig.update_xaxes(title="round", tickmode="array", tickvals=[r.k for r, _ in params],
+                     range=[min(r.k for r, _ in params) - 0.6, max(r.k for r, _ in params) + 0.6])
+    if numeric:
+        fig.update_yaxes(title=name, **_axis(log, [v for _, p in params for v in _bounds(p)]))
+    else:
+        fig.update_yaxes(title=name, type="category", categoryorder="array", categoryarray=labels)
+    return _layout(fig, f"{name}: searched range (box) and trials per round", height=340)
+
+
+def parallel_all_rounds_figure(trials: Sequence[Trial], space: SearchSpace, objective: Objective) -> go.Figure | None:
+    """Every round's usable trials over the declared space, a round axis first, coloured by rank
+    (one outlier cannot flatten every other line into one colour) with a colour bar."""
+    used = [t for t in trials if t.ok]
+    if not used:
+        return None
+    fig = parallel_coordinates_figure(used, space, objective)
+    assert fig is not None
+    ranked = sorted((float(t.score) for t in used), reverse=objective.direction == "max")  # type: ignore[arg-type]
+    n = max(1, len(ranked) - 1)
+    ranks = [ranked.index(float(t.score)) / n for t in used]  # type: ignore[arg-type]
+    dims = list(fig.data[0].dimensions)
+    rounds = sorted({t.round for t in used})
+    round_dim = dict(label="round", values=[t.round for t in used], tickvals=rounds, ticktext=[str(k) for k in rounds],
+                     range=[min(rounds) - 0.2, max(rounds) + 0.2] if len(rounds) > 1 else [rounds[0] - 1, rounds[0] + 1])
+    fig.data[0].dimensions = [round_dim, *dims]
+    fig.data[0].line = dict(color=ranks, colorscale="Viridis", cmin=0, cmax=1, showscale=True,
+                            colorbar=dict(title="rank (0 best)", tickvals=[0, 0.5, 1], ticktext=["best", "median", "worst"]))
+    fig.update_layout(title="All rounds: one line per trial, coloured by rank (dark is better)")
+    return fig

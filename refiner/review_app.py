@@ -25,6 +25,8 @@ import streamlit as st
 
 from refiner import console, review
 from refiner.errors import RefinerError, ValidationError
+from refiner.gate import approve, read_approval
+from refiner.liveness import ACTIVE_STATUSES, stopped_note
 from refiner.lock import holder
 from refiner.overrides import write_overrides
 from refiner.space import Boolean, Fixed, Float, Int, Parameter, discrete_values, parameter_from_dict
@@ -37,15 +39,50 @@ LIVE_SECONDS = 3  # how often an open page looks for new trials while a run is r
 esc = review.md_escape
 
 
-def runs_folder(argv: Sequence[str] | None = None) -> Path:
-    """``--runs DIR`` from the script arguments, else ``$REFINER_RUNS``, else ``runs``."""
+def _script_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--runs", type=Path, default=None)
+    parser.add_argument("--read-only", action="store_true")
+    parser.add_argument("--allow-remote", action="store_true")
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    return args
+
+
+def runs_folder(argv: Sequence[str] | None = None) -> Path:
+    """``--runs DIR`` from the script arguments, else ``$REFINER_RUNS``, else ``runs``."""
+    args = _script_args(argv)
     if args.runs is not None:
         return args.runs
     env = os.environ.get("REFINER_RUNS")
     return Path(env) if env else Path("runs")
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _safety(args: argparse.Namespace) -> bool:
+    """Serve the page only on loopback unless ``--allow-remote`` was given (then with a banner).
+
+    Streamlit opens its socket before this script runs, so a server started without an address
+    (``streamlit run app.py`` outside the repository binds every interface) cannot be re-bound
+    from here: it shows nothing but how to restart it safely, so no one reaching it can read runs
+    or write overrides. ``refiner app`` and ``python app.py`` bind 127.0.0.1 themselves.
+    """
+    address = st.get_option("server.address") or ""
+    if address in LOOPBACK:
+        return True
+    where = f"address {address}" if address else "every network interface"
+    if not args.allow_remote:
+        st.title("refiner review")
+        st.error(f"Not served: this server listens on {esc(where)}, so anyone who reaches this machine could read "
+                 f"the runs and write overrides. Restart it with 'refiner app' (or 'python app.py', or "
+                 f"'streamlit run app.py --server.address 127.0.0.1'); to share it on purpose, give "
+                 f"'--allow-remote' after '--' (and '--read-only' to switch overrides off).")
+        return False
+    st.warning(f"⚠ Shared view: this page listens on {esc(where)} with no login; anyone who reaches it "
+               + ("can see the runs (read-only: no overrides or approvals)." if args.read_only else
+                  "can save overrides and approve rounds. Start it with --read-only to switch that off."))
+    return True
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -57,9 +94,18 @@ def _load(runs_dir: str, name: str, signature: tuple) -> review.RunView:
 # -- page -------------------------------------------------------------------------------------
 def main() -> None:
     st.set_page_config(page_title="refiner review", page_icon="🔎", layout="wide")
+    args = _script_args()
+    if not _safety(args):
+        return
+    st.session_state["read_only"] = args.read_only
     runs_dir = runs_folder()
     names = review.list_runs(runs_dir)
     url_problem = _pick_run(runs_dir, names)
+    if st.session_state.get("view") == "Runs overview" and names:
+        st.title("Runs overview")
+        st.dataframe(review.runs_overview_frame(runs_dir, names), hide_index=True, key="overview")
+        st.caption("Pick a run in the sidebar and switch the view back to 'One run' to review it.")
+        return
     if url_problem:
         st.error(esc(url_problem))
     if not names:
@@ -77,11 +123,15 @@ def main() -> None:
         st.error(f"This run cannot be shown: {esc(exc)}")
         st.caption("Only this run is affected: pick another one in the sidebar.")
         return
+    # Always one slot here, filled or not: a message that appears only after a save would shift
+    # every element below it, and Streamlit would then reset the widgets it re-identifies.
+    slot = st.container()
     flash = st.session_state.pop("flash", None)
     if flash:
-        st.success(esc(flash))
-    _page(view)
-    if view.status == "running" and st.session_state.get("live", True):
+        slot.success(esc(flash))
+    stopped = stopped_note(root, view.run)
+    _page(view, stopped)
+    if view.status in ACTIVE_STATUSES and stopped is None and st.session_state.get("live", True):
         _watch(root, signature)
 
 
@@ -89,10 +139,8 @@ def _pick_run(runs_dir: Path, names: list[str]) -> str | None:
     """Sidebar run picker; the URL's ``?run=`` is honoured only if it names a listed run."""
     st.sidebar.title(":material/manage_search: refiner review")
     st.sidebar.caption(f"Runs folder: {esc(runs_dir.resolve())}")
-    if not st.get_option("server.address"):
-        # Streamlit binds every interface unless told otherwise; say so rather than stay silent.
-        st.sidebar.warning("This page may be reachable from other machines: start it with "
-                           "`refiner app` or `--server.address 127.0.0.1`.")
+    if st.session_state.get("read_only"):
+        st.sidebar.info("Read-only: overrides and approvals are switched off.")
     problem = None
     requested = st.query_params.get("run")
     if requested is not None:
@@ -105,10 +153,11 @@ def _pick_run(runs_dir: Path, names: list[str]) -> str | None:
         return problem
     if st.session_state.get("run") not in names:
         st.session_state["run"] = requested if requested is not None else review.latest_run(runs_dir, names)
+    st.sidebar.radio("View", ["One run", "Runs overview"], key="view", horizontal=True)
     st.sidebar.selectbox("Run", names, key="run", on_change=_sync_url)
     _sync_url()
     st.sidebar.toggle("Live updates while running", value=True, key="live",
-                      help=f"Re-reads the run every {LIVE_SECONDS} s while its status is 'running'.")
+                      help=f"Re-reads the run every {LIVE_SECONDS} s while it runs or waits for review.")
     return problem
 
 
@@ -129,10 +178,11 @@ def _watch(root: Path, signature: tuple) -> None:
     poll()
 
 
-def _page(view: review.RunView) -> None:
+def _page(view: review.RunView, stopped: str | None) -> None:
     st.title(f"Run {esc(view.name)}")
-    _summary(view)
+    _summary(view, stopped)
     st.plotly_chart(review.incumbent_figure(view.trials, view.objective), key="incumbent")
+    _across_rounds(view)
     _imported(view)
     _export(view)
     if not view.rounds:
@@ -145,27 +195,37 @@ def _page(view: review.RunView) -> None:
     if st.session_state.get("round") not in numbers or (st.session_state.get("round") == seen != latest):
         st.session_state["round"] = latest
     st.session_state["round_latest"] = latest
+    engine = view.run["settings"].get("engine", "keras-tuner")
     k = st.radio("Round", numbers, key="round", horizontal=True,
-                 format_func=lambda n: f"{n} ({view.round(n).kind})")
+                 format_func=lambda n: f"{n} ({review.round_label(engine, n)})")
     _round(view, view.round(k))
 
 
-def _summary(view: review.RunView) -> None:
+def _summary(view: review.RunView, stopped: str | None) -> None:
     run, settings, state = view.run, view.run["settings"], view.run["state"]
     objective = view.objective
     best = view.best
     done, total = len(view.trials), console.planned_trials(settings)
     failed = sum(1 for t in view.trials if not t.ok)
-    c = st.columns(4)
-    c[0].metric("Status", state["status"])
+    c = st.columns([2, 1, 1, 1, 1])  # room for "awaiting_review" and "stopped (writer gone)" untruncated
+    status = "stopped (writer gone)" if stopped else state["status"]
+    c[0].metric("Status", status)
     c[1].metric(f"Best {objective.name} ({objective.direction})", "-" if best is None else review.fmt(best.score))
     c[2].metric("Trials", f"{done} / {total}", delta=f"{failed} failed" if failed else None, delta_color="inverse")
-    c[3].metric("Round", f"{state['current_round'] + 1} / {settings['rounds']}")
-    if state["status"] == "running":
-        live = "re-reads it every few seconds as trials finish" if st.session_state.get("live", True) else \
-            "live updates are off (sidebar)"
-        st.caption(f"The run is in progress; this page {live}.")
-    if state.get("message"):
+    # Rounds are numbered from 0 everywhere (picker, headers, files, `refiner show`).
+    c[3].metric("Round", f"{state['current_round']}", help=f"rounds are numbered 0 to {settings['rounds'] - 1}")
+    c[4].metric("Engine", settings.get("engine", "keras-tuner"))
+    if stopped:
+        st.error(esc(f"This run is not running any more: {stopped}."))
+    elif state["status"] in ACTIVE_STATUSES:
+        live = ("this page re-reads it every few seconds" if st.session_state.get("live", True) else
+                "live updates are off (sidebar), so this page shows it as it was when loaded")
+        doing = "waits for your review" if state["status"] == "awaiting_review" else "is in progress"
+        st.caption(f"The run {doing}; {live}.")
+    if state["status"] == "awaiting_review" and not stopped:
+        st.warning(f"Round {state['current_round']} waits for review: check its decisions below, save any "
+                   f"overrides, then press 'Approve and continue' (or run 'refiner approve RUN_DIR').")
+    elif state.get("message") and state["status"] != "awaiting_review":
         (st.error if state["status"] == "failed" else st.warning)(esc(state["message"]))
     for problem in view.problems:  # what `refiner validate RUN_DIR` reports, with its repair
         st.warning(esc(f"Run folder problem: {problem}"))
@@ -180,15 +240,37 @@ def _summary(view: review.RunView) -> None:
                          hide_index=True, key="best_hps")
     with right:
         st.markdown("**Settings**")
-        st.caption(f"{esc(settings['target'])} ({esc(settings['mode'])}); {console.schedule_words(settings)}; "
-                   f"seed {esc(settings['seed'])}; started "
-                   f"{esc(run['created_at'])}, last update {esc(run['updated_at'])}")
+        st.caption(f"{esc(settings['target'])} ({esc(settings['mode'])}); engine {esc(settings.get('engine', 'keras-tuner'))}; "
+                   f"{console.schedule_words(settings)}; review {esc(settings.get('review', 'off'))}; seed {esc(settings['seed'])}; "
+                   f"started {esc(run['created_at'])}, last update {esc(run['updated_at'])}")
         with st.expander("All settings and versions"):
             st.json({"settings": settings, "versions": run["versions"]}, expanded=1)
         with st.expander(f"Latest events ({len(view.events)})"):
             st.dataframe([{"time": e.get("time"), "event": e.get("event"),
                            "details": json.dumps({k: v for k, v in e.items() if k not in ("time", "event")})}
                           for e in reversed(view.events)], hide_index=True, key="events")
+
+
+def _across_rounds(view: review.RunView) -> None:
+    """How the ranges narrowed over the whole run: one table, one parameter's history, all trials' lines."""
+    if not any(r.decisions for r in view.rounds):
+        return
+    st.subheader("Across rounds")
+    with st.expander("Before → after, every round", expanded=False):
+        st.dataframe(review.before_after_frame(view.rounds), hide_index=True, key="before-after")
+    first = next((r.space for r in view.rounds if r.space is not None), None)
+    if first is None:
+        return
+    tunable = [p.name for p in first.tunable()]
+    if tunable:
+        name = st.selectbox("Range of one parameter across all rounds", tunable, key="history-param")
+        fig = review.range_history_figure(name, view.rounds, view.objective)
+        if fig is not None:
+            st.plotly_chart(fig, key="history")
+    if st.toggle("Parallel coordinates of all rounds", key="parcoords-all"):
+        fig = review.parallel_all_rounds_figure(view.trials, first, view.objective)
+        if fig is not None:
+            st.plotly_chart(fig, key="parcoords-all-chart")
 
 
 def _imported(view: review.RunView) -> None:
@@ -231,15 +313,20 @@ def _round(view: review.RunView, r: review.RoundView) -> None:
     objective = view.objective
     ok = [t for t in r.trials if t.ok]
     best = best_trial(ok, objective)
-    st.header(f"Round {r.k}: {r.kind} search", anchor=f"round-{r.k}")
+    engine = view.run["settings"].get("engine", "keras-tuner")
+    st.header(f"Round {r.k}: {review.round_label(engine, r.k)}", anchor=f"round-{r.k}")
+    last = r.k == view.run["settings"]["rounds"] - 1
     st.caption(f"{len(r.trials)} trials ({len(r.trials) - len(ok)} failed), best this round "
                f"{review.fmt(best.score if best else None)}. Its decisions turn its space into "
-               + ("the refined space." if r.k == view.run["settings"]["rounds"] - 1 else f"round {r.k + 1}'s space."))
+               + ("the refined space (this is the last round)." if last else f"round {r.k + 1}'s space."))
     if r.surrogate:
         s = r.surrogate
         cv = "-" if s.get("cv_score") is None else f"{s['cv_score']:.2f}"
         st.caption(f"Surrogate: {esc(s.get('model') or 'none')}, cross-validated Spearman {esc(cv)} "
                    f"({'trusted' if s.get('trusted') else 'not trusted: ranges kept'}). {esc(s.get('note', ''))}")
+
+    _decisions(view, r)
+    _approval(view, r)
 
     st.subheader("Trials")
     frame = review.trials_frame(r.trials, r.space)
@@ -258,26 +345,57 @@ def _round(view: review.RunView, r: review.RoundView) -> None:
         else:
             st.plotly_chart(fig, key=f"importance-{r.k}")
 
-    _decisions(view, r)
-
     st.subheader("Per hyperparameter")
     if r.space is None:
         st.info("This round's space has not been written yet.")
     else:
+        # Charts are drawn on demand: the browser's time goes to drawing every Plotly chart at once.
+        every = st.toggle("Show every parameter's plots", key=f"plots-all-{r.k}")
         trials_so_far = [*view.imported, *(t for t in view.trials if t.round <= r.k)]
         for i, p in enumerate(r.space):
-            _parameter(view, r, i, p, trials_so_far)
+            _parameter(view, r, i, p, trials_so_far, every)
 
     st.subheader("Parallel coordinates", anchor=f"parallel-{r.k}")
-    fig = review.parallel_coordinates_figure(r.trials, r.space, objective)
-    if fig is None:
-        st.info("No completed trial in this round yet.")
-    else:
-        st.plotly_chart(fig, key=f"parcoords-{r.k}")
+    if st.toggle("Show this round's parallel coordinates", key=f"parcoords-{r.k}-on"):
+        fig = review.parallel_coordinates_figure(r.trials, r.space, objective)
+        if fig is None:
+            st.info("No completed trial in this round yet.")
+        else:
+            st.plotly_chart(fig, key=f"parcoords-{r.k}")
 
 
 def _anchor(k: int, i: int) -> str:
     return f"r{k}-p{i}"  # an index, never the name: names may hold any character
+
+
+def _approval(view: review.RunView, r: review.RoundView) -> None:
+    """The gate: 'Approve and continue' while the run waits for this round's review."""
+    approval = read_approval(view.store, r.k)
+    if approval is not None:
+        who = f" by {approval['user']}" if approval.get("user") else ""
+        st.caption(esc(f"Approved ({approval['by']}{who}, {approval['approved_at']})"
+                       + (f" with overrides of {', '.join(approval['overrides'])}." if approval.get("overrides") else ".")))
+        return
+    if view.run["settings"].get("review", "off") == "off" or r.decisions is None or r.next_started \
+            or r.k == view.run["settings"]["rounds"] - 1:
+        return
+    with st.container(border=True):
+        names = [o["name"] for o in (r.overrides or {}).get("overrides", [])]
+        st.markdown(f"**Round {r.k} waits for review.** Round {r.k + 1} starts from the 'after' column above"
+                    + (f" (your overrides of {esc(', '.join(names))} included)." if names else
+                       " (refiner's proposals; edit a decision below to change one)."))
+        if st.session_state.get("read_only"):
+            st.caption("Read-only view: approve with 'refiner approve RUN_DIR' in a terminal.")
+            return
+        if st.button("Approve and continue", key=f"approve-{r.k}", type="primary", icon=":material/check:"):
+            try:
+                document = approve(view.store, r.k, by="app")
+            except RefinerError as exc:
+                st.error(esc(review.plain_message(str(exc))))
+                return
+            st.session_state["flash"] = f"Approved round {r.k}: the run goes on to round {r.k + 1}" + (
+                f" with your overrides of {', '.join(document['overrides'])}." if document.get("overrides") else ".")
+            st.rerun()
 
 
 def _decisions(view: review.RunView, r: review.RoundView) -> None:
@@ -299,7 +417,7 @@ def _decisions(view: review.RunView, r: review.RoundView) -> None:
     styled = shown.style.apply(
         lambda row: ["background-color: #fff3cd; color: #7a4a00" if flags[row.name] else "" for _ in row], axis=1)
     st.table(styled, hide_index=True)
-    st.caption("Each parameter links to its plots below. 'after' is what the next round searches "
+    st.caption("Each parameter links to its section below. 'after' is what the next round searches "
                "(a person's override where there is one)." + (
                    " 'audit' is how the latest audit, with every trial since, judges what the cut removed: "
                    "safe, doubtful or wrong (re-opened: the next space took it back)." if frame["audit"].any() else ""))
@@ -308,16 +426,17 @@ def _decisions(view: review.RunView, r: review.RoundView) -> None:
         st.dataframe(review.overrides_frame(r.overrides), hide_index=True, key=f"overrides-{r.k}")
 
 
-def _parameter(view: review.RunView, r: review.RoundView, i: int, p: Parameter, trials: list) -> None:
+def _parameter(view: review.RunView, r: review.RoundView, i: int, p: Parameter, trials: list, every: bool) -> None:
     d = r.decision(p.name)
     evidence = d.get("evidence") if d else None
     flag = review.beyond_text(evidence)
+    last = r.k == view.run["settings"]["rounds"] - 1
     with st.container(border=True):
         st.subheader(f"{esc(p.name)}{' ⚠' if flag else ''}", anchor=_anchor(r.k, i))
         importance = (r.surrogate or {}).get("importances", {}).get(p.name)
         parts = [esc(f"{p.type_name}, searched {p.describe()}")]
         if d:
-            parts.append(f"decision **{esc(d['action'])}** → {esc(review.describe(d['after']))}")
+            parts.append(f"decision **{esc(review.action_text(d))}** → {esc(review.describe(d['after']))}")
         if importance is not None:
             parts.append(esc(f"importance {importance:.2f}"))
         st.markdown(" · ".join(parts))
@@ -332,11 +451,12 @@ def _parameter(view: review.RunView, r: review.RoundView, i: int, p: Parameter, 
             o = d.get("override") or {}
             who = "rejected" if o.get("action") == "reject" else "edited"
             note = f" Note: {o['note']}" if o.get("note") else ""
+            uses = "the refined space uses" if last else f"round {r.k + 1} uses"
             st.info(esc(f"A person {who} this decision: refiner proposed {review.describe(d['proposed'])}, "
-                        f"the next round uses {review.describe(d['after'])}.{note}"))
+                        f"{uses} {review.describe(d['after'])}.{note}"))
         if isinstance(p, Fixed):
             st.caption(f"Fixed at {esc(review.fmt(p.value))}: nothing to plot.")
-        else:
+        elif every or st.toggle("Plots", key=f"plots-{r.k}-{i}"):
             left, right = st.columns(2)
             with left:
                 st.plotly_chart(review.param_scatter_figure(p, trials, view.objective, d, r.k),
@@ -356,64 +476,80 @@ def _parameter(view: review.RunView, r: review.RoundView, i: int, p: Parameter, 
 _ACTIONS = ("keep", "reject", "edit", "json")
 
 
+def _declared(view: review.RunView, name: str) -> Parameter | None:
+    space = view.rounds[0].space if view.rounds else None
+    return next((q for q in space if q.name == name), None) if space is not None else None
+
+
 def _override(view: review.RunView, r: review.RoundView, i: int, p: Parameter, d: Mapping[str, Any]) -> None:
     """Reject or edit this decision; validated and written by refiner.overrides.write_overrides."""
     existing = next((o for o in (r.overrides or {}).get("overrides", []) if o["name"] == p.name), None)
     last = r.k == view.run["settings"]["rounds"] - 1
     target = "the exported refined space" if last else f"round {r.k + 1}"
-    with st.expander("Review: reject or edit this decision", expanded=existing is not None):
-        if r.next_started:
-            st.caption(f"Round {r.k + 1} has already started with this space, so an override of round {r.k} "
-                       f"can no longer change it.")
+    key = f"ov-{view.name}-{r.k}-{i}"
+    if st.session_state.get("read_only"):
+        return
+    if r.next_started:
+        st.caption(f"Round {r.k + 1} has already started with this space, so an override of round {r.k} "
+                   f"can no longer change it.")
+        return
+    # A keyed toggle, not an expander: its state survives a save's rerun (issue 14, defect 1).
+    if not st.toggle("Review: reject or edit this decision", value=existing is not None, key=f"{key}-open"):
+        return
+    before = parameter_from_dict(d["before"])
+    after = parameter_from_dict(d["after"])
+    labels = {"keep": "accept refiner's proposal" + (" (remove my override)" if existing else ""),
+              "reject": f"reject: {target} searches this round's range {before.describe()}",
+              "edit": "edit the range or values", "json": "edit the parameter as JSON"}
+    base = _editable(before, after)
+    actions = [a for a in _ACTIONS if a != "edit" or base is not None]
+    wanted = "keep" if existing is None else existing["action"]
+    default = actions.index(wanted if wanted in actions else "json")
+    action = st.radio("Your decision", actions, index=default, key=f"{key}-action",
+                      format_func=lambda a: esc(labels[a]))
+    edited: dict[str, Any] | None = None
+    problems: list[str] = []
+    declared = _declared(view, p.name)
+    beyond = False
+    if action in ("edit", "json") and isinstance(declared, (Float, Int)):
+        beyond = st.checkbox(f"go beyond the declared range {declared.describe()}", key=f"{key}-beyond")
+    if action == "edit":
+        assert base is not None
+        edited, problems = _edit_fields(key, before, base, declared, beyond)
+    elif action == "json":
+        text = st.text_area("Parameter (JSON)", value=json.dumps(d["after"], indent=1), key=f"{key}-json",
+                            height=140)
+        try:
+            edited = json.loads(text)
+            problems = review.check_json_edit(declared, edited, beyond)
+        except json.JSONDecodeError as exc:
+            problems = [f"{p.name}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"]
+    note = st.text_input("Note (why)", value=(existing or {}).get("note", ""), key=f"{key}-note", max_chars=2000)
+    if st.button("Save", key=f"{key}-save", type="primary"):
+        if problems:
+            for line in problems:
+                st.error(esc(f"Not saved: {review.plain_message(line)}"))
             return
-        key = f"ov-{view.name}-{r.k}-{i}"
-        before = parameter_from_dict(d["before"])
-        after = parameter_from_dict(d["after"])
-        labels = {"keep": "accept refiner's proposal" + (" (remove my override)" if existing else ""),
-                  "reject": f"reject: {target} searches this round's range {before.describe()}",
-                  "edit": "edit the range or values", "json": "edit the parameter as JSON"}
-        base = _editable(before, after)
-        actions = [a for a in _ACTIONS if a != "edit" or base is not None]
-        wanted = "keep" if existing is None else existing["action"]
-        default = actions.index(wanted if wanted in actions else "json")
-        action = st.radio("Your decision", actions, index=default, key=f"{key}-action",
-                          format_func=lambda a: esc(labels[a]))
-        edited: dict[str, Any] | None = None
-        problem = None
-        if action == "edit":
-            assert base is not None
-            edited, problem = _edit_fields(key, before, base)
-        elif action == "json":
-            text = st.text_area("Parameter (JSON)", value=json.dumps(d["after"], indent=1), key=f"{key}-json",
-                                height=140)
-            try:
-                edited = json.loads(text)
-            except json.JSONDecodeError as exc:
-                problem = f"after: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        note = st.text_input("Note (why)", value=(existing or {}).get("note", ""), key=f"{key}-note", max_chars=2000)
-        if st.button("Save", key=f"{key}-save", type="primary"):
-            if problem:
-                st.error(esc(f"Not saved: {problem}"))
-                return
-            entry = None if action == "keep" else review.build_override(
-                p.name, "reject" if action == "reject" else "edit", edited, note)
-            overrides = review.merge_overrides(r.overrides, entry, p.name)
-            try:
-                write_overrides(view.store, r.k, overrides)
-            except ValidationError as exc:
-                for line in exc.problems:
-                    st.error(esc(f"Not saved: {line}"))
-                return
-            except RefinerError as exc:
-                st.error(esc(f"Not saved: {exc}"))
-                return
-            running = holder(view.store.root)  # a run going on applies it when it builds the next round
-            st.session_state["flash"] = (f"Saved: {p.name} " + (
-                "follows refiner's proposal" if entry is None else
-                "rejected" if entry["action"] == "reject" else "edited") + f" for {target}." + (
-                f" The run in progress (pid {running.pid} on {running.host}) applies it when {target} starts."
-                if running is not None and not last else ""))
-            st.rerun()
+        entry = None if action == "keep" else review.build_override(
+            p.name, "reject" if action == "reject" else "edit", edited, note)
+        overrides = review.merge_overrides(r.overrides, entry, p.name)
+        try:
+            write_overrides(view.store, r.k, overrides)
+        except ValidationError as exc:
+            names = [o["name"] for o in overrides]
+            for line in exc.problems:
+                st.error(esc(f"Not saved: {review.plain_message(line, names)}"))
+            return
+        except RefinerError as exc:
+            st.error(esc(f"Not saved: {review.plain_message(str(exc))}"))
+            return
+        running = holder(view.store.root)  # a run going on applies it when it builds the next round
+        st.session_state["flash"] = (f"Saved: {p.name} " + (
+            "follows refiner's proposal" if entry is None else
+            "rejected" if entry["action"] == "reject" else "edited") + f" for {target}." + (
+            f" The run in progress (pid {running.pid} on {running.host}) applies it when {target} starts."
+            if running is not None and not last else ""))
+        st.rerun()
 
 
 def _editable(before: Parameter, after: Parameter) -> Parameter | None:
@@ -423,39 +559,31 @@ def _editable(before: Parameter, after: Parameter) -> Parameter | None:
     return None if isinstance(before, Fixed) else before
 
 
-def _edit_fields(key: str, before: Parameter, base: Parameter) -> tuple[dict[str, Any] | None, str | None]:
+def _edit_fields(key: str, before: Parameter, base: Parameter, declared: Parameter | None,
+                 beyond: bool) -> tuple[dict[str, Any] | None, list[str]]:
     """Inputs for a new range (numbers) or value set (choices), seeded with ``base``."""
     doc = base.to_dict()
     if isinstance(base, (Float, Int)):
+        # Text fields, checked here: a number field would round "0.001" to 0 for an int silently.
         c1, c2 = st.columns(2)
-        integer = isinstance(base, Int)
-        step = 1 if integer else _input_step(base)
-        low = c1.number_input("low", value=base.low, step=step, key=f"{key}-low",
-                              format=None if integer else "%g")
-        high = c2.number_input("high", value=base.high, step=step, key=f"{key}-high",
-                               format=None if integer else "%g")
-        doc.update(low=low, high=high)
-        return doc, None
+        low = c1.text_input("low", value=review.fmt(base.low) if isinstance(base, Float) else str(base.low),
+                            key=f"{key}-low")
+        high = c2.text_input("high", value=review.fmt(base.high) if isinstance(base, Float) else str(base.high),
+                             key=f"{key}-high")
+        return review.check_edit(declared, base, low, high, beyond)
     options = list(dict.fromkeys([*discrete_values(before), *discrete_values(base)]))
     chosen = st.multiselect("values", options, default=discrete_values(base), key=f"{key}-values", format_func=review.fmt)
     if not chosen:
-        return None, "after.values: choose at least one value"
+        return None, [f"{base.name}: choose at least one value"]
     if isinstance(base, Boolean) and len(chosen) == 2:
-        return doc, None
+        return doc, []
     values = [v for v in options if v in chosen]  # the searched order matters for ordered choices
     new: dict[str, Any] = {"name": base.name, "type": "choice", "values": values}
     if getattr(base, "ordered", False):
         new["ordered"] = True
     if "conditions" in doc:
         new["conditions"] = doc["conditions"]
-    return new, None
-
-
-def _input_step(p: Float) -> float:
-    # A +/- click moves a twentieth of the range, rounded to one significant digit.
-    width = (p.high - p.low) or abs(p.high) or 1.0
-    raw = width / 20
-    return float(f"{raw:.0e}")
+    return new, []
 
 
 if __name__ == "__main__":  # `streamlit run refiner/review_app.py` (what `refiner app` does)

@@ -18,7 +18,7 @@ from refiner.errors import ValidationError
 
 __all__ = ["schema_dir", "load_schema", "problems", "validate"]
 
-SCHEMA_NAMES = ("search_space", "run_config", "run", "trial", "decisions", "surrogate", "overrides", "audit")
+SCHEMA_NAMES = ("search_space", "run_config", "run", "trial", "decisions", "surrogate", "overrides", "audit", "approval")
 
 
 def schema_dir() -> Path:

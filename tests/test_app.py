@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,18 @@ def _fresh_cache():
     st.cache_data.clear()
     yield
     st.cache_data.clear()
+
+
+@pytest.fixture(autouse=True)
+def _loopback(monkeypatch):
+    # As `refiner app` starts it; the page refuses to serve on any other address (see the safety tests).
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
+    monkeypatch.setattr(sys, "argv", ["app.py"])
+    yield
+    config.set_option("server.address", before)
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +94,22 @@ def test_picks_a_run_from_the_sidebar_and_shows_status_best_and_charts(runs):
     assert metrics["Best loss (min)"] == review.fmt(best["score"])
     charts = {c.proto.spec and json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")}
     assert "Incumbent curve: did each narrowing help?" in charts
-    assert "Round 1 against earlier rounds" in charts and "Score against units" in charts
-    assert any(t.startswith("Partial dependence of units") for t in charts)
-    assert any(t.startswith("Importance") for t in charts) and any(t.startswith("One line per trial") for t in charts)
+    assert "Round 1 against earlier rounds" in charts and any(t.startswith("Importance") for t in charts)
+    # Per-parameter charts and parallel coordinates are drawn on demand (issue 14, defect 12).
+    assert "Score against units" not in charts and not any(t.startswith("One line per trial") for t in charts)
+    assert len(at.get("plotly_chart")) == 4  # incumbent, one parameter's history, distribution, importance
+    at.toggle(key="plots-1-1").set_value(True)
+    at.toggle(key="parcoords-1-on").set_value(True).run()
+    charts = {json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")}
+    assert "Score against units" in charts and any(t.startswith("Partial dependence of units") for t in charts)
+    assert any(t.startswith("One line per trial") for t in charts)
     assert len(at.get("download_button")) == 4  # JSON, KerasTuner, Optuna, the round's CSV
 
     at.selectbox(key="run").set_value("beta").run()
     _no_exception(at)
     assert at.title[0].value == "Run beta" and at.query_params["run"] == "beta"
     at.radio(key="round").set_value(0).run()
-    assert at.header[0].value == "Round 0: random search"
+    assert at.header[0].value == "Round 0: KerasTuner random search"
 
 
 def test_decision_table_lists_every_decision_with_a_link_to_its_plot(runs):
@@ -101,7 +120,7 @@ def test_decision_table_lists_every_decision_with_a_link_to_its_plot(runs):
     assert all(links)
     assert [_unescape(m.group(1)) for m in links] == [d["name"] for d in decisions]
     assert [int(m.group(2)) for m in links] == list(range(len(decisions)))
-    assert [_unescape(a) for a in table["action"]] == [d["action"] for d in decisions]
+    assert [_unescape(a) for a in table["action"]] == [d["action"] for d in decisions]  # no override yet
     assert [_unescape(r) for r in table["reason"]] == [" ".join(d["reason"].split()) for d in decisions]
     expected = review.decision_frame({"decisions": decisions})
     assert [_unescape(b) for b in table["before"]] == list(expected["before"])
@@ -139,12 +158,16 @@ def _ov(k: int, i: int, field: str) -> str:
     return f"ov-alpha-{k}-{i}-{field}"
 
 
+def _open(at: AppTest, k: int, i: int) -> AppTest:
+    return at.toggle(key=_ov(k, i, "open")).set_value(True).run()
+
+
 def test_an_edit_is_validated_and_written_as_overrides_json(runs):
-    at = _app("alpha")
+    at = _open(_app("alpha"), 1, 1)
     i = 1  # units: int, step 16
     at.radio(key=_ov(1, i, "action")).set_value("edit").run()
-    at.number_input(key=_ov(1, i, "low")).set_value(32)
-    at.number_input(key=_ov(1, i, "high")).set_value(128)
+    at.text_input(key=_ov(1, i, "low")).set_value("32")
+    at.text_input(key=_ov(1, i, "high")).set_value("128")
     at.text_input(key=_ov(1, i, "note")).set_value("fits in memory")
     at.button(key=_ov(1, i, "save")).click().run()
     _no_exception(at)
@@ -159,23 +182,77 @@ def test_an_edit_is_validated_and_written_as_overrides_json(runs):
     assert _unescape(table["override"][i]) == "edited by a person: fits in memory"
     assert _unescape(table["after"][i]) == "[32, 128] step 16"
     assert table["refiner proposed"][i] != ""
+    # Header and action column say what the next space uses, not refiner's superseded action (defect 10).
+    assert _unescape(table["action"][i]) == "edited by a person"
+    assert any("decision **edited by a person**" in _unescape(m.value) for m in at.markdown)
+    # In the last round the text names the refined space, not a next round that does not exist (defect 6).
+    infos = [_unescape(x.value) for x in at.info if "A person edited" in _unescape(x.value)]
+    assert infos and "the refined space uses [32, 128] step 16" in infos[0] and "next round" not in infos[0]
     # ... and the export applies it (this is the last round).
     exported = json.loads(review.export_bytes(RunStore(runs / "alpha"), "json"))
     assert {p["name"]: p for p in exported["parameters"]}["units"]["high"] == 128
 
 
-def test_a_bad_edit_shows_the_validation_message_and_writes_nothing(runs):
-    at = _app("alpha")
-    i = 1
+def _save_edit(at: AppTest, i: int, low: str, high: str, beyond: bool = False) -> list[str]:
     at.radio(key=_ov(1, i, "action")).set_value("edit").run()
-    at.number_input(key=_ov(1, i, "low")).set_value(320)
-    at.number_input(key=_ov(1, i, "high")).set_value(64)
+    at.text_input(key=_ov(1, i, "low")).set_value(low)
+    at.text_input(key=_ov(1, i, "high")).set_value(high)
+    at.checkbox(key=_ov(1, i, "beyond")).set_value(beyond)
     at.button(key=_ov(1, i, "save")).click().run()
     _no_exception(at)
-    errors = [_unescape(e.value) for e in at.error]
-    assert any("overrides[0].after: `low` must not exceed `high` for 'units', got low=320, high=64" in e
-               for e in errors), errors
+    return [_unescape(e.value) for e in at.error]
+
+
+@pytest.mark.parametrize("low, high, message", [
+    ("320", "64", "Not saved: units: low must be below high, got low=320, high=64"),
+    ("0.001", "0.01", "Not saved: units: low must be a whole number (int parameter), got '0.001'"),
+    ("64", "64", "Not saved: units: low must be below high, got low=64, high=64 (a zero-width range"),
+    ("16", "1024", "Not saved: units: [16, 1024] reaches outside the declared range [16, 512]; tick 'go beyond"),
+    ("abc", "64", "Not saved: units: low must be a whole number (int parameter), got 'abc'"),
+])
+def test_a_bad_int_edit_is_refused_with_a_clear_message_and_writes_nothing(runs, low, high, message):
+    at = _open(_app("alpha"), 1, 1)  # units: int [16, 512] step 16 (defect 2)
+    errors = _save_edit(at, 1, low, high)
+    assert any(e.startswith(message) for e in errors), errors
+    assert all("`" not in e and "overrides[" not in e for e in errors), errors  # defect 9
     assert not (runs / "alpha" / "rounds" / "1" / "overrides.json").exists()
+
+
+def test_going_beyond_the_declared_range_needs_the_box_ticked(runs):
+    at = _open(_app("alpha"), 1, 1)
+    assert _save_edit(at, 1, "16", "1024", beyond=True) == []
+    after = json.loads((runs / "alpha" / "rounds" / "1" / "overrides.json").read_text())["overrides"][0]["after"]
+    assert (after["low"], after["high"]) == (16, 1024)
+
+
+def test_a_float_edit_keeps_tiny_values_and_names_the_parameter_in_errors(runs):
+    at = _open(_app("alpha"), 1, 0)  # learning_rate: log float
+    assert _save_edit(at, 0, "0.0005", "0.002") == []
+    after = json.loads((runs / "alpha" / "rounds" / "1" / "overrides.json").read_text())["overrides"][0]["after"]
+    assert (after["low"], after["high"]) == (0.0005, 0.002)
+    at.radio(key=_ov(1, 0, "action")).set_value("json").run()
+    at.text_area(key=_ov(1, 0, "json")).set_value('{"name": "lr", "type": "float", "low": 0.001, "high": 0.01}')
+    at.button(key=_ov(1, 0, "save")).click().run()
+    errors = [_unescape(e.value) for e in at.error]
+    assert any(e.startswith("Not saved: learning_rate: name: must be 'learning_rate'") for e in errors), errors
+
+
+def test_a_saved_override_keeps_another_open_review_open(runs):
+    # Defect 1: after a Save, the next click in another decision's review section collapsed it.
+    at = _open(_open(_app("alpha"), 1, 0), 1, 2)
+    at.radio(key=_ov(1, 0, "action")).set_value("reject").run()
+    at.button(key=_ov(1, 2, "save")).click().run()  # save the other one (activation: keep)
+    _no_exception(at)
+    assert any("Saved" in _unescape(s.value) for s in at.success)
+    assert at.toggle(key=_ov(1, 0, "open")).value is True
+    assert at.radio(key=_ov(1, 0, "action")).value == "reject"  # still open, the choice still there
+    at.button(key=_ov(1, 0, "save")).click().run()
+    assert json.loads((runs / "alpha" / "rounds" / "1" / "overrides.json").read_text())["overrides"][0]["action"] == "reject"
+
+
+def test_json_edit_errors(runs):
+    at = _open(_app("alpha"), 1, 1)
+    i = 1
 
     at.radio(key=_ov(1, i, "action")).set_value("json").run()
     at.text_area(key=_ov(1, i, "json")).set_value('{"name": "units", "type": "int", "low": 16,')
@@ -185,12 +262,13 @@ def test_a_bad_edit_shows_the_validation_message_and_writes_nothing(runs):
 
 
 def test_reject_and_then_return_to_the_proposal(runs):
-    at = _app("alpha")
+    at = _open(_app("alpha"), 1, 0)
     at.radio(key=_ov(1, 0, "action")).set_value("reject").run()
     at.button(key=_ov(1, 0, "save")).click().run()
     path = runs / "alpha" / "rounds" / "1" / "overrides.json"
     assert json.loads(path.read_text())["overrides"][0]["action"] == "reject"
     assert _unescape(at.table[0].value["override"][0]) == "rejected by a person"
+    assert _unescape(at.table[0].value["action"][0]) == "rejected by a person (range kept)"
     at.radio(key=_ov(1, 0, "action")).set_value("keep").run()
     at.button(key=_ov(1, 0, "save")).click().run()
     assert json.loads(path.read_text())["overrides"] == []
@@ -253,7 +331,10 @@ def test_a_run_that_has_just_started_a_round_renders_without_its_analysis(runs):
     run = store.read_run()
     run["state"]["status"] = "running"
     store.write_run(run)
-    at = _app("alpha")
+    from refiner.lock import RunLock
+
+    with RunLock(root):  # a live writer, as a running `refiner run` holds it
+        at = _app("alpha")
     _no_exception(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Status"] == "running" and metrics["Trials"] == "9 / 16"
@@ -300,3 +381,109 @@ def test_refiner_app_starts_the_packaged_page_on_loopback(monkeypatch, tmp_path)
     assert script.endswith("refiner/review_app.py") and Path(script).exists()
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[-2:] == ["--runs", str(tmp_path.resolve())]
+
+
+def test_a_killed_run_is_shown_stopped_with_the_command_that_resumes_it(runs):
+    # Defect 3: run.json still says "running" but no process holds the run folder.
+    store = RunStore(runs / "alpha")
+    run = store.read_run()
+    run["state"]["status"] = "running"
+    run["settings"]["config"] = "examples/alpha.toml"
+    store.write_run(run)
+    at = _app("alpha")
+    _no_exception(at)
+    assert {m.label: m.value for m in at.metric}["Status"] == "stopped (writer gone)"
+    [error] = [_unescape(e.value) for e in at.error]
+    assert "no refiner process holds the run folder" in error
+    assert f"resume with 'refiner run examples/alpha.toml --run-dir {runs / 'alpha'}'" in error.replace("`", "'")
+    assert not any("re-reads" in _unescape(c.value) for c in at.caption)  # no endless live polling
+
+
+def test_rounds_are_numbered_from_0_and_the_engine_is_named(runs):
+    # Defects 4 and 11: "Round 2 / 3" above "Round 1: Bayesian search"; an Optuna run called Bayesian.
+    store = RunStore(runs / "alpha")
+    run = store.read_run()
+    run["settings"]["engine"] = "optuna"
+    store.write_run(run)
+    at = _app("alpha")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Round"] == "1" and metrics["Engine"] == "optuna"
+    assert at.header[0].value == "Round 1: Optuna model-based sampler (TPE or GP)"
+    assert at.radio(key="round").options == ["0 (Optuna random sampler)", "1 (Optuna model-based sampler (TPE or GP))"]
+
+
+def test_live_updates_off_reads_as_a_sentence(runs):
+    from refiner.lock import RunLock
+
+    store = RunStore(runs / "alpha")
+    store.update_state(status="running")
+    with RunLock(runs / "alpha"):
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.query_params["run"] = "alpha"
+        at.session_state["live"] = False
+        at.run()
+    captions = [_unescape(c.value) for c in at.caption]
+    assert "The run is in progress; live updates are off (sidebar), so this page shows it as it was when loaded." \
+        in captions, captions
+
+
+def test_an_untrusted_surrogates_importance_is_marked(runs):
+    path = runs / "alpha" / "rounds" / "1" / "surrogate.json"
+    document = json.loads(path.read_text())
+    document["trusted"] = False
+    path.write_text(json.dumps(document))
+    at = _app("alpha")
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert any(t.startswith("Importance") and t.endswith("NOT TRUSTED: ranges kept") for t in titles), titles
+
+
+@pytest.mark.parametrize("address, allowed", [("", False), ("0.0.0.0", False), ("0.0.0.0", True)])
+def test_the_page_serves_nothing_off_loopback_unless_allowed(runs, monkeypatch, address, allowed):
+    # Defect 13: `streamlit run app.py` outside the repository listens on every interface.
+    from streamlit import config
+
+    config.set_option("server.address", address)
+    monkeypatch.setattr(sys, "argv", ["app.py", *(["--allow-remote"] if allowed else [])])
+    at = _app("alpha")
+    _no_exception(at)
+    if allowed:
+        assert any("Shared view" in _unescape(w.value) for w in at.warning)
+        assert at.title[0].value == "Run alpha"
+    else:
+        [error] = at.error
+        assert _unescape(error.value).startswith("Not served: this server listens on")
+        assert [t.value for t in at.title] == ["refiner review"] and not at.get("plotly_chart")
+
+
+def test_read_only_switches_overrides_and_approval_off(runs, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["app.py", "--read-only"])
+    at = _app("alpha")
+    _no_exception(at)
+    assert not [w for w in at.toggle if w.key and w.key.startswith("ov-")]
+    assert not [b for b in at.button if b.key and (b.key.startswith("ov-") or b.key.startswith("approve"))]
+    assert any("Read-only" in _unescape(i.value) for i in at.sidebar.info)
+
+
+def test_refiner_app_refuses_another_address_without_allow_remote(capsys, monkeypatch, tmp_path):
+    import os
+
+    from refiner.cli import main
+
+    assert main(["app", "--runs", str(tmp_path), "--address", "0.0.0.0"]) == 2
+    assert "--address 0.0.0.0: the app has no login" in capsys.readouterr().err
+    calls = []
+    monkeypatch.setattr(os, "execv", lambda *args: (calls.append(args[-1]), (_ for _ in ()).throw(SystemExit(0))))
+    with pytest.raises(SystemExit):
+        main(["app", "--runs", str(tmp_path), "--address", "0.0.0.0", "--allow-remote", "--read-only"])
+    assert calls[0][-2:] == ["--read-only", "--allow-remote"]
+
+
+def test_runs_overview_lists_status_engine_best_and_trials(runs):
+    at = _app("alpha")
+    at.sidebar.radio(key="view").set_value("Runs overview").run()
+    _no_exception(at)
+    frame = at.dataframe[0].value
+    assert list(frame["run"]) == ["alpha", "beta", "broken"]
+    row = frame.iloc[0]
+    assert row["status"] == "finished" and row["engine"] == "keras-tuner" and row["trials"] == 16
+    assert frame.iloc[2]["status"] == "finished"  # run.json of the broken run is fine; its trial line is not

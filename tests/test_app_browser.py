@@ -7,17 +7,23 @@ download browsers on these machines) and the `playwright` package from the test 
 from __future__ import annotations
 
 import json
+import math
+import os
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+import refiner
 from refiner import review, schemas
+from refiner.space import Boolean, Choice, Float, Int, SearchSpace
 from refiner.store import RunStore
+from refiner.trial import Objective
 from test_review import make_run
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -117,8 +123,8 @@ def test_the_app_renders_a_run_in_a_real_browser_and_exports_it(server, tmp_path
                 link = table.locator(f"a[href='#r1-p{i}']")
                 assert link.inner_text() == d["name"]
                 assert page.locator(f"[id='r1-p{i}']").count() == 1
-            # Incumbent, distribution, importance, parallel coordinates, two per parameter.
-            n_charts = 4 + 2 * len(decisions)
+            # Incumbent, one parameter's history, distribution, importance; the rest on demand.
+            n_charts = 4
             page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= {n_charts}",
                                    timeout=60_000)
 
@@ -160,3 +166,178 @@ def test_a_path_in_the_url_is_refused_in_the_browser(server, tmp_path):
             assert page.locator("[data-testid=stException]").count() == 0
         finally:
             browser.close()
+
+
+# -- the review gate, driven through the page (issue 14) ---------------------------------------------
+SHOTS = os.environ.get("REFINER_SCREENSHOTS")  # a folder to keep the screenshots in (docs/screenshots)
+
+
+def _shot(page, tmp_path: Path, name: str, full: bool = False) -> Path:
+    path = (Path(SHOTS) if SHOTS else tmp_path) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if full:
+        _full_page_screenshot(page, path)
+        page.set_viewport_size({"width": 1400, "height": 900})
+    else:
+        page.screenshot(path=str(path))
+    return path
+
+
+def _settle(page) -> None:
+    page.wait_for_timeout(400)  # let the click's rerun start before waiting for it to end
+    _wait_rendered(page)
+
+
+def _gated_config(base: Path) -> Path:
+    (base / "gate_bowl.py").write_text(
+        "def bowl(p):\n    return (p['x'] - 1.0) ** 2 + ((p['n'] - 20) / 20) ** 2\n")
+    SearchSpace([Float("x", -5.0, 5.0), Int("n", 1, 64)]).to_json(base / "gate_space.json")
+    path = base / "gated.toml"
+    path.write_text(textwrap.dedent("""
+        name = "gated"
+        function = "gate_bowl:bowl"
+        space = "gate_space.json"
+        review = "each-round"
+        [objective]
+        name = "loss"
+        direction = "min"
+        [search]
+        rounds = 2
+        trials_per_round = 8
+        seed = 0
+        [narrowing]
+        min_trials = 4
+        min_cv_score = 0.0
+    """))
+    return path
+
+
+def test_a_person_edits_a_decision_and_approves_a_waiting_run_in_the_browser(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, runs = server
+    config = _gated_config(tmp_path)
+    run_dir = runs / "gated"
+    store = RunStore(run_dir)
+    env = dict(os.environ, PYTHONPATH=str(APP.parent))
+    proc = subprocess.Popen([sys.executable, "-m", "refiner.cli", "run", str(config), "--run-dir", str(run_dir)],
+                            cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not (store.exists() and store.read_run()["state"]["status"] == "awaiting_review"):
+            assert time.monotonic() < deadline and proc.poll() is None, "the run never waited for review"
+            time.sleep(0.2)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page.goto(f"{url}/?run=gated", wait_until="domcontentloaded")
+                _wait_rendered(page)
+                page.wait_for_selector("text=Round 0 waits for review", timeout=60_000)
+                assert page.locator("[data-testid=stMetricValue]", has_text="awaiting_review").count() == 1
+                _shot(page, tmp_path, "gate_waiting.png")
+                page.locator(".st-key-ov-gated-0-0-open label").click()
+                _settle(page)
+                page.locator(".st-key-ov-gated-0-0-action label", has_text="edit the range or values").click()
+                _settle(page)
+                for field, value in (("low", "0.5"), ("high", "1.5")):
+                    box = page.locator(f".st-key-ov-gated-0-0-{field} input")
+                    box.fill(value)
+                    box.press("Enter")
+                    _settle(page)
+                page.locator(".st-key-ov-gated-0-0-save button").click()
+                _settle(page)
+                page.wait_for_selector("text=Saved: x edited for round 1", timeout=30_000)
+                _shot(page, tmp_path, "gate_edited.png")
+                assert proc.poll() is None and not store.has_space(1)  # saved, not yet approved
+                page.locator(".st-key-approve-0 button").click()
+                _settle(page)
+                page.wait_for_selector("text=Approved round 0", timeout=30_000)
+                out, _ = proc.communicate(timeout=180)
+                assert proc.returncode == 0, out
+
+                # The run went on with the edited range ...
+                edited = {p.name: p for p in store.read_space(1)}["x"]
+                assert (edited.low, edited.high) == (0.5, 1.5)
+                approval = json.loads((run_dir / "rounds" / "0" / "approval.json").read_text())
+                assert approval["by"] == "app" and approval["overrides"] == ["x"]
+                # ... and `refiner show`, the export and the app agree on it.
+                shown = subprocess.run([sys.executable, "-m", "refiner.cli", "show", str(run_dir)], env=env,
+                                       capture_output=True, text=True, check=True).stdout
+                assert "space: x [0.5, 1.5]" in shown and "approved in the review app" in shown
+                exported = subprocess.run([sys.executable, "-m", "refiner.cli", "export", str(run_dir)], env=env,
+                                          capture_output=True, check=True).stdout
+                x = {p["name"]: p for p in json.loads(exported)["parameters"]}["x"]
+                assert 0.5 <= x["low"] < x["high"] <= 1.5
+                page.reload(wait_until="domcontentloaded")
+                _wait_rendered(page)
+                page.wait_for_selector("[data-testid=stMetricValue]:has-text('finished')", timeout=60_000)
+                page.get_by_text("Round", exact=True)  # the picker
+                page.locator("[data-testid=stRadio] label", has_text="0 (KerasTuner random search)").first.click()
+                _settle(page)
+                assert page.locator("text=Approved (app").count() == 1
+                table = page.locator("[data-testid=stTable]").first.inner_text()
+                assert "edited by a person" in table and "[0.5, 1.5]" in table
+                with page.expect_download() as info:
+                    page.locator("[data-testid=stDownloadButton] button", has_text="JSON").first.click()
+                assert Path(info.value.path()).read_bytes() == exported
+                assert page.locator("[data-testid=stException]").count() == 0
+            finally:
+                browser.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# -- speed: a 200-trial, 8-parameter run --------------------------------------------------------
+BIG_SPACE = SearchSpace([Float(f"f{i}", 0.0, 1.0) for i in range(4)] + [Float("lr", 1e-5, 1e-1, log=True),
+                        Int("units", 16, 512, step=16), Choice("act", ("relu", "tanh", "gelu")), Boolean("bn")])
+
+
+def big(p):
+    return sum((p[f"f{i}"] - 0.3) ** 2 for i in range(4)) + (math.log10(p["lr"]) + 3) ** 2 / 10 \
+        + abs(p["units"] - 128) / 512 + (0.1 if p["act"] != "relu" else 0.0) + (0.05 if p["bn"] else 0.0)
+
+
+def test_a_200_trial_8_parameter_run_loads_fast_in_the_browser(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, runs = server
+    refiner.Refiner(function=big, space=BIG_SPACE, objective=Objective("loss", "min"), rounds=2, trials_per_round=100,
+                    directory=runs, project_name="big", seed=0, engine="optuna", verbose=0,
+                    narrowing={"min_trials": 8}).search()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{url}/?run=big", wait_until="domcontentloaded")  # warm the server's cache once
+            _wait_rendered(page)
+            timings = []
+            for _ in range(3):
+                start = time.monotonic()
+                page.goto(f"{url}/?run=big", wait_until="domcontentloaded")
+                page.wait_for_selector("h1:has-text('Run big')", timeout=60_000)
+                page.wait_for_selector("[data-testid=stMetricValue]", timeout=60_000)
+                first = time.monotonic() - start
+                _wait_rendered(page)
+                page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4 && "
+                                       "document.querySelectorAll('[data-testid=stTable]').length >= 1", timeout=60_000)
+                timings.append((first, time.monotonic() - start))
+            _shot(page, tmp_path, "big_run_page.png", full=True)
+            # For comparison: every chart at once, as the page drew it before.
+            start = time.monotonic()
+            page.locator(".st-key-plots-all-1 label").click()
+            page.locator(".st-key-parcoords-all label").click()
+            _settle(page)
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 20", timeout=90_000)
+            every = time.monotonic() - start
+            _shot(page, tmp_path, "big_run_all_plots.png", full=True)
+            assert page.locator("[data-testid=stException]").count() == 0
+        finally:
+            browser.close()
+    firsts, fulls = sorted(t[0] for t in timings), sorted(t[1] for t in timings)
+    print(f"\n200 trials x 8 parameters: first meaningful content {firsts[1]:.2f} s (median of 3, "
+          f"{firsts[0]:.2f}-{firsts[2]:.2f}), full page {fulls[1]:.2f} s ({fulls[0]:.2f}-{fulls[2]:.2f}); "
+          f"turning every chart on afterwards took {every:.2f} s")
+    # Generous bounds: this machine's two cores are shared; the issue's targets are 1.5 s and 3 s idle.
+    assert fulls[1] < 10.0
