@@ -354,8 +354,8 @@ def _bench(args: argparse.Namespace) -> int:
 def _app(args: argparse.Namespace) -> int:
     import subprocess
 
-    # The page ships inside the package (refiner/review_app.py), so this works from a wheel too.
-    app_file = Path(__file__).resolve().parent / "review_app.py"
+    # The page ships inside the package (refiner/review/page.py), so this works from a wheel too.
+    app_file = Path(__file__).resolve().parent / "review" / "page.py"
     if not app_file.exists():
         raise RefinerError(f"the review app is missing from the installed package ({app_file})")
     runs = args.runs.resolve()

@@ -18,7 +18,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from refiner import review
-from refiner.review_app import runs_folder
+from refiner.review.page import runs_folder
 from refiner.store import RunStore
 from test_review import make_run
 
@@ -378,7 +378,7 @@ def test_refiner_app_starts_the_packaged_page_on_loopback(monkeypatch, tmp_path)
         main(["app", "--runs", str(tmp_path)])
     [cmd] = calls
     script = cmd[cmd.index("run") + 1]
-    assert script.endswith("refiner/review_app.py") and Path(script).exists()
+    assert script.endswith("refiner/review/page.py") and Path(script).exists()
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[-2:] == ["--runs", str(tmp_path.resolve())]
 

@@ -62,7 +62,7 @@ def test_polling_reader_never_sees_a_partial_file(tmp_path):
 
 @pytest.mark.slow
 def test_the_review_apps_loader_never_sees_a_partial_file(tmp_path):
-    """The functions review_app.py calls (list the runs, pick the latest, key the cache, load a run),
+    """The functions the review page calls (list the runs, pick the latest, key the cache, load a run),
     in a loop while `refiner run` writes. Any exception but RunFolderError fails the test; a
     RunFolderError must be one line naming the run's folder, and since every write is atomic
     none is expected at all."""

@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("method", ["refiner.surrogate", "refiner.narrowing_method", "refiner.narrowing", "refiner.audit"]),
     ("engines", ["refiner.engines"]),
     ("loop", ["refiner.settings", "refiner.tuner_calls", "refiner.loop", "refiner.config", "refiner"]),
-    ("surfaces", ["refiner.cli", "refiner.validate", "refiner.review", "refiner.review_app", "refiner.bench",
+    ("surfaces", ["refiner.cli", "refiner.validate", "refiner.review", "refiner.bench",
                   "app"]),
 ]
 

@@ -586,5 +586,5 @@ def _edit_fields(key: str, before: Parameter, base: Parameter, declared: Paramet
     return new, []
 
 
-if __name__ == "__main__":  # `streamlit run refiner/review_app.py` (what `refiner app` does)
+if __name__ == "__main__":  # `streamlit run refiner/review/page.py` (what `refiner app` does)
     main()
