@@ -6,11 +6,13 @@ explained decision per hyperparameter, then Bayesian rounds on it, warm-started.
 """
 
 from refiner.errors import RefinerError, ValidationError
+from refiner.fidelity import Fidelity
 from refiner.space import Boolean, Choice, Condition, Fixed, Float, Int, SearchSpace
 from refiner.trial import Objective, Trial, TrialState
 
 __all__ = [
     "Refiner",
+    "Fidelity",
     "SearchSpace",
     "Float",
     "Int",

@@ -178,7 +178,7 @@ def audit_cuts(
 ) -> tuple[list[Judgement], dict[str, Any]]:
     """Judge every piece of every cut; returns the judgements and a summary of the surrogate used."""
     objective = Objective.coerce(objective)
-    ok = [t for t in trials if t.ok]
+    ok = [t for t in trials if t.evidence]
     if not cuts:
         return [], {"model": None, "cv_score": None, "trusted": False, "n_trials": len(ok)}
     surrogate = fit_surrogate(original_space, ok, objective, seed=seed, min_cv_score=min_cv_score)

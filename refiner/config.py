@@ -175,7 +175,7 @@ def load_run_config(path: str | Path) -> RunConfig:
     if problems:
         raise ValidationError(problems, source=str(path))
     search = document.get("search", {})
-    settings = _search_settings(search, document.get("narrowing", {}))
+    settings = _search_settings(search, document.get("narrowing", {}), document.get("fidelity"))
     objective = document["objective"]
     config = RunConfig(
         name=document["name"],
@@ -200,13 +200,14 @@ def load_run_config(path: str | Path) -> RunConfig:
     return config
 
 
-def _search_settings(search: dict[str, Any], narrowing: dict[str, Any] | None = None) -> SearchSettings:
-    """The ``[search]`` and ``[narrowing]`` tables through the same checks and defaults as
-    ``Refiner(...)``; ``seed = "random"`` asks for fresh randomness (TOML has no null)."""
+def _search_settings(search: dict[str, Any], narrowing: dict[str, Any] | None = None,
+                     fidelity: dict[str, Any] | None = None) -> SearchSettings:
+    """The ``[search]``, ``[narrowing]`` and ``[fidelity]`` tables through the same checks and
+    defaults as ``Refiner(...)``; ``seed = "random"`` asks for fresh randomness (TOML has no null)."""
     given = dict(search)
     if given.get("seed") == "random":
         given["seed"] = None
-    return SearchSettings.create(**given, narrowing=narrowing)
+    return SearchSettings.create(**given, narrowing=narrowing, fidelity=fidelity)
 
 
 def _check(document: Any, base_dir: Path) -> tuple[list[str], SearchSpace | None, Path | None]:
@@ -232,12 +233,15 @@ def _check(document: Any, base_dir: Path) -> tuple[list[str], SearchSpace | None
             problems.append("data: only used with `hypermodel`; a `function` is called with the parameters alone")
         if document.get("fit"):
             problems.append("fit: only used with `hypermodel`; a `function` is not trained with model.fit")
-    search = document.get("search")
-    if isinstance(search, dict) and not any(line.startswith("search") for line in problems):
+    search = document.get("search", {})
+    fidelity = document.get("fidelity")
+    if isinstance(search, dict) and not any(line.startswith(("search", "fidelity")) for line in problems):
         try:
-            _search_settings(search)
+            _search_settings(search, None, fidelity if isinstance(fidelity, dict) else None)
         except ValueError as exc:  # rules that tie the settings together, e.g. max_trials and rounds
-            problems.append(f"search: {exc}")
+            problems.append(str(exc) if str(exc).startswith("fidelity.") else f"search: {exc}")
+    if isinstance(fidelity, dict) and isinstance(document.get("fit"), dict) and "epochs" in document["fit"]:
+        problems.append("fit.epochs: with [fidelity] a trial trains fidelity.max epochs; remove `epochs` from [fit]")
     engine = document.get("engine", DEFAULT_ENGINE)
     if isinstance(engine, str) and engine not in engine_names():
         problems.append(f"engine: must be one of {', '.join(engine_names())}, got {engine!r}")

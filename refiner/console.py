@@ -15,7 +15,7 @@ from refiner.text import fmt, short
 from refiner.trial import Objective, Trial
 
 __all__ = ["fmt", "short", "table", "trial_line", "round_table", "decision_table", "run_summary", "planned_trials",
-           "schedule_words"]
+           "schedule_words", "compute_spent"]
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], wrap: Mapping[int, int] | None = None) -> str:
@@ -53,6 +53,8 @@ def trial_line(trial: Trial, n: int, total: int, best: Trial | None, objective: 
         result = f"{objective.name} {fmt(trial.score)}"
         if best is not None and best.trial_id == trial.trial_id:
             result += " (new best)"
+    elif trial.evidence:  # stopped at a rung (refiner.fidelity)
+        result = f"{objective.name} {fmt(trial.score)} (stopped at {trial.fidelity})"
     else:
         result = f"FAILED: {trial.message or 'no message'}"[:120]
     best_text = f"best {fmt(best.score)}" if best is not None else "best -"
@@ -129,13 +131,16 @@ def round_table(k: int, trials: Sequence[Trial], best: Trial | None, surrogate: 
                 decisions: Sequence[Any], objective: Objective) -> str:
     """The end-of-round report the agent logs: scores, surrogate and the decision table."""
     ok = [t for t in trials if t.ok]
-    failed = len(trials) - len(ok)
+    stopped = [t for t in trials if t.evidence and not t.ok]
+    failed = len(trials) - len(ok) - len(stopped)
     round_best = None
     for t in ok:
         if round_best is None or objective.better(t.score, round_best.score):  # type: ignore[arg-type]
             round_best = t
-    head = (f"round {k}: {len(trials)} trials ({failed} failed), best this round "
-            f"{fmt(round_best.score if round_best else None)}, best so far {fmt(best.score if best else None)}")
+    spent = f", {compute_spent(trials)}" if any(t.fidelity is not None for t in trials) else ""
+    head = (f"round {k}: {len(trials)} trials ({failed} failed{f', {len(stopped)} stopped early' if stopped else ''})"
+            f"{spent}, best this round {fmt(round_best.score if round_best else None)}, "
+            f"best so far {fmt(best.score if best else None)}")
     model = getattr(surrogate, "model_name", None)
     cv = getattr(surrogate, "cv_score", None)
     trusted = getattr(surrogate, "trusted", False)
@@ -143,6 +148,14 @@ def round_table(k: int, trials: Sequence[Trial], best: Trial | None, surrogate: 
                       f" ({'trusted' if trusted else 'not trusted: ranges kept'})")
     docs = [d.to_dict() if hasattr(d, "to_dict") else d for d in decisions]
     return "\n".join([head, surrogate_line, decision_table(docs)])
+
+
+def compute_spent(trials: Sequence[Trial]) -> str:
+    """``"epochs 41 of 81 (51 %), 12.3 s"``: the budget the trials used against training every one to the end."""
+    reached = [t.fidelity for t in trials if t.fidelity is not None]
+    spent, whole = sum(reached), max(reached, default=0) * len(reached)  # every trial to the most any reached
+    share = f" ({100 * spent / whole:.0f} %)" if whole else ""
+    return f"epochs {spent} of {whole}{share}, {sum(t.duration_s for t in trials):.1f} s"
 
 
 def planned_trials(settings: Mapping[str, Any]) -> int:
@@ -191,8 +204,11 @@ def run_summary(store: Any) -> str:
         scores = [t.score for t in ok]
         round_best = (max if objective.direction == "max" else min)(scores) if scores else None
         out.append("")
+        stopped = sum(1 for t in trials if t.evidence and not t.ok)
+        spent = f", {compute_spent(trials)}" if any(t.fidelity is not None for t in trials) else ""
         out.append(f"== round {k} ({'random' if k == 0 else 'Bayesian'}): {len(trials)} trials, "
-                   f"{len(trials) - len(ok)} failed, best {fmt(round_best)}")
+                   f"{len(trials) - len(ok) - stopped} failed{f', {stopped} stopped early' if stopped else ''}{spent}, "
+                   f"best {fmt(round_best)}")
         if store.has_space(k):
             space = store.read_space(k)
             out.append("space: " + ", ".join(f"{p.name} {p.describe()}" for p in space))

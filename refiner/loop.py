@@ -38,6 +38,7 @@ from refiner.errors import DiskWriteError, RefinerError, RoundFailedError, RunFo
 from refiner.failpoints import checkpoint
 from refiner.gate import ReviewGate, wait_for_approval
 from refiner.lock import RunLock, overrides_lock
+from refiner.fidelity import Fidelity, StoppingRule
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
 from refiner.settings import DEFAULTS, SearchSettings
 from refiner.overrides import decisions_with_overrides, read_overrides, refined_space
@@ -85,6 +86,10 @@ class Refiner(KerasTunerCalls):
         directory, project_name: the run folder is ``directory/project_name``.
         seed: makes proposals, surrogates and narrowing reproducible; ``None`` for fresh randomness.
         narrowing: a :class:`NarrowingConfig` or a dict of its fields.
+        fidelity: pay in epochs (:class:`refiner.Fidelity`, e.g. ``Fidelity("epochs", min=1, max=27,
+            eta=3)``): a Keras trial trains at most ``max`` epochs (its ``epochs``), a function is
+            called as ``f(params, budget)``, and a trial that lags at a rung is stopped there
+            (:mod:`refiner.fidelity`). Stopped trials are evidence, never best.
         engine: a registered engine's name (:mod:`refiner.engines`): ``"keras-tuner"`` (random
             search, then Bayesian optimisation) or ``"optuna"`` (random sampler, then TPE), over
             the same space and run folder; or an :class:`~refiner.engines.base.Engine` instance.
@@ -122,6 +127,7 @@ class Refiner(KerasTunerCalls):
         project_name: str = "refiner",
         seed: int | None = DEFAULTS["seed"],
         narrowing: NarrowingConfig | Mapping[str, Any] | None = None,
+        fidelity: Fidelity | Mapping[str, Any] | None = None,
         engine: str | Engine = DEFAULT_ENGINE,
         storage: str | None = None,
         heartbeat_interval: int | None = None,
@@ -140,7 +146,8 @@ class Refiner(KerasTunerCalls):
             raise ValueError("`space` is required with `function` (a plain function declares no space)")
         self.settings = SearchSettings.create(
             rounds=rounds, max_trials=max_trials, trials_per_round=trials_per_round, initial_trials=initial_trials,
-            executions_per_trial=executions_per_trial, trial_retries=trial_retries, seed=seed, narrowing=narrowing)
+            executions_per_trial=executions_per_trial, trial_retries=trial_retries, seed=seed, narrowing=narrowing,
+            fidelity=fidelity)
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}")
         if isinstance(engine, Engine):
@@ -169,6 +176,7 @@ class Refiner(KerasTunerCalls):
         self.trial_retries = self.settings.trial_retries
         self.seed = self.settings.seed
         self.narrowing = self.settings.narrowing
+        self.fidelity = self.settings.fidelity
         self.overwrite = overwrite
         self.engine = self._engine.name
         self.store = RunStore(Path(directory) / project_name)
@@ -243,7 +251,7 @@ class Refiner(KerasTunerCalls):
         self._evaluation = Evaluation(
             self.objective, function=self.function, hypermodel=self._hypermodel, fit_args=fit_args,
             fit_kwargs=fit_kwargs, executions_per_trial=self.executions_per_trial, trial_retries=self.trial_retries,
-            verbose=verbose, seed=self.seed)
+            verbose=verbose, seed=self.seed, fidelity=self.fidelity)
         created_here = not store.exists()
         initial_space = self._initial_space()
         imported = None
@@ -329,6 +337,8 @@ class Refiner(KerasTunerCalls):
             settings["trial_retries"] = self.trial_retries  # absent when 0, as in runs made before it existed
         if self.review is not None:
             settings["review"] = self.review.mode  # absent without a gate, as in runs made before it existed
+        if self.fidelity is not None:
+            settings["fidelity"] = self.fidelity.to_dict()  # absent without one, as in runs made before it existed
         if self.warm_start is not None:
             settings["warm_start"] = str(self.warm_start)  # absent without one, as in runs made before it existed
         if self._hypermodel is not None:
@@ -433,7 +443,7 @@ class Refiner(KerasTunerCalls):
         if counter["n"] == len(done):
             return  # nothing ran now: a resumed run carries on from a round it finished before
         round_trials = store.read_trials(k)
-        if round_trials and not any(t.ok for t in round_trials):
+        if round_trials and not any(t.evidence for t in round_trials):
             last = round_trials[-1].message or "no message"
             raise RoundFailedError(
                 f"every trial of round {k} failed ({len(round_trials)} trials; last error: {last}); "
@@ -457,8 +467,14 @@ class Refiner(KerasTunerCalls):
             return
         # The reserve learns from every trial so far (all lie in the declared space), the box part
         # from the earlier ones inside its box.
-        earlier = [t for t in self._trials if t.ok and space.contains(t.hyperparameters)
+        earlier = [t for t in self._trials if t.evidence and space.contains(t.hyperparameters)
                    and (t.round < k or (reserve and not t.reserve))]
+        if self.fidelity is not None:
+            # Judged against every curve recorded so far, so a resumed round stops what the first did.
+            self._evaluation.stopping = StoppingRule(self.fidelity, self.objective.direction)
+            for t in self._trials:
+                if not t.imported:
+                    self._evaluation.stopping.observe(t.curve)
         kind = "random" if k == 0 else "model"
         store.event("round_started", round=k, kind=kind, budget=remaining, warm_trials=len(earlier),
                     resumed_after=len(done), **({"reserve": True} if reserve else {}))
@@ -481,7 +497,7 @@ class Refiner(KerasTunerCalls):
             run=self._run_context(), round_index=k, kind=kind, space=space, objective=self.objective,
             budget=remaining, evaluation=self._evaluation, workdir=store.kt_dir(k, reserve=reserve), seed=self.seed,
             warm_trials=earlier, done_trials=done, reserve=reserve, exclude=box if reserve else None,
-            check_objective=not any(t.ok for t in self._trials),
+            check_objective=not any(t.evidence for t in self._trials),
         )
         self._engine.run_round(spec, on_trial)
 
@@ -534,7 +550,7 @@ class Refiner(KerasTunerCalls):
         if store.read_decisions(k) is not None:
             return  # analysed before an interruption; deterministic, so nothing to redo
         # Only what was known when round k ended: a recomputed analysis must equal the original.
-        completed = [t for t in self._trials if t.ok and t.round <= k]
+        completed = [t for t in self._trials if t.evidence and t.round <= k]
         seed = None if self.seed is None else self.seed + 1000 * (k + 1)
         checkpoint("surrogate_fit")
         surrogate = fit_surrogate(space, completed, self.objective, seed=seed,

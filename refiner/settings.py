@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from refiner.engines import DEFAULT_ENGINE
+from refiner.fidelity import Fidelity
 from refiner.narrowing import NarrowingConfig
 
 __all__ = ["SearchSettings", "DEFAULTS", "INITIAL_SHARE", "split_budget"]
@@ -61,13 +62,15 @@ class SearchSettings:
     trial_retries: int = DEFAULTS["trial_retries"]
     seed: int | None = DEFAULTS["seed"]
     narrowing: NarrowingConfig = field(default_factory=NarrowingConfig)
+    fidelity: Fidelity | None = None  # pay in epochs: trials judged at rungs, hopeless ones stopped
 
     @classmethod
     def create(cls, *, rounds: int = DEFAULTS["rounds"], max_trials: int | None = None,
                trials_per_round: int | None = None, initial_trials: int | None = None,
                executions_per_trial: int = DEFAULTS["executions_per_trial"],
                trial_retries: int = DEFAULTS["trial_retries"], seed: int | None = DEFAULTS["seed"],
-               narrowing: NarrowingConfig | Mapping[str, Any] | None = None) -> "SearchSettings":
+               narrowing: NarrowingConfig | Mapping[str, Any] | None = None,
+               fidelity: Fidelity | Mapping[str, Any] | None = None) -> "SearchSettings":
         """Check every setting (``ValueError``: one line naming it) and fill the defaults.
 
         ``max_trials`` is a total budget over all rounds, split as :func:`split_budget` does
@@ -91,13 +94,13 @@ class SearchSettings:
             narrowing = NarrowingConfig.from_dict(dict(narrowing or {}))
         return cls(rounds=rounds, trials_per_round=trials_per_round, initial_trials=initial_trials,  # type: ignore[arg-type]
                    executions_per_trial=executions_per_trial, trial_retries=trial_retries, seed=seed,
-                   narrowing=narrowing)
+                   narrowing=narrowing, fidelity=Fidelity.coerce(fidelity))
 
     def arguments(self) -> dict[str, Any]:
         """As keyword arguments of ``Refiner(...)``, which gives back these settings."""
         return {"rounds": self.rounds, "trials_per_round": self.trials_per_round, "initial_trials": self.initial_trials,
                 "executions_per_trial": self.executions_per_trial, "trial_retries": self.trial_retries,
-                "seed": self.seed, "narrowing": self.narrowing}
+                "seed": self.seed, "narrowing": self.narrowing, "fidelity": self.fidelity}
 
     def budget(self, k: int) -> int:
         """Round ``k``'s trial count."""

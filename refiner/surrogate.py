@@ -200,7 +200,7 @@ class Surrogate(BaseEstimator):
         objective = Objective.coerce(self.objective)
         self.objective_ = objective
         self.encoder_ = Encoder(self.space)
-        usable = [t for t in trials if t.ok]
+        usable = [t for t in trials if t.evidence]  # stopped trials too, at their last value (refiner.fidelity)
         self.n_trials_ = len(usable)
         self.model_ = None
         self.model_name_: str | None = None
@@ -418,7 +418,7 @@ def fit_surrogate(
     min_cv_score: float = 0.2,
     models: Sequence[str] = DEFAULT_MODELS,
 ) -> Surrogate:
-    """Fit a :class:`Surrogate` on every usable (``trial.ok``) trial, encoded against ``space``.
+    """Fit a :class:`Surrogate` on every usable (``trial.evidence``) trial, encoded against ``space``.
 
     Trials from earlier, wider rounds are kept: their values encode outside ``[0, 1]`` and tell the
     model what lies beyond the current box. With fewer than :data:`MIN_TRIALS` usable trials no

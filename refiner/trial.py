@@ -11,10 +11,12 @@ __all__ = ["TrialState", "Trial", "Objective", "best_trial", "IMPORTED_ROUND"]
 
 
 class TrialState(str, enum.Enum):
-    """How a trial ended. Only ``COMPLETE`` trials with a finite score reach the surrogate."""
+    """How a trial ended. ``COMPLETE`` trials with a finite score can be best; ``STOPPED`` ones
+    (a fidelity rung stopped them early, :mod:`refiner.fidelity`) are evidence, never best."""
 
     COMPLETE = "complete"
     FAILED = "failed"
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class Trial:
     message: str | None = None
     reserve: bool = False  # proposed over the declared space by the round's exploration reserve
     source: Mapping[str, Any] | None = None
+    fidelity: int | None = None  # with a Fidelity: the budget (epochs) it reached
+    curve: tuple[tuple[int, float], ...] | None = None  # with a Fidelity: (budget, objective) as it trained
 
     @property
     def imported(self) -> bool:
@@ -94,8 +98,13 @@ class Trial:
 
     @property
     def ok(self) -> bool:
-        """Completed with a finite score: usable by the surrogate and eligible as best."""
+        """Completed with a finite score: eligible as best."""
         return self.status is TrialState.COMPLETE and self.score is not None and math.isfinite(self.score)
+
+    @property
+    def evidence(self) -> bool:
+        """Usable by the surrogate: completed, or stopped early at a finite score (:mod:`refiner.fidelity`)."""
+        return self.ok or (self.status is TrialState.STOPPED and self.score is not None and math.isfinite(self.score))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -113,6 +122,10 @@ class Trial:
             out["source"] = dict(self.source)
         if self.reserve:
             out["reserve"] = True  # absent otherwise, as in runs made before the reserve existed
+        if self.fidelity is not None:  # absent without a Fidelity, as in runs made before it existed
+            out["fidelity"] = int(self.fidelity)
+        if self.curve is not None:
+            out["curve"] = [[int(b), float(v)] for b, v in self.curve if math.isfinite(v)]
         return out
 
     @classmethod
@@ -128,6 +141,8 @@ class Trial:
             message=d.get("message"),
             source=dict(d["source"]) if d.get("source") is not None else None,
             reserve=bool(d.get("reserve", False)),
+            fidelity=d.get("fidelity"),
+            curve=tuple((int(b), float(v)) for b, v in d["curve"]) if d.get("curve") is not None else None,
         )
 
 

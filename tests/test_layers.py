@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("errors, switches", ["refiner.errors", "refiner.failpoints", "refiner.progress", "refiner.schemas",
                           "refiner.text"]),
     ("JSON I/O", ["refiner.jsonio"]),
-    ("space, trial", ["refiner.space", "refiner.trial"]),
+    ("space, trial", ["refiner.space", "refiner.trial", "refiner.fidelity"]),
     ("encoding, export", ["refiner.encoding", "refiner.export"]),
     ("run folder", ["refiner.store", "refiner.lock", "refiner.liveness"]),
     ("overrides, checks, console text", ["refiner.overrides", "refiner.check", "refiner.warm_start",

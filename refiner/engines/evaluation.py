@@ -12,7 +12,11 @@ same record:
   built but could not finish an epoch names the data it was given: mistakes every other trial
   would repeat stop the run at once (:class:`FirstTrialError`);
 * with a seed, every execution is seeded from (seed, trial key, execution), so a run trains the
-  same models again and a resumed trial matches.
+  same models again and a resumed trial matches;
+* with a :class:`~refiner.fidelity.Fidelity`, a model trains at most ``max`` epochs and reports its
+  objective after each; a function is called as ``f(params, budget)`` at each rung. The run's
+  :class:`~refiner.fidelity.StoppingRule` stops a trial at a rung where it lags, and the trial is
+  recorded as ``stopped`` with its curve.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from refiner.errors import ValidationError
+from refiner.failpoints import checkpoint
+from refiner.fidelity import Fidelity, StoppingRule
 from refiner.space import SearchSpace
 from refiner.trial import Objective, Trial, TrialState
 
@@ -56,10 +62,17 @@ class Outcome:
     metrics: dict[str, float]  # empty when the trial failed
     message: str | None  # why it failed; None when it succeeded
     duration_s: float
+    curve: tuple[tuple[int, float], ...] | None = None  # with a fidelity: (budget, objective) as it trained
+    stopped: bool = False  # a rung stopped it early
 
     @property
     def ok(self) -> bool:
         return self.message is None
+
+    @property
+    def fidelity(self) -> int | None:
+        """The budget reached (the last point of the curve)."""
+        return self.curve[-1][0] if self.curve else None
 
 
 @dataclass
@@ -75,6 +88,8 @@ class Evaluation:
     trial_retries: int = 0  # extra tries for a trial that raises or returns NaN/inf
     verbose: int = 1  # 2 shows Keras's epoch bars; the trial lines are the loop's
     seed: int | None = None
+    fidelity: Fidelity | None = None  # how much a trial trains, and where it may be stopped
+    stopping: StoppingRule | None = None  # with a fidelity: judges trials at rungs (the loop seeds it)
     _succeeded: bool = field(default=False, init=False, repr=False)  # a result has shown the objective
 
     def __post_init__(self) -> None:
@@ -97,10 +112,14 @@ class Evaluation:
         label = f"trial {'-'.join(str(k) for k in key)}"
         tries = self.trial_retries + 1
         for attempt in range(1, tries + 1):
+            curve: list[tuple[int, float]] = []
             try:
-                metrics = self._once(dict(values), space, key, check_objective, hp, extra_callbacks)
+                metrics, stopped = self._once(dict(values), space, key, check_objective, hp, extra_callbacks, curve)
                 self._succeeded = True
-                return Outcome(metrics, None, time.perf_counter() - started)
+                if self.stopping is not None:
+                    self.stopping.observe(curve)  # later trials are judged against this one too
+                return Outcome(metrics, None, time.perf_counter() - started, tuple(curve) if self.fidelity else None,
+                               stopped)
             except FirstTrialError:
                 raise  # a mistake in the run's settings: every try would fail the same way
             except Exception as exc:  # noqa: PERF203 - each try is a whole trial
@@ -114,41 +133,66 @@ class Evaluation:
     def record(self, outcome: Outcome, *, trial_id: str, round_index: int, values: Mapping[str, Any],
                reserve: bool = False) -> Trial:
         """The ``trials.jsonl`` record of an evaluated configuration."""
+        status = TrialState.FAILED if not outcome.ok else TrialState.STOPPED if outcome.stopped else TrialState.COMPLETE
         return Trial(
             trial_id=trial_id,
             round=round_index,
             hyperparameters=plain(values),
             score=outcome.metrics[self.objective.name] if outcome.ok else None,
-            status=TrialState.COMPLETE if outcome.ok else TrialState.FAILED,
+            status=status,
             metrics={k: v for k, v in outcome.metrics.items() if math.isfinite(v)},
             duration_s=outcome.duration_s,
             message=outcome.message,
             reserve=reserve,
+            fidelity=outcome.fidelity,
+            curve=outcome.curve,
         )
 
     # -- one try ----------------------------------------------------------------------------------
     def _once(self, values: dict[str, Any], space: SearchSpace, key: tuple, check_objective: bool, hp: Any,
-              extra_callbacks: ExtraCallbacks | None) -> dict[str, float]:
+              extra_callbacks: ExtraCallbacks | None, curve: list[tuple[int, float]]) -> tuple[dict[str, float], bool]:
+        """One try: the metrics, and whether a rung stopped it (``curve`` fills as it trains)."""
+        stopped = False
         if self.function is not None:
-            result = self.function(dict(values))
-            if check_objective and isinstance(result, Mapping):
-                check_objective_logged(result.keys(), self.objective)
-            metrics = function_metrics(result, self.objective)
+            metrics, stopped = self._call(values, check_objective, curve)
         else:
             if hp is None:
                 hp = space.to_keras_tuner()
                 hp.values.update(values)
-            metrics = self._train(hp, key, check_objective, extra_callbacks)
+            metrics, stopped = self._train(hp, key, check_objective, extra_callbacks, curve)
         value = metrics.get(self.objective.name)
         if value is None or not math.isfinite(float(value)):
             raise ValueError(f"objective {self.objective.name!r} is {value!r}; the trial counts as failed")
-        return metrics
+        return metrics, stopped
 
-    def _train(self, hp: Any, key: tuple, check_objective: bool, extra_callbacks: ExtraCallbacks | None) -> dict[str, float]:
-        """Build and fit ``executions_per_trial`` models; the metrics of each one's best epoch, averaged."""
+    def _call(self, values: dict[str, Any], check_objective: bool,
+              curve: list[tuple[int, float]]) -> tuple[dict[str, float], bool]:
+        """``function(params)``, or with a fidelity ``function(params, budget)`` rung by rung."""
+        budgets = self.fidelity.rungs if self.fidelity is not None else [None]
+        for budget in budgets:
+            result = self.function(dict(values)) if budget is None else self.function(dict(values), budget)  # type: ignore[misc]
+            if check_objective and isinstance(result, Mapping):
+                check_objective_logged(result.keys(), self.objective)
+            metrics = function_metrics(result, self.objective)
+            if budget is None:
+                return metrics, False
+            value = metrics[self.objective.name]
+            curve.append((budget, value))
+            if self.stopping is not None and self.stopping.should_stop(budget, value):
+                return metrics, True
+            if budget < self.fidelity.max:  # type: ignore[union-attr]
+                checkpoint("rung_passed")  # a crash test kills a trial that goes on past a rung here
+        return metrics, False
+
+    def _train(self, hp: Any, key: tuple, check_objective: bool, extra_callbacks: ExtraCallbacks | None,
+               curve: list[tuple[int, float]]) -> tuple[dict[str, float], bool]:
+        """Build and fit ``executions_per_trial`` models; the metrics of each one's best epoch,
+        averaged. With a fidelity the first execution's curve is judged at every rung; a stopped
+        trial trains no further execution."""
         import keras
 
         per_execution = []
+        stopped = False
         for execution in range(self.executions_per_trial):
             if self.seed is not None:
                 # Weight initialisation, dropout and shuffling: seeded per execution.
@@ -159,7 +203,14 @@ class Evaluation:
             callbacks = copy.deepcopy(list(kwargs.get("callbacks") or []))
             callbacks += list(extra_callbacks(execution)) if extra_callbacks else []
             watch = _FirstEpochWatch.make() if check_objective and execution == 0 else None
-            kwargs["callbacks"] = callbacks + ([watch] if watch is not None else [])
+            callbacks += [watch] if watch is not None else []
+            rungs = None
+            if self.fidelity is not None:
+                kwargs["epochs"] = self.fidelity.max
+                if execution == 0:
+                    rungs = _RungWatch.make(self.objective.name, self.stopping, curve)
+                    callbacks.append(rungs)
+            kwargs["callbacks"] = callbacks
             fit = getattr(self.hypermodel, "fit", None)
             try:
                 history = fit(hp, model, *self.fit_args, **kwargs) if callable(fit) else model.fit(*self.fit_args, **kwargs)
@@ -180,8 +231,11 @@ class Evaluation:
                 check_objective_logged(logged.keys(), self.objective)
             per_execution.append(_best_epoch(logged, self.objective))
             keras.backend.clear_session()  # frees the model before the next one is built
+            if rungs is not None and rungs.stopped:
+                stopped = True
+                break
         names = set().union(*per_execution)
-        return {name: float(np.mean([m[name] for m in per_execution if name in m])) for name in names}
+        return {name: float(np.mean([m[name] for m in per_execution if name in m])) for name in names}, stopped
 
 
 def _best_epoch(history: Mapping[str, Sequence[float]], objective: Objective) -> dict[str, float]:
@@ -215,6 +269,30 @@ class _FirstEpochWatch:
                 self.finished_epoch = True
 
         return FirstEpochWatch()
+
+
+class _RungWatch:
+    """Records the objective after every epoch and stops training at a rung where the trial lags."""
+
+    @staticmethod
+    def make(objective: str, stopping: StoppingRule | None, curve: list[tuple[int, float]]) -> Any:
+        import keras
+
+        class RungWatch(keras.callbacks.Callback):
+            stopped = False
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                value = (logs or {}).get(objective)
+                if value is None:
+                    return  # reported as a missing objective once fit returns
+                curve.append((epoch + 1, float(value)))
+                if stopping is not None and stopping.should_stop(epoch + 1, float(value)):
+                    self.stopped = True
+                    self.model.stop_training = True
+                elif stopping is not None and epoch + 1 in stopping.fidelity.rungs[:-1]:
+                    checkpoint("rung_passed")
+
+        return RungWatch()
 
 
 # -- small shared helpers ---------------------------------------------------------------------------

@@ -396,8 +396,8 @@ def _inject(kt: Any, oracle: Any, trials: Sequence[Trial], spec: RoundSpec) -> N
         hps.values = values
         hps.ensure_active_values()
         trial = kt.engine.trial.Trial(hyperparameters=hps, trial_id=f"w{i:04d}",
-                                      status=TrialStatus.COMPLETED if record.ok else TrialStatus.FAILED)
-        if record.ok:
+                                      status=TrialStatus.COMPLETED if record.evidence else TrialStatus.FAILED)
+        if record.evidence:  # a stopped trial counts at the value it had when stopped
             trial.metrics.register(spec.objective.name, direction=spec.objective.direction)
             trial.metrics.update(spec.objective.name, float(record.score))  # type: ignore[arg-type]
             trial.score = float(record.score)  # type: ignore[arg-type]

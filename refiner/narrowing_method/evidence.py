@@ -55,7 +55,7 @@ def model_of(surrogate: SurrogateLike | None) -> Model:
 def rank_trials(space: SearchSpace, trials: Sequence[Trial], objective: Objective) -> list[Trial]:
     """Completed trials inside ``space``, best first (the first of equal trials wins, as in best_trial())."""
     sign = 1.0 if objective.direction == "max" else -1.0
-    ok = [t for t in trials if t.ok and space.contains(t.hyperparameters)]
+    ok = [t for t in trials if t.evidence and space.contains(t.hyperparameters)]
     return sorted(ok, key=lambda t: -sign * float(t.score))  # type: ignore[arg-type]
 
 

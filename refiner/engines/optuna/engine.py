@@ -133,8 +133,9 @@ def _add(study: Any, record: Trial, space: SearchSpace, distributions: Mapping[s
     params = {n: record.hyperparameters[n] for n in active}
     frozen = optuna.trial.create_trial(
         params=params, distributions={n: distributions[n] for n in active},
-        value=float(record.score) if record.ok else None,  # type: ignore[arg-type]
-        state=optuna.trial.TrialState.COMPLETE if record.ok else optuna.trial.TrialState.FAIL,
+        value=float(record.score) if record.evidence else None,  # type: ignore[arg-type]
+        # A stopped trial counts at the value it had when stopped, as for the surrogate (refiner.fidelity).
+        state=optuna.trial.TrialState.COMPLETE if record.evidence else optuna.trial.TrialState.FAIL,
         user_attrs={"refiner_trial_id": record.trial_id, shared.KNOWN: True, shared.KEY: _key(record.hyperparameters)},
     )
     study.add_trial(frozen)
@@ -330,7 +331,7 @@ class Participant:
             try:
                 trial.set_user_attr(shared.RECORD, json.dumps(record.to_dict()))
                 with shared.quiet_heartbeat_warnings():
-                    if record.ok:
+                    if record.evidence:  # a stopped trial too, at its last value (refiner.fidelity)
                         study.tell(trial, record.score)
                     else:
                         study.tell(trial, state=optuna.trial.TrialState.FAIL)

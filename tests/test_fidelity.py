@@ -1,0 +1,199 @@
+"""Paying in epochs: rungs, the stopping rule, stopped trials in the record, resume mid-trial, both engines."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import refiner
+from refiner.check import check_run
+from refiner.config import load_run_config
+from refiner.fidelity import MIN_PEERS, Fidelity, StoppingRule
+from refiner.space import Float, SearchSpace
+from refiner.store import RunStore
+from refiner.trial import Trial, TrialState
+
+SPACE = SearchSpace([Float("x", -3.0, 3.0), Float("y", -3.0, 3.0)])
+
+
+def curve_loss(p, budget):
+    """A learning curve: the loss falls with the budget towards a floor set by the configuration."""
+    floor = (p["x"] - 1.0) ** 2 + 0.5 * (p["y"] + 0.5) ** 2
+    return floor + 2.0 / budget
+
+
+# -- the rule -----------------------------------------------------------------------------------------
+def test_rungs_grow_by_eta_and_end_at_max():
+    assert Fidelity(max=27).rungs == [1, 3, 9, 27]
+    assert Fidelity(min=2, max=20, eta=3).rungs == [2, 6, 18, 20]
+    assert Fidelity(min=5, max=5).rungs == [5]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max": 0}, r"fidelity\.max: must be a positive integer, got 0"),
+    ({"min": 10, "max": 5}, r"fidelity\.min: must not exceed fidelity\.max \(5\), got 10"),
+    ({"max": 9, "eta": 1}, r"fidelity\.eta: must be at least 2"),
+    ({"max": 9.5}, r"fidelity\.max: must be a positive integer, got 9\.5"),
+])
+def test_bad_fidelities_name_the_setting(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Fidelity(**kwargs)
+
+
+def test_a_rung_keeps_the_best_third_once_enough_trials_reached_it():
+    rule = StoppingRule(Fidelity(max=9, eta=3), "min")
+    assert not rule.should_stop(1, 100.0)  # alone at the rung: nothing to compare with
+    rule.observe([(1, 1.0), (3, 0.8)])
+    assert not rule.should_stop(1, 5.0)  # two trials: still fewer than MIN_PEERS
+    assert MIN_PEERS == 3
+    rule.observe([(1, 2.0)])
+    assert not rule.should_stop(1, 0.5)  # the best of three goes on
+    assert rule.should_stop(1, 1.5)  # second of three: outside the best third
+    assert not rule.should_stop(9, 100.0)  # the last rung never stops a trial: it has finished
+    assert rule.should_stop(1, math.nan)
+    maximise = StoppingRule(Fidelity(max=9, eta=3), "max")
+    maximise.observe([(1, 0.5)])
+    maximise.observe([(1, 0.6)])
+    assert not maximise.should_stop(1, 0.9) and maximise.should_stop(1, 0.55)
+
+
+def test_a_stopped_trial_round_trips_and_is_never_best():
+    stopped = Trial("0-1", 0, {"x": 0.0}, 0.1, TrialState.STOPPED, fidelity=3, curve=((1, 0.3), (3, 0.1)))
+    done = Trial("0-2", 0, {"x": 1.0}, 0.2, TrialState.COMPLETE, fidelity=9, curve=((1, 0.5), (3, 0.3), (9, 0.2)))
+    again = Trial.from_dict(json.loads(json.dumps(stopped.to_dict())))
+    assert again == stopped and again.evidence and not again.ok
+    assert refiner.trial.best_trial([stopped, done], refiner.Objective("loss", "min")) is done
+    old = Trial.from_dict({"trial_id": "0-3", "round": 0, "hyperparameters": {}, "score": 1.0, "status": "complete",
+                           "metrics": {}, "duration_s": 0.1})  # a record made before fidelity existed
+    assert old.fidelity is None and old.curve is None and old.evidence
+
+
+# -- whole runs ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("engine", ["keras-tuner", "optuna"])
+def test_a_run_with_a_fidelity_stops_lagging_trials_and_records_their_curves(tmp_path, engine):
+    agent = refiner.Refiner(function=curve_loss, space=SPACE, objective="loss", rounds=2, trials_per_round=12,
+                            fidelity=refiner.Fidelity("epochs", min=1, max=9, eta=3), engine=engine,
+                            directory=tmp_path, project_name="mf", verbose=0, narrowing={"min_trials": 6})
+    agent.search()
+    store = RunStore(tmp_path / "mf")
+    check_run(store)  # every record validates, stopped ones included
+    trials = store.all_trials()
+    assert len(trials) == 24
+    stopped = [t for t in trials if t.status is TrialState.STOPPED]
+    finished = [t for t in trials if t.ok]
+    assert stopped and finished
+    assert all(t.fidelity < 9 and t.curve[-1][0] == t.fidelity for t in stopped)
+    assert all(t.fidelity == 9 and [b for b, _ in t.curve] == [1, 3, 9] for t in finished)
+    for t in trials:  # the curve is the function's, budget by budget; the score is its last point
+        assert all(math.isclose(v, curve_loss(t.hyperparameters, b)) for b, v in t.curve)
+        assert math.isclose(t.score, t.curve[-1][1])
+    assert agent.best_trial.ok and agent.best_trial.fidelity == 9  # never a stopped trial
+    assert store.read_run()["settings"]["fidelity"] == {"name": "epochs", "min": 1, "max": 9, "eta": 3}
+    spent = sum(t.fidelity for t in trials)
+    assert spent < 9 * len(trials)  # stopping saved epochs
+    summary = subprocess.run([sys.executable, "-m", "refiner.cli", "show", str(store.root)], capture_output=True,
+                             text=True, check=True).stdout
+    assert f"stopped early, epochs {sum(t.fidelity for t in store.read_trials(0))} of 108" in summary
+
+
+def test_the_same_seed_stops_the_same_trials(tmp_path):
+    def run(name):
+        refiner.Refiner(function=curve_loss, space=SPACE, objective="loss", rounds=1, trials_per_round=10,
+                        fidelity={"max": 9}, directory=tmp_path, project_name=name, verbose=0).search()
+        return [(t.hyperparameters, t.status, t.fidelity) for t in RunStore(tmp_path / name).all_trials()]
+
+    assert run("a") == run("b")
+
+
+CONFIG = """
+name = "mf"
+function = "mf_objective:curve_loss"
+space = "space.json"
+[objective]
+name = "loss"
+direction = "min"
+[search]
+rounds = 2
+trials_per_round = 8
+[narrowing]
+min_trials = 6
+[fidelity]
+max = 9
+"""
+
+OBJECTIVE = '''
+def curve_loss(p, budget):
+    floor = (p["x"] - 1.0) ** 2 + 0.5 * (p["y"] + 0.5) ** 2
+    return floor + 2.0 / budget
+'''
+
+
+@pytest.mark.slow
+def test_a_run_killed_inside_a_trial_that_passed_a_rung_resumes_with_nothing_lost(tmp_path):
+    (tmp_path / "mf_objective.py").write_text(textwrap.dedent(OBJECTIVE))
+    (tmp_path / "space.json").write_text(SPACE.to_json())
+    (tmp_path / "run.toml").write_text(CONFIG)
+    run_dir = tmp_path / "run"
+
+    def run(failpoint=""):
+        return subprocess.run([sys.executable, "-m", "refiner.cli", "run", str(tmp_path / "run.toml"), "--run-dir",
+                               str(run_dir), "--quiet"], env=dict(os.environ, REFINER_FAILPOINT=failpoint),
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    killed = run("rung_passed")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    before = [t.trial_id for t in RunStore(run_dir).all_trials()]
+    final = run()
+    assert final.returncode == 0, final.stderr[-2000:]
+    store = RunStore(run_dir)
+    check_run(store)
+    ids = [t.trial_id for t in store.all_trials()]
+    assert ids[: len(before)] == before and len(ids) == len(set(ids)) == 16  # kept, then completed once each
+    assert any(t.status is TrialState.STOPPED for t in store.all_trials())
+
+
+def test_a_config_asks_for_a_fidelity_and_its_mistakes_are_named(tmp_path):
+    (tmp_path / "mf_objective.py").write_text(textwrap.dedent(OBJECTIVE))
+    (tmp_path / "space.json").write_text(SPACE.to_json())
+    path = tmp_path / "run.toml"
+    path.write_text(CONFIG)
+    assert load_run_config(path).settings.fidelity == Fidelity(max=9)
+    path.write_text(CONFIG.replace("max = 9", "max = 9\neta = 1"))
+    with pytest.raises(refiner.ValidationError) as info:
+        load_run_config(path)
+    assert info.value.problems == ["fidelity.eta: 1 is less than the minimum of 2"]
+    path.write_text(CONFIG.replace("max = 9", "min = 12\nmax = 9"))
+    with pytest.raises(refiner.ValidationError) as info:
+        load_run_config(path)
+    assert info.value.problems == ["fidelity.min: must not exceed fidelity.max (9), got 12"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["keras-tuner", "optuna"])
+def test_keras_trials_train_epoch_by_epoch_and_lagging_ones_stop(tmp_path, engine):
+    import keras
+
+    from test_loop import _tiny_data, tiny_build_model
+
+    x, y = _tiny_data()
+    agent = refiner.Refiner(tiny_build_model, objective="val_loss", rounds=1, trials_per_round=6, engine=engine,
+                            fidelity=refiner.Fidelity("epochs", min=1, max=4, eta=2), directory=tmp_path,
+                            project_name="keras", verbose=0)
+    # The user's own callbacks keep working: EarlyStopping may end a trial before fidelity.max too.
+    agent.search(x, y, validation_split=0.25, batch_size=64,
+                 callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=1, min_delta=0.05)])
+    trials = RunStore(tmp_path / "keras").all_trials()
+    assert len(trials) == 6 and all(t.evidence for t in trials)
+    for t in trials:
+        assert [b for b, _ in t.curve] == list(range(1, t.fidelity + 1))  # one point per epoch trained
+        assert t.fidelity <= 4 and math.isclose(t.score, min(v for _, v in t.curve), rel_tol=1e-6)
+    stopped = [t for t in trials if t.status is TrialState.STOPPED]
+    assert all(t.fidelity < 4 for t in stopped)  # a stopped trial trained fewer epochs than the most
+    assert agent.best_trial.ok
