@@ -199,3 +199,25 @@ def test_reuse_of_a_file_that_is_not_a_bench_json_is_refused(tmp_path):
     assert problem == f"--reuse: {bad}: not a bench.json (it has no list of runs)"
     [problem] = BenchSettings(budgets=(6,), seeds=1, reuse=tmp_path / "missing.json").validate()
     assert problem.startswith("--reuse: cannot read") and "missing.json" in problem
+
+
+def test_the_fidelity_suite_runs_every_optimizer_at_refiners_epochs(tmp_path, capsys):
+    """Smoke test of `refiner bench --suite fidelity`: one problem, one seed, a small refiner run."""
+    from refiner.bench.fidelity import FIDELITY_OPTIMIZERS, LC_PROBLEMS, MAX_EPOCHS
+    from refiner.cli import main
+
+    assert main(["bench", "--suite", "fidelity", "--seeds", "1", "--fidelity-trials", "12", "--problems", "lc_branin",
+                 "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "fidelity.json").read_text())
+    runs = {r["optimizer"]: r for r in result["runs"]}
+    assert set(runs) == set(FIDELITY_OPTIMIZERS)
+    budget = runs["refiner+fidelity"]["epochs"]
+    assert 0 < budget < 12 * MAX_EPOCHS  # stopping saved epochs
+    for name in ("optuna-tpe", "optuna-random"):  # whole trials, stopped as soon as the budget is reached
+        assert budget <= runs[name]["epochs"] < budget + MAX_EPOCHS
+    problem = LC_PROBLEMS["lc_branin"]
+    assert all(r["best_final"] is None or r["best_final"] >= 0.397887 + problem.scale * MAX_EPOCHS ** -1.5
+               for r in result["runs"])  # never below the true floor: scores are final values, not early ones
+    out = capsys.readouterr().out
+    assert "optuna-tpe+hyperband" in out and "median best final" in out
+    assert main(["bench", "--suite", "fidelity", "--problems", "nope", "--out", str(tmp_path)]) == 2

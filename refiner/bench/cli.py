@@ -24,10 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sequential domain reduction on problems with known optima, at equal trial budgets and seeds. "
         "Prints a table; writes bench.json and incumbent-curve plots into --out."
     )
-    parser.add_argument("--suite", choices=("quick", "full"), default="quick",
+    parser.add_argument("--suite", choices=("quick", "full", "fidelity"), default="quick",
                         help="quick: 9 synthetic (2 of them noisy) + 2 scikit-learn problems; full adds an MLP "
-                             "and the Keras CNN "
-                             "(default: quick)")
+                             "and the Keras CNN; fidelity: learning-curve problems at equal epochs, refiner with a "
+                             "Fidelity against Optuna TPE + HyperbandPruner and the rest (default: quick)")
     parser.add_argument("--budgets", default="30,60",
                         help="comma-separated trial budgets (default: 30,60)")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1, the same for every optimizer (default: 10)")
@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuse", type=Path, default=None, metavar="BENCH_JSON",
                         help="take the competitors' runs (every optimizer but refiner) from an earlier bench.json "
                              "where it has them, instead of running them again (default: run everything)")
+    parser.add_argument("--fidelity-trials", type=int, default=40, metavar="N",
+                        help="--suite fidelity: refiner+fidelity's trials; the epochs it spends are every optimizer's "
+                             "budget (default: 40)")
     experiments = parser.add_argument_group("method experiments (leave unset to benchmark the product's defaults)")
     experiments.add_argument("--refiner-rounds", type=int, default=3, help="refiner's rounds per run (default: 3)")
     experiments.add_argument("--refiner-narrowing", default=None, metavar="JSON",
@@ -80,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from refiner.bench.benchmark import run_benchmark
     from refiner.bench.report import format_report
 
+    if args.suite == "fidelity":
+        return _run_fidelity(args)
     settings = _settings(args)
     problems = settings.validate()
     if problems:
@@ -109,4 +114,30 @@ def run(args: argparse.Namespace) -> int:
     print(format_report(document))
     print(f"\nJSON: {Path(settings.out) / 'bench.json'}; plots: "
           f"{', '.join(document.get('plots', {}).get('files', [])) or 'none'}")
+    return 0
+
+
+def _run_fidelity(args: argparse.Namespace) -> int:
+    from refiner.bench.fidelity import LC_PROBLEMS, format_fidelity_report, run_fidelity_benchmark
+
+    chosen = _csv(args.problems) if args.problems else None
+    unknown = [p for p in chosen or [] if p not in LC_PROBLEMS]
+    if unknown or args.seeds < 1 or args.fidelity_trials < 4:
+        what = (f"--problems: {unknown[0]!r} is not a fidelity problem ({', '.join(LC_PROBLEMS)})" if unknown else
+                f"--seeds: must be at least 1, got {args.seeds}" if args.seeds < 1 else
+                f"--fidelity-trials: must be at least 4, got {args.fidelity_trials}")
+        print(f"refiner: error: {what}", file=sys.stderr)
+        return 2
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    logging.getLogger("refiner.loop").setLevel(logging.WARNING)
+    try:
+        result = run_fidelity_benchmark(args.seeds, args.fidelity_trials, chosen, out=Path(args.out))
+    finally:
+        log.removeHandler(handler)
+    print(format_fidelity_report(result))
+    print(f"\nJSON: {Path(args.out) / 'fidelity.json'}")
     return 0
