@@ -238,6 +238,9 @@ class Refiner(KerasTunerCalls):
         verbose = fit_kwargs.pop("verbose", self.verbose)
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}")
+        if self.fidelity is not None and fit_kwargs.get("epochs", self.fidelity.max) != self.fidelity.max:
+            raise ValueError(f"`epochs`: with a fidelity a trial trains up to fidelity.max = {self.fidelity.max} "
+                             f"epochs; leave `epochs` out of search() (got {fit_kwargs['epochs']!r})")
         self._engine.prepare(self.store.root)  # e.g. an unreachable server, refused before the folder is touched
         # One writer per run folder for this process's whole life (refiner.lock); a second one is
         # refused here, before it reads or writes anything.

@@ -197,3 +197,12 @@ def test_keras_trials_train_epoch_by_epoch_and_lagging_ones_stop(tmp_path, engin
     stopped = [t for t in trials if t.status is TrialState.STOPPED]
     assert all(t.fidelity < 4 for t in stopped)  # a stopped trial trained fewer epochs than the most
     assert agent.best_trial.ok
+
+
+def test_epochs_given_beside_a_fidelity_are_refused_in_one_line(tmp_path):
+    from test_loop import tiny_build_model
+
+    agent = refiner.Refiner(tiny_build_model, objective="val_loss", fidelity={"max": 4}, directory=tmp_path, verbose=0)
+    with pytest.raises(ValueError, match=r"^`epochs`: with a fidelity a trial trains up to fidelity.max = 4 epochs"):
+        agent.search([[0.0]], [0], epochs=10)
+    assert not (tmp_path / "refiner").exists()  # refused before the run folder was made
