@@ -24,11 +24,10 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import platform
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from refiner import __version__, console, progress
+from refiner import console, progress
 from refiner.audit import audit_cuts, audit_document, cuts_of, reopen
 from refiner.check import check_run
 from refiner.engines import DEFAULT_ENGINE, engine_names, make_engine
@@ -40,6 +39,9 @@ from refiner.gate import ReviewGate, wait_for_approval
 from refiner.lock import RunLock, overrides_lock
 from refiner.fidelity import Fidelity, StoppingRule
 from refiner.narrowing import NarrowingConfig, decisions_document, refine
+from refiner.run_record import (
+    as_recorded_before_defaults, best_record, changed_settings, describe_fit, package_versions, with_defaults,
+)
 from refiner.settings import DEFAULTS, SearchSettings
 from refiner.overrides import decisions_with_overrides, read_overrides, refined_space
 from refiner.space import SearchSpace
@@ -303,7 +305,7 @@ class Refiner(KerasTunerCalls):
             refined = self._next_space_from_decisions(self.rounds - 1)
             store.write_refined_space(refined)
         best = self.best_trial
-        store.update_state(status="finished", current_round=self.rounds - 1, message=None, best=_best_dict(best))
+        store.update_state(status="finished", current_round=self.rounds - 1, message=None, best=best_record(best))
         store.event("run_finished", best_score=None if best is None else best.score)
         log.info("run finished: best %s = %s; refined space written to %s",
                  self.objective.name, console.fmt(best.score if best else None), store.refined_space_file)
@@ -345,7 +347,7 @@ class Refiner(KerasTunerCalls):
         if self.warm_start is not None:
             settings["warm_start"] = str(self.warm_start)  # absent without one, as in runs made before it existed
         if self._hypermodel is not None:
-            settings["fit"] = _describe_fit(fit_args, fit_kwargs)
+            settings["fit"] = describe_fit(fit_args, fit_kwargs)
         return settings
 
     def _open_run(self, settings: dict[str, Any], initial_space: SearchSpace, imported: list[Trial] | None) -> None:
@@ -359,8 +361,8 @@ class Refiner(KerasTunerCalls):
             check_run(store)  # a damaged run is refused before anything in it is touched
             store.remove_stale_temporaries()
             run = store.read_run()
-            changed = _changed_settings(_with_defaults(run["settings"]),
-                                        _as_recorded_before_defaults(run["settings"], settings))
+            changed = changed_settings(with_defaults(run["settings"]),
+                                        as_recorded_before_defaults(run["settings"], settings))
             if changed:
                 raise SettingsChangedError(
                     f"{store.root}: the run was started with other settings ({'; '.join(changed)}); "
@@ -383,7 +385,7 @@ class Refiner(KerasTunerCalls):
             "name": self.project_name,
             "settings": settings,
             "state": {"status": "running", "current_round": 0, "message": None, "best": None},
-            "versions": _versions(),
+            "versions": package_versions(),
             "created_at": now_iso(),
             "updated_at": now_iso(),
         })
@@ -592,76 +594,3 @@ class Refiner(KerasTunerCalls):
             if j.verdict in ("doubtful", "wrong"):
                 log.info("audit: %s", j.reason)
         return reopen(decisions, judgements, initial_space, {(c.round, c.name): c.before for c in cuts})
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"refiner": __version__, "python": platform.python_version()}
-    for dist in ("keras-tuner", "keras", "tensorflow", "optuna", "scikit-learn", "numpy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def _describe_fit(fit_args: tuple, fit_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON-able summary of the fit arguments; arrays by shape and dtype so a changed dataset is noticed."""
-
-    def describe(value: Any) -> Any:
-        if isinstance(value, (str, int, float, bool)) or value is None:
-            return value
-        if hasattr(value, "shape") and hasattr(value, "dtype"):
-            return f"array{tuple(int(s) for s in value.shape)} {value.dtype}"
-        if isinstance(value, (list, tuple)):
-            return [describe(v) for v in value]
-        if isinstance(value, Mapping):
-            return {str(k): describe(v) for k, v in value.items()}
-        return type(value).__name__
-
-    out = {k: describe(v) for k, v in fit_kwargs.items() if k not in ("callbacks", "verbose")}
-    if fit_args:
-        out["args"] = [describe(v) for v in fit_args]
-    return out
-
-
-def _as_recorded_before_defaults(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """``new`` without parameter defaults when the run was recorded before spaces kept them, so a
-    hypermodel that declares defaults can still resume its earlier runs."""
-    def parameters(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-        return list(settings.get("initial_space", {}).get("parameters", []))
-
-    if any("default" in p for p in parameters(old)) or not any("default" in p for p in parameters(new)):
-        return new
-    space = dict(new["initial_space"], parameters=[{k: v for k, v in p.items() if k != "default"}
-                                                   for p in parameters(new)])
-    return {**new, "initial_space": space}
-
-
-def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    changed = []
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
-            before, after = console.short(old.get(key)), console.short(new.get(key))
-            changed.append(f"{key}: was {before}, now {after}")
-    return changed
-
-
-def _with_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Recorded settings with narrowing settings added since the run started at their defaults,
-    so that a run made before a setting existed resumes as it would have started."""
-    out = dict(settings)
-    if isinstance(out.get("narrowing"), Mapping):
-        try:
-            out["narrowing"] = NarrowingConfig.from_dict(out["narrowing"]).to_dict()
-        except RefinerError:
-            pass  # reported as a changed setting below
-    return out
-
-
-def _best_dict(best: Trial | None) -> dict[str, Any] | None:
-    if best is None:
-        return None
-    return {"trial_id": best.trial_id, "round": best.round, "score": best.score,
-            "hyperparameters": dict(best.hyperparameters)}

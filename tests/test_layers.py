@@ -26,7 +26,8 @@ LAYERS: list[tuple[str, list[str]]] = [
                                          "refiner.gate", "refiner.console"]),
     ("method", ["refiner.surrogate", "refiner.narrowing_method", "refiner.narrowing", "refiner.audit"]),
     ("engines", ["refiner.engines"]),
-    ("loop", ["refiner.settings", "refiner.tuner_calls", "refiner.loop", "refiner.config", "refiner"]),
+    ("loop", ["refiner.settings", "refiner.run_record", "refiner.tuner_calls", "refiner.loop", "refiner.config",
+              "refiner"]),
     ("surfaces", ["refiner.cli", "refiner.validate", "refiner.review", "refiner.bench",
                   "app"]),
 ]
