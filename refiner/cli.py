@@ -136,6 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted; everything finished so far is kept - run the same command again to resume")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `refiner show RUN | head`: the reader has what it wanted. Point stdout at devnull so the
+        # interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _error(message: str) -> None:
