@@ -1,6 +1,6 @@
 """Round wall time with 1 vs N workers, and the coordination overhead per trial, against stock Optuna.
 
-    python benchmarks/scaleout_workers.py [--storage postgresql://…] [--workers 1,3] [--sleep 1.0] [--trials 24]
+    python benchmarks/scaleout_workers.py [--storage postgresql://…] [--workers 1,3,8] [--sleep 1.0] [--trials 24]
 
 The objective sleeps a fixed time per trial, so every second beyond ``trials × sleep / workers``
 is coordination. For each worker count it runs ``refiner run --no-trials`` (the coordinator runs
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--storage", default=None, help="PostgreSQL URL (default: start a throw-away server)")
-    parser.add_argument("--workers", default="1,3")
+    parser.add_argument("--workers", default="1,3,8")
     parser.add_argument("--sleep", type=float, default=1.0, help="seconds per trial (default: 1.0)")
     parser.add_argument("--trials", type=int, default=24, help="trials per round (default: 24)")
     parser.add_argument("--rounds", type=int, default=2, help="refiner rounds (default: 2: random, then TPE)")
@@ -160,6 +160,16 @@ def _print(rows: list[dict], args: argparse.Namespace) -> None:
         ideal = r["trials"] * args.sleep / r["workers"]
         print(f"{r['label']:45} {r['workers']:>7} {r['trials']:>6} {r['wall_s']:>8.2f} {ideal:>8.2f} "
               f"{r['overhead_per_trial_s']:>17.3f}")
+    # The issue's yardstick: refiner's overhead per trial against stock Optuna's, same worker count,
+    # measured in this same run (the machine's load changes between runs).
+    stock = {r["workers"]: r for r in rows if r["label"].startswith("stock")}
+    print()
+    for r in rows:
+        if not r["label"].startswith("stock") and r["workers"] in stock:
+            base = stock[r["workers"]]["overhead_per_trial_s"]
+            ratio = r["overhead_per_trial_s"] / base if base > 0 else float("inf")
+            print(f"overhead ratio, {r['label']}, {r['workers']} workers: {ratio:.2f}x stock "
+                  f"({r['overhead_per_trial_s']:.3f} s vs {base:.3f} s)")
     by = {(r["label"], r["workers"]): r["wall_s"] for r in rows}
     counts = sorted({r["workers"] for r in rows})
     if len(counts) > 1:

@@ -8,6 +8,12 @@ with ``REFINER_FAILPOINT=<name>`` at the first checkpoint of that name (each hit
 ``REFINER_FAILPOINT_LOG`` if set), so a test can kill a real ``refiner run``
 at chosen moments. Without the variable a checkpoint is one dictionary lookup.
 
+A process that lives through many kill points (a ``refiner worker``, a coordinator that several
+workers share a round with) is armed while it runs instead: with ``REFINER_FAILPOINT_FILE=PATH``
+each checkpoint reads PATH, and when it holds that checkpoint's name the process renames PATH to
+``PATH.<pid>`` (only one of the processes sharing PATH wins the rename) and sends itself SIGKILL.
+The test writes the next name into PATH when it is ready for the next kill.
+
 Disk trouble is simulated the same way at every write the store makes: with
 ``REFINER_DISK_FAULT=ENOSPC:N`` (or ``EROFS:N``, any errno name) the N-th write raises that
 ``OSError`` as a full disk or a read-only folder would (an append first writes half its line, as a
@@ -31,23 +37,50 @@ _target = int(_spec) if _spec.isdigit() else 0  # die at the N-th checkpoint ...
 _target_name = "" if _spec.isdigit() else _spec  # ... or at the first one of this name
 _log = os.environ.get("REFINER_FAILPOINT_LOG")
 _hits = 0
+_arm_file = os.environ.get("REFINER_FAILPOINT_FILE")
+_taken = ""  # a file-armed kill point that armed() already claimed for this process
 
 
 def _kills(name: str, hit: int) -> bool:
     return hit == _target if _target else bool(_target_name) and name == _target_name
 
 
+def _file_arms(name: str) -> bool:
+    try:
+        with open(_arm_file, encoding="utf-8") as fh:  # type: ignore[arg-type]
+            return fh.read().strip() == name
+    except OSError:
+        return False
+
+
+def _take_file_arm(name: str) -> bool:
+    """Claim the arm file for this process if it names ``name``; the rename makes one process win."""
+    if not _file_arms(name):
+        return False
+    try:
+        os.rename(_arm_file, f"{_arm_file}.{os.getpid()}")  # type: ignore[arg-type]
+        return True
+    except OSError:
+        return False  # another process sharing the file took it first
+
+
 def armed(name: str) -> bool:
     """Whether the next :func:`checkpoint` call is the one that kills (lets a caller tear a write first)."""
-    return bool(_spec) and _kills(name, _hits + 1)
+    global _taken
+    if bool(_spec) and _kills(name, _hits + 1):
+        return True
+    if _arm_file and _take_file_arm(name):
+        _taken = name  # claimed now, so no other process sharing the file dies in this one's place
+        return True
+    return False
 
 
 def checkpoint(name: str) -> None:
     global _hits
-    if not _spec and not _log:
+    if not _spec and not _log and not _arm_file:
         return
     _hits += 1
-    kill = bool(_spec) and _kills(name, _hits)
+    kill = (bool(_spec) and _kills(name, _hits)) or (bool(_arm_file) and (_taken == name or _take_file_arm(name)))
     if _log:
         with open(_log, "a", encoding="utf-8") as fh:
             fh.write(f"{os.getpid()} {_hits} {name}{' KILL' if kill else ''}\n")

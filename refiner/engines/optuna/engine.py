@@ -41,6 +41,7 @@ import numpy as np
 from refiner.engines.base import Engine, RoundSpec, RunContext, TrialCallback
 from refiner.engines.evaluation import derive_seed
 from refiner.engines.optuna import shared_study as shared
+from refiner.failpoints import checkpoint
 from refiner.space import Fixed, SearchSpace
 from refiner.trial import Trial
 
@@ -153,8 +154,9 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rdb = shared.open_storage(storage, heartbeat_interval)
     space = spec.space
-    recovered = _recover(spec, rdb, study_prefix, run_id) if run_id is not None else []
+    recovered = _recover(spec, rdb, study_prefix, run_id, heartbeat_interval, poll_s) if run_id is not None else []
     for record in recovered:
+        checkpoint("optuna_recovering")  # a result an earlier attempt left, not yet in the run folder
         on_trial(record)
     budget = spec.budget - len(recovered)
     if budget <= 0:
@@ -172,6 +174,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
     })
     shared.write_control(rdb, study_prefix, {"run_id": run_id, "state": "open", "round": spec.round_index,
                                              "study": study.study_name})
+    checkpoint("optuna_round_opened")
     recorded: set[str] = set()
 
     def record_own(record: Trial) -> None:
@@ -185,16 +188,18 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
         trials = study.get_trials(deepcopy=False)
         for found in shared.records(trials)[:budget]:
             if found["trial_id"] not in recorded and len(recorded) < budget:
+                checkpoint("optuna_copying")  # a worker's result, not yet in the run folder
                 on_trial(Trial.from_dict(found))
                 recorded.add(found["trial_id"])
         if len(recorded) >= budget:
+            checkpoint("optuna_round_closing")  # the budget is recorded; workers still see the round open
             break
         running = shared.live_count(trials) - shared.result_count(trials)
         if exhausted and running == 0:
             log.info("round space exhausted: every configuration has been tried")
             break
         if run_trials and not exhausted and shared.live_count(trials) < budget:
-            exhausted = participant.step() == "exhausted"
+            exhausted = participant.step(trials) == "exhausted"
             continue
         if running == 0:
             exhausted = exhausted or bool(study.user_attrs.get(shared.EXHAUSTED))  # a worker ran out of points
@@ -206,6 +211,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
         time.sleep(poll_s)
     shared.write_control(rdb, study_prefix, {"run_id": run_id, "state": "between_rounds", "round": spec.round_index,
                                              "study": study.study_name})
+    checkpoint("optuna_round_closed")
     return len(recorded) + len(recovered)
 
 
@@ -229,7 +235,8 @@ def close_run(storage: str, study_prefix: str, run_id: str | None, state: str, m
         log.warning("could not tell workers the run is %s: %s", state, exc)
 
 
-def _recover(spec: RoundSpec, rdb: Any, study_prefix: str, run_id: str) -> list[Trial]:
+def _recover(spec: RoundSpec, rdb: Any, study_prefix: str, run_id: str, heartbeat_interval: int | None = None,
+             poll_s: float = 0.5) -> list[Trial]:
     """Results that reached this round's earlier studies but not the run folder (the coordinator
     stopped before copying a worker's result): recorded now instead of run again."""
     import optuna
@@ -237,10 +244,12 @@ def _recover(spec: RoundSpec, rdb: Any, study_prefix: str, run_id: str) -> list[
     done = {t.trial_id for t in spec.done_trials}
     keys = {_key(t.hyperparameters) for t in spec.done_trials}
     out: list[Trial] = []
-    for name in _round_study_names(rdb, study_prefix, spec.round_index, spec.reserve):
-        study = optuna.load_study(study_name=name, storage=rdb)
-        if shared.round_attrs(study).get("run_id") != run_id:
-            continue  # another run that used the same project name in this storage
+    earlier = [study for study in (optuna.load_study(study_name=name, storage=rdb)
+                                   for name in _round_study_names(rdb, study_prefix, spec.round_index, spec.reserve))
+               if shared.round_attrs(study).get("run_id") == run_id]  # not another run of the same name
+    if earlier:
+        _settle(earlier, rdb, study_prefix, run_id, spec.round_index, heartbeat_interval, poll_s)
+    for study in earlier:
         for found in shared.records(study.get_trials(deepcopy=False)):
             trial = Trial.from_dict(found)
             key = _key(trial.hyperparameters)
@@ -252,6 +261,40 @@ def _recover(spec: RoundSpec, rdb: Any, study_prefix: str, run_id: str) -> list[
             done.add(trial.trial_id)
             keys.add(key)
     return out
+
+
+def _settle(studies: list[Any], rdb: Any, project: str, run_id: str, round_index: int,
+            heartbeat_interval: int | None, poll_s: float) -> None:
+    """Close the earlier attempts of a round before a resumed coordinator reads their results.
+
+    Workers kept the round going while the coordinator was away; a result stored after the reading
+    would be lost (its slot run again in the new attempt). So: no new claims there (the control
+    says ``resuming``, and :func:`shared.claim` checks it under the claims lock; taking each lock
+    once waits out a claim that read the control before it changed), then wait until every claimed
+    trial there has stored its result or gone stale (its worker died).
+    """
+    import optuna
+
+    shared.write_control(rdb, project, {"run_id": run_id, "state": "resuming", "round": round_index})
+    for study in studies:
+        with shared.claims_lock(rdb, study.study_name):
+            pass
+    if heartbeat_interval is None:
+        return  # without heartbeats a dead worker's trial never ends: read what is there now
+    announced = False
+    while True:
+        running = 0
+        for study in studies:
+            fail_stale(study)
+            running += sum(1 for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                           if t.user_attrs.get(shared.CLAIMED) and shared.RECORD not in t.user_attrs)
+        if not running:
+            return
+        if not announced:
+            log.info("round %d: waiting for %d trial(s) that workers are still running in the interrupted attempt",
+                     round_index, running)
+            announced = True
+        time.sleep(poll_s)
 
 
 def fail_stale(study: Any) -> None:
@@ -284,13 +327,14 @@ class Participant:
                                                      *(() if token is None else (token,))))
         self.who = f"{socket.gethostname()}:{os.getpid()}"
 
-    def step(self) -> str:
+    def step(self, trials: Any = None) -> str:
         """Take one trial: ``"ran"``, ``"duplicate"`` (replaced by a fresh point), ``"full"`` (no slot
-        left in the budget) or ``"exhausted"`` (every configuration of the space has been tried)."""
+        left in the budget) or ``"exhausted"`` (every configuration of the space has been tried).
+        ``trials``: the study's trials if the caller has just read them (saves reading them again)."""
         import optuna
 
         study, spec = self.study, self.spec
-        n = len(study.get_trials(deepcopy=False))
+        n = len(trials if trials is not None else study.get_trials(deepcopy=False))
         seed_parts = (spec.seed, spec.round_index, "proposals", n) + (() if self.token is None else (self.token,))
         study.sampler = _sampler(self.kind, derive_seed(*seed_parts), self.budget)
         with shared.quiet_heartbeat_warnings():
@@ -301,6 +345,7 @@ class Participant:
             values = _suggest(trial, spec.space, self.distributions)
             key = _key(values)
             trial.set_user_attr(shared.KEY, key)
+            checkpoint("optuna_proposed")  # asked and beating, no slot claimed: the trial goes stale
             trials = study.get_trials(deepcopy=False)
             mine = next(t for t in trials if t._trial_id == storage_id)
             inside_box = spec.exclude is not None and spec.exclude.contains(values)
@@ -317,19 +362,22 @@ class Participant:
                     return "exhausted"
                 study.enqueue_trial(fresh)
                 return "duplicate"
-            if not shared.claim(self.storage, study, trial, self.budget):
+            if not shared.claim(self.storage, study, trial, self.budget, project=spec.run.name):
                 trial.set_user_attr(shared.SURPLUS, True)
                 with shared.quiet_heartbeat_warnings():
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 return "full"
+            checkpoint("optuna_claimed")  # holds a slot, nothing evaluated: the slot frees when it goes stale
             outcome = spec.evaluation.run(values, space=spec.space, key=(spec.round_index, trial.number),
                                           check_objective=spec.check_objective)
             record = spec.evaluation.record(outcome, trial_id=f"{spec.round_index}-{'r' if spec.reserve else ''}o{storage_id:04d}",
                                             round_index=spec.round_index, values=values, reserve=spec.reserve)
+            checkpoint("optuna_evaluated")  # a result nobody has: lost with the process, the slot re-run
             if self.on_result is not None:
                 self.on_result(record)
             try:
                 trial.set_user_attr(shared.RECORD, json.dumps(record.to_dict()))
+                checkpoint("optuna_record_stored")  # stored, still RUNNING to Optuna: the result holds its slot
                 with shared.quiet_heartbeat_warnings():
                     if record.evidence:  # a stopped trial too, at its last value (refiner.fidelity)
                         study.tell(trial, record.score)
@@ -339,6 +387,7 @@ class Participant:
                 # Another participant found our heartbeat stale and failed the trial; its slot is
                 # being re-run elsewhere, so this result is dropped rather than counted twice.
                 log.warning("trial %s finished after it was declared stale; its result is dropped", record.trial_id)
+        checkpoint("optuna_told")
         return "ran"
 
 

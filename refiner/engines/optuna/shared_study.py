@@ -26,6 +26,10 @@ every rule below is decided from what the storage holds, by each participant on 
   agree); silent for three intervals while the run is open means the coordinator died. The worker
   keeps the open round going while it has slots (the results wait in the study, and a resumed
   coordinator records them instead of running them again), then stops with one line saying so.
+* **A resumed coordinator** first sets the control to ``resuming`` (no claim succeeds in the earlier
+  attempt after that: :func:`claim` checks the control under the claims lock), waits until the
+  earlier attempt's claimed trials have stored a result or gone stale, and only then copies their
+  results, so no stored result is left behind; then it opens a fresh attempt.
 * **Results.** A participant stores the finished trial's record (the ``trials.jsonl`` line) in the
   trial's ``refiner_record`` attribute before telling Optuna. The coordinator copies records into
   the run folder, which stays the single record the app and ``refiner export`` read.
@@ -43,7 +47,7 @@ from collections.abc import Iterator
 from typing import Any, Mapping, Sequence
 
 from refiner.errors import RefinerError
-from refiner.failpoints import pause
+from refiner.failpoints import checkpoint, pause
 
 __all__ = [
     "KEY", "RECORD", "KNOWN", "DUPLICATE", "INSIDE_BOX", "SURPLUS", "WORKER", "EXHAUSTED",
@@ -127,6 +131,20 @@ def read_control(storage: Any, project: str) -> dict[str, Any] | None:
     except optuna.exceptions.StorageInternalError:
         return None
     return storage.get_study_user_attrs(study_id).get(CONTROL_ATTR)
+
+
+_control_ids: dict[tuple[int, str], int] = {}
+
+
+def _read_control_fast(storage: Any, project: str) -> dict[str, Any] | None:
+    """:func:`read_control` in one query once the control study's id is known (it never changes)."""
+    key = (id(storage), project)
+    if key not in _control_ids:
+        try:
+            _control_ids[key] = storage.get_study_id_from_name(control_study_name(project))
+        except KeyError:
+            return None
+    return storage.get_study_user_attrs(_control_ids[key]).get(CONTROL_ATTR)
 
 
 def write_control(storage: Any, project: str, control: Mapping[str, Any]) -> None:
@@ -224,13 +242,20 @@ def _is_live(trial: Any) -> bool:
     return _has_result(trial) or (trial.state == optuna.trial.TrialState.RUNNING and bool(trial.user_attrs.get(CLAIMED)))
 
 
-def claim(storage: Any, study: Any, trial: Any, budget: int) -> bool:
+def claim(storage: Any, study: Any, trial: Any, budget: int, project: str | None = None) -> bool:
     """Claim a slot of the budget for running ``trial`` (an ``optuna.Trial``) if fewer than ``budget``
-    are held; ``False`` if none is left. Counting and claiming happen under :func:`claims_lock`."""
+    are held; ``False`` if none is left. Counting and claiming happen under :func:`claims_lock`.
+    With ``project``, also ``False`` once the control record no longer has this study open (a
+    resumed coordinator is reading the study's results: nothing may claim there after it)."""
     with claims_lock(storage, study.study_name):
+        if project is not None:
+            control = _read_control_fast(storage, project)
+            if control is not None and (control.get("state") != "open" or control.get("study") != study.study_name):
+                return False
         if live_count(study.get_trials(deepcopy=False)) >= budget:
             return False
         pause("claim")  # tests widen the window between counting and claiming here
+        checkpoint("optuna_claiming")  # dies holding the claims lock: its connection's end releases it
         trial.set_user_attr(CLAIMED, True)
         return True
 

@@ -31,6 +31,7 @@ from refiner.engines.evaluation import Evaluation
 from refiner.engines.optuna import shared_study as shared
 from refiner.engines.optuna.engine import Participant, fail_stale
 from refiner.errors import CoordinatorGoneError, RefinerError
+from refiner.failpoints import checkpoint
 from refiner.space import SearchSpace
 from refiner.trial import Objective
 
@@ -77,7 +78,8 @@ def work(
             finished_studies.add(study_name)
             idle_since = time.monotonic()
             continue
-        gone = watch.gone(plain, project) if state in ("open", "between_rounds") else None
+        checkpoint("worker_idle")  # between rounds, or waiting for a round to open
+        gone = watch.gone(plain, project) if state in ("open", "between_rounds", "resuming") else None
         if gone is not None:
             raise CoordinatorGoneError(
                 f"the coordinator of {project} ({gone.get('who')}) has sent no heartbeat for {gone['silent_s']:.0f} s "
@@ -128,7 +130,7 @@ def _take_part(storage_url: str, study_name: str, token: str, target_name: str,
         if shared.result_count(trials) >= spec.budget:
             return ran
         if shared.live_count(trials) < spec.budget:
-            outcome = participant.step()
+            outcome = participant.step(trials)
             if outcome == "ran":
                 ran += 1
                 log.info("round %d: trial done (%d by this worker)", spec.round_index, ran)
