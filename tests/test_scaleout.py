@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -34,28 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ROUNDS, BUDGET = 3, 8
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    url = os.environ.get("REFINER_TEST_POSTGRES")
-    if url:
-        yield url
-        return
-    datadir = tempfile.mkdtemp(prefix="refiner-test-pg-", dir="/tmp")  # the server user must reach it
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    started = subprocess.run([str(ROOT / "scripts" / "throwaway-postgres"), "start", datadir, str(port)],
-                             capture_output=True, text=True)
-    assert started.returncode == 0, f"could not start PostgreSQL (apt-get install postgresql): {started.stderr}"
-    try:
-        yield started.stdout.strip()
-    finally:
-        subprocess.run([str(ROOT / "scripts" / "throwaway-postgres"), "stop", datadir], check=False)
-
-
-def _project(tmp_path: Path, name: str, sleep_s: float) -> Path:
-    """A run config over a sleeping 2-D bowl: each trial takes `sleep_s` seconds."""
-    (tmp_path / "sleepy.py").write_text(textwrap.dedent(f"""
+def _project(tmp_path: Path, name: str, sleep_s: float, rounds: int = ROUNDS, budget: int = BUDGET,
+             objective: str | None = None) -> Path:
+    """A run config over a sleeping 2-D bowl: each trial takes `sleep_s` seconds (or `objective`,
+    the source of a module defining `bowl(p)`)."""
+    (tmp_path / "sleepy.py").write_text(objective or textwrap.dedent(f"""
         import time
 
         def bowl(p):
@@ -77,8 +58,8 @@ def _project(tmp_path: Path, name: str, sleep_s: float) -> Path:
         name = "loss"
         direction = "min"
         [search]
-        rounds = {ROUNDS}
-        trials_per_round = {BUDGET}
+        rounds = {rounds}
+        trials_per_round = {budget}
         seed = 0
     """))
     return config

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 __all__ = ["add_arguments", "run"]
 
@@ -79,6 +80,21 @@ def _settings(args: argparse.Namespace) -> Any:
     )
 
 
+@contextlib.contextmanager
+def _progress_on_stderr() -> Iterator[None]:
+    """The bench's progress lines on stderr; the loop's per-trial lines would drown them."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    logging.getLogger("refiner.loop").setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+
+
 def run(args: argparse.Namespace) -> int:
     from refiner.bench.benchmark import run_benchmark
     from refiner.bench.report import format_report
@@ -91,13 +107,6 @@ def run(args: argparse.Namespace) -> int:
         for p in problems:
             print(f"refiner: error: {p}", file=sys.stderr)
         return 2
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    # The bench reports progress itself; the agent's per-trial lines would drown it.
-    logging.getLogger("refiner.loop").setLevel(logging.WARNING)
 
     def progress(done: int, total: int, record: dict[str, Any]) -> None:
         what = f"{record['problem']} {record['optimizer']} seed {record['seed']} budget {record['budget']}"
@@ -107,10 +116,8 @@ def run(args: argparse.Namespace) -> int:
             log.info("[%d/%d] %s: best %.6g in %.1f s", done, total, what, min(record["values"], default=float("nan")),
                      record["wall_s"])  # on a noisy problem, the best observation
 
-    try:
+    with _progress_on_stderr():
         document = run_benchmark(settings, progress)
-    finally:
-        log.removeHandler(handler)
     print(format_report(document))
     print(f"\nJSON: {Path(settings.out) / 'bench.json'}; plots: "
           f"{', '.join(document.get('plots', {}).get('files', [])) or 'none'}")
@@ -128,16 +135,8 @@ def _run_fidelity(args: argparse.Namespace) -> int:
                 f"--fidelity-trials: must be at least 4, got {args.fidelity_trials}")
         print(f"refiner: error: {what}", file=sys.stderr)
         return 2
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    logging.getLogger("refiner.loop").setLevel(logging.WARNING)
-    try:
+    with _progress_on_stderr():
         result = run_fidelity_benchmark(args.seeds, args.fidelity_trials, chosen, out=Path(args.out))
-    finally:
-        log.removeHandler(handler)
     print(format_fidelity_report(result))
     print(f"\nJSON: {Path(args.out) / 'fidelity.json'}")
     return 0
