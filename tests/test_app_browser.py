@@ -327,7 +327,7 @@ def test_a_200_trial_8_parameter_run_loads_fast_in_the_browser(server, tmp_path)
             # For comparison: every chart at once, as the page drew it before.
             start = time.monotonic()
             page.locator(".st-key-plots-all-1 label").click()
-            page.locator(".st-key-parcoords-all label").click()
+            page.locator(".st-key-across label", has_text="Parallel coordinates").click()
             _settle(page)
             page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 20", timeout=90_000)
             every = time.monotonic() - start
