@@ -27,10 +27,12 @@ APP = Path(__file__).resolve().parent.parent / "app.py"
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    # st.cache_data lives in the process, so one test's runs would leak into the next.
+    # The page's caches live in the process, so one test's runs would leak into the next.
     st.cache_data.clear()
+    st.cache_resource.clear()
     yield
     st.cache_data.clear()
+    st.cache_resource.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +96,8 @@ def test_picks_a_run_from_the_sidebar_and_shows_status_best_and_charts(runs):
     assert metrics["Best loss (min)"] == review.fmt(best["score"])
     charts = {c.proto.spec and json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")}
     assert "Incumbent curve: did each narrowing help?" in charts
-    assert "Round 1 against earlier rounds" in charts and any(t.startswith("Importance") for t in charts)
+    assert any(t.startswith("Round 1 against earlier rounds") for t in charts)
+    assert any(t.startswith("Importance") for t in charts)
     # Per-parameter charts and parallel coordinates are drawn on demand (issue 14, defect 12).
     assert "Score against units" not in charts and not any(t.startswith("One line per trial") for t in charts)
     assert len(at.get("plotly_chart")) == 4  # incumbent, one parameter's history, distribution, importance
@@ -487,3 +490,44 @@ def test_runs_overview_lists_status_engine_best_and_trials(runs):
     row = frame.iloc[0]
     assert row["status"] == "finished" and row["engine"] == "keras-tuner" and row["trials"] == 16
     assert frame.iloc[2]["status"] == "finished"  # run.json of the broken run is fine; its trial line is not
+
+
+def test_across_rounds_shows_one_chart_at_a_time_ranges_contour_or_parallel(runs):
+    at = _app("alpha")
+
+    def titles() -> list[str]:
+        return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+    assert any(t.endswith("searched range (box) and trials per round") for t in titles())
+    at.radio(key="across").set_value("Contour").run()
+    _no_exception(at)
+    assert any("interpolated between the trials (not a model)" in t for t in titles())
+    assert not any(t.endswith("trials per round") for t in titles())
+    assert any("trust them only where dots are dense" in _unescape(c.value) for c in at.caption)
+    at.radio(key="across").set_value("Parallel coordinates").run()
+    assert any(t.startswith("All rounds: one line per trial") for t in titles()) and len(titles()) == 4
+
+
+def test_a_big_rounds_trials_table_is_drawn_on_demand(runs, monkeypatch):
+    from refiner.review import page
+
+    monkeypatch.setattr(page, "TRIALS_SHOWN", 5)  # alpha's rounds have 8 trials
+    at = _app("alpha")
+    assert not [d for d in at.dataframe if "status" in d.value.columns]
+    at.toggle(key="trials-1-on").set_value(True).run()
+    [trials] = [d.value for d in at.dataframe if "status" in d.value.columns]
+    assert len(trials) == 8
+
+
+def test_compare_overlays_the_picked_runs_and_leaves_out_another_objective(runs):
+    run = RunStore(runs / "beta").read_run()
+    run["settings"]["objective"] = {"name": "accuracy", "direction": "max"}
+    RunStore(runs / "beta").write_run(run)
+    at = _app("alpha")
+    at.sidebar.radio(key="view").set_value("Runs overview").run()
+    at.multiselect(key="compare").set_value(["alpha", "beta"]).run()
+    _no_exception(at)
+    [chart] = at.get("plotly_chart")
+    spec = json.loads(chart.proto.spec)
+    assert [d["name"] for d in spec["data"]] == ["alpha"]
+    assert any("beta left out: it optimises accuracy (max)" in _unescape(w.value) for w in at.warning)

@@ -248,6 +248,8 @@ def test_a_person_edits_a_decision_and_approves_a_waiting_run_in_the_browser(ser
                 page.locator(".st-key-ov-gated-0-0-save button").click()
                 _settle(page)
                 page.wait_for_selector("text=Saved: x edited for round 1", timeout=30_000)
+                _wait_rendered(page)  # not mid-rerun: the shot showed stale, greyed elements
+                page.wait_for_timeout(1000)
                 _shot(page, tmp_path, "gate_edited.png")
                 assert proc.poll() is None and not store.has_space(1)  # saved, not yet approved
                 page.locator(".st-key-approve-0 button").click()
@@ -327,17 +329,54 @@ def test_a_200_trial_8_parameter_run_loads_fast_in_the_browser(server, tmp_path)
             # For comparison: every chart at once, as the page drew it before.
             start = time.monotonic()
             page.locator(".st-key-plots-all-1 label").click()
-            page.locator(".st-key-parcoords-all label").click()
+            page.locator(".st-key-across label", has_text="Parallel coordinates").click()
             _settle(page)
             page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 20", timeout=90_000)
             every = time.monotonic() - start
             _shot(page, tmp_path, "big_run_all_plots.png", full=True)
             assert page.locator("[data-testid=stException]").count() == 0
+            _views(page, tmp_path)
         finally:
             browser.close()
     firsts, fulls = sorted(t[0] for t in timings), sorted(t[1] for t in timings)
     print(f"\n200 trials x 8 parameters: first meaningful content {firsts[1]:.2f} s (median of 3, "
           f"{firsts[0]:.2f}-{firsts[2]:.2f}), full page {fulls[1]:.2f} s ({fulls[0]:.2f}-{fulls[2]:.2f}); "
           f"turning every chart on afterwards took {every:.2f} s")
-    # Generous bounds: this machine's two cores are shared; the issue's targets are 1.5 s and 3 s idle.
-    assert fulls[1] < 10.0
+    # The issue's targets, 1.5 s and 3 s, hold for an idle 2-core machine: REFINER_SPEED_TARGETS=1
+    # checks them. By default the bounds leave room for a shared machine's load (there, with load
+    # averages of 5 to 9 on 2 cores, the summary took 2 to 5 s and the full page 4 to 6 s); they
+    # fail when the page gets about twice as heavy as it is.
+    first_limit, full_limit = (1.5, 3.0) if os.environ.get("REFINER_SPEED_TARGETS") else (5.0, 8.0)
+    assert firsts[1] < first_limit, f"first meaningful content took {firsts[1]:.2f} s (limit {first_limit} s)"
+    assert fulls[1] < full_limit, f"the full page took {fulls[1]:.2f} s (limit {full_limit} s)"
+
+
+def _chart_shot(page, tmp_path: Path, title: str, name: str) -> None:
+    chart = page.locator("[data-testid=stPlotlyChart]", has_text=title).first
+    chart.wait_for(timeout=60_000)
+    chart.scroll_into_view_if_needed()
+    page.wait_for_timeout(800)  # Plotly's transitions
+    path = (Path(SHOTS) if SHOTS else tmp_path) / name
+    chart.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000
+
+
+def _views(page, tmp_path: Path) -> None:
+    """The views of issue 14 that were still missing, drawn in the browser (and their screenshots)."""
+    page.set_viewport_size({"width": 1400, "height": 900})
+    _chart_shot(page, tmp_path, "empirical distribution", "view_scores_ecdf.png")
+    page.locator(".st-key-across label", has_text="Contour").click()
+    _settle(page)
+    _chart_shot(page, tmp_path, "interpolated between the trials", "view_contour.png")
+    page.locator("[data-testid=stSidebar] label", has_text="Runs overview").click()
+    _settle(page)
+    for run in ("big", "mixed"):
+        box = page.locator(".st-key-compare input")
+        box.fill(run)
+        box.press("Enter")
+        _settle(page)
+    page.keyboard.press("Escape")
+    _chart_shot(page, tmp_path, "run against run", "view_compare.png")
+    page.wait_for_timeout(300)
+    _shot(page, tmp_path, "runs_overview_compare.png")
+    assert page.locator("[data-testid=stException]").count() == 0

@@ -245,13 +245,6 @@ def test_incumbent_figure_colours_by_round_and_draws_the_best_so_far(runs):
     assert fig.data[2].line.shape == "hv"
 
 
-def test_score_distribution_compares_the_round_with_earlier_ones(runs):
-    view = review.load_run(runs, "mixed")
-    fig = review.score_distribution_figure(view.rounds, 1, view.objective)
-    assert [t.name for t in fig.data] == ["round 0", "round 1"]
-    assert len(review.score_distribution_figure(view.rounds, 0, view.objective).data) == 1
-
-
 def test_scatter_of_a_log_parameter_has_a_log_axis_and_the_before_after_ranges(runs):
     view = review.load_run(runs, "mixed")
     r = view.round(0)
@@ -285,6 +278,103 @@ def test_scatter_marks_the_flagged_bound_and_dropped_values():
     fills = [s.fillcolor for s in fig.layout.shapes]
     assert len(fills) == 3 and fills[2] != fills[0] == fills[1]  # 'c' dropped, 'a' and 'b' kept
     assert [a.text for a in fig.layout.annotations] == ["kept", "kept", "dropped"]
+
+
+# -- issue 14, defect 7 -----------------------------------------------------------------------
+def _trial(i, k, hps, score):
+    return refiner.Trial(f"{k}-{i:02d}", k, hps, score, refiner.TrialState.COMPLETE)
+
+
+def test_choice_and_boolean_legends_show_markers(runs):
+    view = review.load_run(runs, "mixed")
+    r = view.round(1)
+    for name in ("activation", "use_dropout"):
+        fig = review.param_scatter_figure(r.space[name], view.trials, view.objective, r.decision(name), 1)
+        legend = [t for t in fig.data if t.showlegend is not False]
+        assert {t.name for t in legend} >= {"round 0", "round 1", "best trial"}
+        # Every legend entry is drawn as a marker, in its round's colour (a box trace's entry is empty).
+        assert all(t.type == "scatter" and "markers" in t.mode for t in legend), [(t.type, t.name) for t in legend]
+        assert {t.name: t.marker.color for t in legend}["round 1"] == review.round_color(1)
+
+
+def test_the_star_marks_the_best_trial_shown_even_if_it_did_not_use_a_conditional_parameter():
+    dropout = Float("dropout", 0.0, 0.5, conditions=({"parent": "use_dropout", "values": [True]},))
+    with_it = [_trial(i, 0, {"use_dropout": True, "dropout": 0.1 * i}, 1.0 + i) for i in range(4)]
+    best_without = _trial(9, 1, {"use_dropout": False}, 0.5)  # the run's best: dropout inactive
+    fig = review.param_scatter_figure(dropout, [*with_it, best_without], Objective("loss", "min"))
+    assert not any(t.name == "best trial" for t in fig.data)  # not the best of those that used it (1.0)
+    assert any("best trial (0.5) did not use dropout" in a.text for a in fig.layout.annotations)
+    fig = review.param_scatter_figure(dropout, with_it, Objective("loss", "min"))
+    [star] = [t for t in fig.data if t.name == "best trial"]
+    assert (star.x[0], star.y[0]) == (0.0, 1.0)
+
+
+def test_refiner_proposed_is_labelled_above_the_plot_not_on_the_trials():
+    doc = _decisions_doc()
+    d = dict(doc["decisions"][0])
+    d["proposed"], d["after"] = d["after"], {**d["before"], "low": 0.001, "high": 0.05}
+    lr = parameter_from_dict(d["before"])
+    trials = [_trial(i, 0, {"lr": 10 ** (-4 + i / 3)}, float(i)) for i in range(9)]
+    fig = review.param_scatter_figure(lr, trials, Objective("loss", "min"), d, 0)
+    [label] = [a for a in fig.layout.annotations if "refiner proposed" in a.text]
+    # In the margin above the plot area (y domain 1, text going up), where no marker can be.
+    assert label.yref == "y domain" and label.y == 1.0 and label.yanchor == "bottom"
+
+
+def test_tiny_values_are_labelled_by_fmt_on_every_numeric_axis():
+    eps = Float("eps", 0.00001, 0.00009)
+    trials = [_trial(i, 0, {"eps": 0.00001 * (1 + i)}, 0.00001 * i + 0.00002) for i in range(9)]
+    fig = review.param_scatter_figure(eps, trials, Objective("loss", "min"))
+    for axis in (fig.layout.xaxis, fig.layout.yaxis):
+        assert axis.tickmode == "array" and axis.ticktext, axis
+        assert all(text == review.fmt(v) for text, v in zip(axis.ticktext, axis.tickvals, strict=True))
+        assert not any(text.startswith(".") or "µ" in text for text in axis.ticktext)
+    assert "2e-05" in fig.layout.xaxis.ticktext and "0.3" == review.fmt(0.1 + 0.2)
+
+
+# -- views: scores' distribution, contour, compare --------------------------------------------------
+def test_score_distribution_is_one_ecdf_line_per_round_up_to_k(runs):
+    view = review.load_run(runs, "mixed")
+    fig = review.score_distribution_figure(view.rounds, 1, view.objective)
+    assert [t.name for t in fig.data] == ["round 0 (8 trials)", "round 1 (8 trials)"]
+    for r, line in zip(view.rounds, fig.data, strict=True):
+        scores = sorted(t.score for t in r.trials if t.ok)
+        assert list(line.x) == scores and line.y[-1] == 1.0 and line.y[0] == 1 / len(scores)
+    assert fig.data[1].line.width > fig.data[0].line.width  # the round under review stands out
+    assert len(review.score_distribution_figure(view.rounds, 0, view.objective).data) == 1
+    high = review.score_distribution_figure(view.rounds, 1, Objective("loss", "max"))
+    assert list(high.data[0].x) == sorted(high.data[0].x, reverse=True)  # better first either way
+
+
+def test_contour_uses_the_two_most_important_numeric_parameters(runs):
+    view = review.load_run(runs, "mixed")
+    r = view.round(1)
+    fig, note = review.contour_figure(view.trials, view.round(0).space, r.surrogate, view.objective)
+    numeric = sorted(("learning_rate", "units", "dropout"), key=lambda n: -r.surrogate["importances"][n])
+    assert note.startswith(f"{numeric[0]} and {numeric[1]}")
+    assert "not a model" in fig.layout.title.text and fig.data[0].type == "contour"
+    contour, points = fig.data
+    assert len(contour.z) == len(contour.y) == 40 and len(contour.z[0]) == 40
+    used = [t for t in view.trials if t.ok and numeric[0] in t.hyperparameters and numeric[1] in t.hyperparameters]
+    assert len(points.x) == len(used)
+    # Interpolated between the trials: never outside their scores (log10 when they span decades).
+    zs = [z for row in contour.z for z in row]
+    scores = [t.score for t in used]
+    lo, hi = (min(scores), max(scores)) if max(scores) / min(scores) < 100 else \
+        (math.log10(min(scores)), math.log10(max(scores)))
+    assert lo - 1e-9 <= min(zs) and max(zs) <= hi + 1e-9
+    fig, note = review.contour_figure(view.trials, SearchSpace([Float("x", 0, 1), Choice("c", ("a", "b"))]),
+                                      None, view.objective)
+    assert fig is None and "two numeric parameters" in note
+
+
+def test_compare_overlays_each_runs_best_so_far(runs):
+    view = review.load_run(runs, "mixed")
+    worse = [refiner.Trial(t.trial_id, t.round, t.hyperparameters, (t.score or 0) + 1, t.status) for t in view.trials]
+    fig = review.compare_figure([("mixed", view.trials), ("worse", worse)], view.objective)
+    assert [t.name for t in fig.data] == ["mixed", "worse"]
+    assert fig.data[0].y[-1] == view.best.score and fig.data[1].y[-1] == pytest.approx(view.best.score + 1)
+    assert list(fig.data[0].y) == sorted(fig.data[0].y, reverse=True)  # min: only ever goes down
 
 
 def test_partial_dependence_has_an_uncertainty_band(runs):

@@ -19,7 +19,7 @@ from refiner.trial import Objective, Trial, best_trial
 __all__ = [
     "round_color", "incumbent_figure", "score_distribution_figure", "param_scatter_figure",
     "partial_dependence_figure", "importance_figure", "parallel_coordinates_figure", "range_history_figure",
-    "parallel_all_rounds_figure",
+    "parallel_all_rounds_figure", "contour_figure", "compare_figure",
 ]
 
 
@@ -59,7 +59,14 @@ def _axis(log: bool, values: Iterable[Any] = ()) -> dict[str, Any]:
     """A linear axis, or a log axis labelled 1-2-5 (decades only when wide): Plotly's default
     small "2 3 4 5" labels between decades read like values."""
     if not log:
-        return {"type": "linear"}
+        # Labels written by fmt, like everywhere else: Plotly's own format turns 0.00001 into "10µ"
+        # or a cut-off ".00001" (issue 14, defect 7).
+        numbers = [float(v) for v in values
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+        if not numbers:
+            return {"type": "linear"}
+        ticks = _linear_ticks(min(numbers), max(numbers))
+        return {"type": "linear", "tickmode": "array", "tickvals": ticks, "ticktext": [fmt(t) for t in ticks]}
     finite = [float(v) for v in values
               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0]
     if not finite:
@@ -68,6 +75,20 @@ def _axis(log: bool, values: Iterable[Any] = ()) -> dict[str, Any]:
     pad = 0.06 * (hi - lo)  # about what Plotly's autorange adds, so the outer decades get labels too
     ticks = _log_ticks(10 ** (lo - pad), 10 ** (hi + pad))
     return {"type": "log", "tickmode": "array", "tickvals": ticks, "ticktext": [fmt(t) for t in ticks]}
+
+
+def _linear_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """About ``n`` round ticks (1-2-5 steps) covering [lo, hi], a little beyond as Plotly pads."""
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / n
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    first = math.floor(lo / step) * step
+    ticks = [first + i * step for i in range(int(round((hi - first) / step)) + 2)]
+    # Rounded to the step's precision, so 0.30000000000000004 is written 0.3.
+    digits = max(0, -math.floor(math.log10(step)) + 1)
+    return [round(t, digits) for t in ticks if lo - step <= t <= hi + step]
 
 
 def _bounds(*params: Parameter | None) -> list[float]:
@@ -105,20 +126,115 @@ def incumbent_figure(trials: Sequence[Trial], objective: Objective) -> go.Figure
 
 
 def score_distribution_figure(rounds: Sequence[RoundView], k: int, objective: Objective) -> go.Figure:
-    """Scores of round ``k`` against every earlier round (box plus all points)."""
+    """Empirical distribution (ECDF) of the scores of round ``k`` and every earlier round.
+
+    One step line per round: at score s, the share of the round's usable trials scoring s or
+    better. A narrowing that helped moves the later round's line towards the better end. Lines,
+    not a box with every point: one path per round is far less for the browser to draw.
+    """
     fig = go.Figure()
     scores: list[float] = []
     for r in rounds:
         if r.k > k:
             continue
-        ys = [t.score for t in r.trials if t.ok]
-        scores += ys  # type: ignore[arg-type]
-        fig.add_trace(go.Box(y=ys, name=f"round {r.k}", boxpoints="all", jitter=0.4, pointpos=0,
-                             marker=dict(color=round_color(r.k), opacity=1.0 if r.k == k else 0.5),
-                             line=dict(width=2.5 if r.k == k else 1)))
-    fig.update_yaxes(title=_score_title(objective), **_axis(_wants_log(scores), scores))
+        ys = sorted((float(t.score) for t in r.trials if t.ok), reverse=objective.direction == "max")  # type: ignore[arg-type]
+        if not ys:
+            continue
+        scores += ys
+        share = [(i + 1) / len(ys) for i in range(len(ys))]
+        fig.add_trace(go.Scatter(
+            x=ys, y=share, mode="lines", line=dict(shape="hv", color=round_color(r.k), width=3 if r.k == k else 1.5),
+            opacity=1.0 if r.k == k else 0.6, name=f"round {r.k} ({len(ys)} trials)",
+            hovertemplate="%{y:.0%} of the round scored %{x:.4g} or better<extra>round " + str(r.k) + "</extra>"))
+    fig.update_xaxes(title=_score_title(objective), **_axis(_wants_log(scores), scores))
+    if objective.direction == "max":
+        fig.update_xaxes(autorange="reversed")  # better to the left, whatever the direction
+    fig.update_yaxes(title="share of the round's trials at least this good", range=[0, 1.02], tickformat=".0%")
+    return _layout(fig, f"Round {k} against earlier rounds: scores' empirical distribution")
+
+
+def contour_figure(trials: Sequence[Trial], space: SearchSpace, surrogate: Mapping[str, Any] | None,
+                   objective: Objective) -> tuple[go.Figure | None, str]:
+    """Scores over the two most important numeric parameters, interpolated from the trials.
+
+    The surface is an inverse-distance-weighted average of the trials' scores (log scores when they
+    span decades) on a 40 × 40 grid in each parameter's own scale; it is not a model's prediction,
+    and it says nothing where there are no trials, so the trials are drawn on top. Returns the
+    figure (None when it cannot be drawn) and a one-line note saying which two and why.
+    """
+    importances = (surrogate or {}).get("importances") or {}
+    numeric = [p for p in space.tunable() if isinstance(p, (Float, Int))]
+    if len(numeric) < 2:
+        return None, "a contour needs two numeric parameters; this space has fewer."
+    ranked = sorted(numeric, key=lambda p: -float(importances.get(p.name, -1.0)))
+    px, py = ranked[0], ranked[1]
+    used = [t for t in trials if t.ok and t.hyperparameters.get(px.name) is not None
+            and t.hyperparameters.get(py.name) is not None]
+    if len(used) < 4:
+        return None, f"too few trials with both {px.name} and {py.name} to draw a surface."
+    why = ("the two most important by the surrogate" + ("" if surrogate.get("trusted") else " (not trusted)")
+           if importances else "the first two numeric parameters (no importances yet)")
+
+    def scale(p: Parameter, v: float) -> float:
+        return math.log10(v) if getattr(p, "log", False) else float(v)
+
+    xs = [scale(px, t.hyperparameters[px.name]) for t in used]
+    ys = [scale(py, t.hyperparameters[py.name]) for t in used]
+    raw = [float(t.score) for t in used]  # type: ignore[arg-type]
+    log_z = _wants_log(raw)
+    zs = [math.log10(v) for v in raw] if log_z else raw
+    (x0, x1), (y0, y1) = (min(xs), max(xs)), (min(ys), max(ys))
+    sx, sy = (x1 - x0) or 1.0, (y1 - y0) or 1.0
+    n = 40
+    gx = [x0 + (x1 - x0) * i / (n - 1) for i in range(n)]
+    gy = [y0 + (y1 - y0) * j / (n - 1) for j in range(n)]
+    grid = []
+    for y in gy:
+        row = []
+        for x in gx:
+            num = den = 0.0
+            for xi, yi, zi in zip(xs, ys, zs, strict=True):
+                d2 = ((x - xi) / sx) ** 2 + ((y - yi) / sy) ** 2
+                if d2 < 1e-12:
+                    num, den = zi, 1.0
+                    break
+                w = 1.0 / (d2 * d2)  # power 4: the surface follows the nearby trials, not the mean
+                num += w * zi
+                den += w
+            row.append(num / den)
+        grid.append(row)
+    scale_name = "Viridis_r" if objective.direction == "max" else "Viridis"  # dark is better
+    label = f"{objective.name}{' (log10)' if log_z else ''}"
+    fig = go.Figure(go.Contour(x=gx, y=gy, z=grid, colorscale=scale_name, ncontours=14, opacity=0.85,
+                               colorbar=dict(title=label), hoverinfo="skip", name="interpolated"))
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="trials", text=[_hover(t) for t in used],
+                             customdata=[fmt(v) for v in raw], hovertemplate="%{text}<br>score %{customdata}<extra></extra>",
+                             marker=dict(size=6, color="white", line=dict(color="black", width=1))))
+    for p, axis, grid_values in ((px, fig.update_xaxes, gx), (py, fig.update_yaxes, gy)):
+        if getattr(p, "log", False):
+            ticks = _log_ticks(10 ** min(grid_values), 10 ** max(grid_values))
+            axis(title=f"{p.name} (log)", tickmode="array", tickvals=[math.log10(t) for t in ticks],
+                 ticktext=[fmt(t) for t in ticks])
+        else:
+            axis(title=p.name, **_axis(False, grid_values))
     fig.update_layout(showlegend=False)
-    return _layout(fig, f"Round {k} against earlier rounds")
+    title = f"{px.name} × {py.name}: scores interpolated between the trials (not a model)"
+    return _layout(fig, title, height=460), f"{px.name} and {py.name}: {why}."
+
+
+def compare_figure(runs: Sequence[tuple[str, Sequence[Trial]]], objective: Objective) -> go.Figure:
+    """Several runs' best-so-far curves over trials in run order, one line per run."""
+    fig = go.Figure()
+    values: list[float] = []
+    for i, (name, trials) in enumerate(runs):
+        frame = incumbent_frame(trials, objective)
+        ys = list(frame["best so far"])
+        values += [float(v) for v in ys if v is not None and v == v]
+        fig.add_trace(go.Scatter(x=list(frame["n"]), y=ys, mode="lines", name=name,
+                                 line=dict(shape="hv", width=2, color=_PALETTE[i % len(_PALETTE)])))
+    fig.update_xaxes(title="trial (in run order)")
+    fig.update_yaxes(title=f"best {_score_title(objective)} so far", **_axis(_wants_log(values), values))
+    return _layout(fig, "Best so far, run against run", height=420)
 
 
 def _cat_label(v: Any) -> str:
@@ -147,7 +263,8 @@ def _numeric_bands(fig: go.Figure, before: Parameter | None, after: Parameter | 
     if isinstance(proposed, (Float, Int)) and proposed != after:
         fig.add_vrect(x0=proposed.low, x1=proposed.high, fillcolor="rgba(0,0,0,0)", layer="below",
                       line=dict(color="orange", width=2, dash="dot"))
-        fig.add_annotation(x=at(proposed.low), y=0.1, yref="y domain", text=" refiner proposed", showarrow=False,
+        # Above the plot area, where no trial (nor the best trial's star) can sit under it (defect 7).
+        fig.add_annotation(x=at(proposed.low), y=1.0, yref="y domain", text=" refiner proposed", showarrow=False,
                            xanchor="left", yanchor="bottom", font=dict(size=11, color="darkorange"))
     side = (evidence or {}).get("beyond_user_bound")
     if side and isinstance(before, (Float, Int)):
@@ -211,15 +328,25 @@ def param_scatter_figure(param: Parameter, trials: Sequence[Trial], objective: O
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=name, marker=marker, text=text,
                                      hovertemplate="%{text}<br>score %{y:.4g}<extra></extra>"))
         else:
+            # A box trace's legend entry is its (invisible) box: the legend shows a marker-only twin.
             fig.add_trace(go.Box(x=xs, y=ys, name=name, boxpoints="all", jitter=0.5, pointpos=0,
                                  fillcolor="rgba(0,0,0,0)", line=dict(width=0), marker=marker, text=text,
-                                 hoveron="points", hovertemplate="%{text}<br>score %{y:.4g}<extra></extra>"))
-    best = best_trial(list(used), objective)
-    if best is not None:
+                                 hoveron="points", hovertemplate="%{text}<br>score %{y:.4g}<extra></extra>",
+                                 legendgroup=name, showlegend=False))
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, marker=marker,
+                                     legendgroup=name, hoverinfo="skip"))
+    # The best of every trial shown, with this parameter or not: for a conditional parameter the best
+    # trial among those that used it is not the run's best (defect 7).
+    best = best_trial([t for t in trials if t.ok], objective)
+    if best is not None and param.name in best.hyperparameters:
         x = best.hyperparameters[param.name]
         fig.add_trace(go.Scatter(x=[x if numeric else _cat_label(x)], y=[best.score], mode="markers",
                                  name="best trial", marker=dict(symbol="star", size=16, color="gold",
                                                                 line=dict(color="black", width=1))))
+    elif best is not None:
+        fig.add_annotation(x=0, y=1.0, xref="x domain", yref="y domain", showarrow=False, xanchor="left",
+                           yanchor="bottom", text=f"best trial ({fmt(best.score)}) did not use {param.name}",
+                           font=dict(size=11))
     if numeric:
         _numeric_bands(fig, before, after, proposed, evidence, log=param.log)  # type: ignore[union-attr]
         xs = [t.hyperparameters[param.name] for t in used] + _bounds(before, after, proposed)
@@ -263,7 +390,8 @@ def partial_dependence_figure(param: Parameter, surrogate: Mapping[str, Any] | N
         fig.update_xaxes(type="category")
     trusted = "" if surrogate.get("trusted") else " (surrogate not trusted)"
     fig.update_xaxes(title=param.name)
-    fig.update_yaxes(title=f"predicted {_score_title(objective)}")
+    fig.update_yaxes(title=f"predicted {_score_title(objective)}",
+                     **_axis(False, [m + k * sd for m, sd in zip(mean, std, strict=True) for k in (-1, 1)]))
     fig.update_layout(showlegend=False)
     return _layout(fig, f"Partial dependence of {param.name}{trusted}")
 

@@ -15,11 +15,13 @@ never as HTML.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import streamlit as st
 
@@ -29,11 +31,14 @@ from refiner.gate import approve, read_approval
 from refiner.liveness import ACTIVE_STATUSES, stopped_note
 from refiner.lock import holder
 from refiner.overrides import write_overrides
+from refiner.store import RunStore
 from refiner.space import Boolean, Fixed, Float, Int, Parameter, discrete_values, parameter_from_dict
 from refiner.trial import best_trial
 
 __all__ = ["main", "runs_folder", "LIVE_SECONDS"]
 
+FIRST_PAINT_PAUSE = 0.3  # seconds between the summary and the charts on a tab's first load
+TRIALS_SHOWN = 30  # a round with more trials shows its table on demand
 LIVE_SECONDS = 3  # how often an open page looks for new trials while a run is running
 
 esc = review.md_escape
@@ -85,10 +90,34 @@ def _safety(args: argparse.Namespace) -> bool:
     return True
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+# -- caches: reading and validating a run, and building its figures, happen once per change ------
+# `signature` (the files' mtimes and sizes, review.run_signature) is only a cache key: a changed
+# file means a fresh read. cache_resource, not cache_data: a 200-trial run's view took 0.14 s to
+# unpickle on every rerun, and the page only reads what it is given.
+@st.cache_resource(show_spinner=False, max_entries=16)
 def _load(runs_dir: str, name: str, signature: tuple) -> review.RunView:
-    # `signature` (files' mtimes and sizes) is only a cache key: a changed file means a fresh read.
-    return review.load_run(runs_dir, name)
+    return dataclasses.replace(review.load_run(runs_dir, name), signature=signature)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _export_bytes(root: str, signature: tuple, fmt_name: str) -> bytes:
+    # Each export re-reads and re-validates refined_space.json (about 50 ms, four per rerun).
+    return review.export_bytes(RunStore(root), fmt_name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _figure(root: str, signature: tuple, what: tuple, _build: Callable[[], Any]) -> Any:
+    # `what` names the figure (builder, round, parameter, ...); `_build` is not hashed.
+    return _build()
+
+
+def _chart(view: review.RunView, what: tuple, build: Callable[[], Any], key: str) -> bool:
+    """Draw the cached figure ``build()`` (False, drawing nothing, when it is None)."""
+    fig = _figure(str(view.root), view.signature, what, build)
+    if fig is None:
+        return False
+    st.plotly_chart(fig, key=key)
+    return True
 
 
 # -- page -------------------------------------------------------------------------------------
@@ -105,6 +134,7 @@ def main() -> None:
         st.title("Runs overview")
         st.dataframe(review.runs_overview_frame(runs_dir, names), hide_index=True, key="overview")
         st.caption("Pick a run in the sidebar and switch the view back to 'One run' to review it.")
+        _compare(runs_dir, names)
         return
     if url_problem:
         st.error(esc(url_problem))
@@ -126,13 +156,37 @@ def main() -> None:
     # Always one slot here, filled or not: a message that appears only after a save would shift
     # every element below it, and Streamlit would then reset the widgets it re-identifies.
     slot = st.container()
-    flash = st.session_state.pop("flash", None)
+    flash = st.session_state.get("flash")
     if flash:
         slot.success(esc(flash))
     stopped = stopped_note(root, view.run)
     _page(view, stopped)
+    # Forgotten only once the page was drawn in full: a live run's rerun (its files change right
+    # after an approval) may interrupt this one, and the message would be lost unseen.
+    st.session_state.pop("flash", None)
     if view.status in ACTIVE_STATUSES and stopped is None and st.session_state.get("live", True):
         _watch(root, signature)
+
+
+def _compare(runs_dir: Path, names: list[str]) -> None:
+    """Two or more runs' best-so-far curves on one chart (runs with another objective are left out)."""
+    st.subheader("Compare runs")
+    picked = st.multiselect("Runs to compare", names, key="compare", placeholder="pick two or more runs")
+    views = []
+    for name in picked:
+        try:
+            views.append(_load(str(runs_dir), name, review.run_signature(review.resolve_run(runs_dir, name))))
+        except RefinerError as exc:
+            st.warning(esc(f"{name} left out: {exc}"))
+    if not views:
+        return
+    objective = views[0].objective
+    same = [v for v in views if (v.objective.name, v.objective.direction) == (objective.name, objective.direction)]
+    for v in views:
+        if all(v is not w for w in same):
+            st.warning(esc(f"{v.name} left out: it optimises {v.objective.name} ({v.objective.direction}), "
+                           f"not {objective.name} ({objective.direction})."))
+    st.plotly_chart(review.compare_figure([(v.name, v.trials) for v in same], objective), key="compare-chart")
 
 
 def _pick_run(runs_dir: Path, names: list[str]) -> str | None:
@@ -181,7 +235,14 @@ def _watch(root: Path, signature: tuple) -> None:
 def _page(view: review.RunView, stopped: str | None) -> None:
     st.title(f"Run {esc(view.name)}")
     _summary(view, stopped)
-    st.plotly_chart(review.incumbent_figure(view.trials, view.objective), key="incumbent")
+    if not st.session_state.get("painted"):
+        # A tab's first load: let the browser draw the title and the summary before the charts
+        # arrive. Sent at once, the summary's metrics wait behind Plotly's 4.7 MB bundle and every
+        # chart's first draw (measured in the browser: 4.8 s -> 1.6 s to the summary, the full page
+        # no later). Later reruns keep what is drawn, so they do not pause.
+        st.session_state["painted"] = True
+        time.sleep(FIRST_PAINT_PAUSE)
+    _chart(view, ("incumbent",), lambda: review.incumbent_figure(view.trials, view.objective), key="incumbent")
     _across_rounds(view)
     _imported(view)
     _export(view)
@@ -207,7 +268,8 @@ def _summary(view: review.RunView, stopped: str | None) -> None:
     best = view.best
     done, total = len(view.trials), console.planned_trials(settings)
     failed = sum(1 for t in view.trials if not t.ok)
-    c = st.columns([2, 1, 1, 1, 1])  # room for "awaiting_review" and "stopped (writer gone)" untruncated
+    # Room for "awaiting_review" and for "keras-tuner" untruncated; the round is one or two digits.
+    c = st.columns([2, 1, 1.05, 0.55, 1.5])
     status = "stopped (writer gone)" if stopped else state["status"]
     c[0].metric("Status", status)
     c[1].metric(f"Best {objective.name} ({objective.direction})", "-" if best is None else review.fmt(best.score))
@@ -243,34 +305,53 @@ def _summary(view: review.RunView, stopped: str | None) -> None:
         st.caption(f"{esc(settings['target'])} ({esc(settings['mode'])}); engine {esc(settings.get('engine', 'keras-tuner'))}; "
                    f"{console.schedule_words(settings)}; review {esc(settings.get('review', 'off'))}; seed {esc(settings['seed'])}; "
                    f"started {esc(run['created_at'])}, last update {esc(run['updated_at'])}")
-        with st.expander("All settings and versions"):
+        # Toggles, not expanders: an expander's content is drawn (hidden) on every load, and the
+        # JSON viewer and the grid are among the heaviest parts of the page for the browser.
+        if st.toggle("All settings and versions", key="settings-on"):
             st.json({"settings": settings, "versions": run["versions"]}, expanded=1)
-        with st.expander(f"Latest events ({len(view.events)})"):
+        if st.toggle(f"Latest events ({len(view.events)})", key="events-on"):
             st.dataframe([{"time": e.get("time"), "event": e.get("event"),
                            "details": json.dumps({k: v for k, v in e.items() if k not in ("time", "event")})}
                           for e in reversed(view.events)], hide_index=True, key="events")
 
 
+_ACROSS = ("Ranges", "Contour", "Parallel coordinates")
+
+
 def _across_rounds(view: review.RunView) -> None:
-    """How the ranges narrowed over the whole run: one table, one parameter's history, all trials' lines."""
+    """How the ranges narrowed over the whole run: one table, and one chart at a time (picked)."""
     if not any(r.decisions for r in view.rounds):
         return
     st.subheader("Across rounds")
-    with st.expander("Before → after, every round", expanded=False):
+    # Toggles and one chart at a time: whatever is on the page, even hidden in a collapsed
+    # expander, is drawn by the browser on every load (issue 14, defect 12).
+    if st.toggle("Before → after, every round", key="before-after-on"):
         st.dataframe(review.before_after_frame(view.rounds), hide_index=True, key="before-after")
     first = next((r.space for r in view.rounds if r.space is not None), None)
     if first is None:
         return
-    tunable = [p.name for p in first.tunable()]
-    if tunable:
-        name = st.selectbox("Range of one parameter across all rounds", tunable, key="history-param")
-        fig = review.range_history_figure(name, view.rounds, view.objective)
-        if fig is not None:
-            st.plotly_chart(fig, key="history")
-    if st.toggle("Parallel coordinates of all rounds", key="parcoords-all"):
-        fig = review.parallel_all_rounds_figure(view.trials, first, view.objective)
-        if fig is not None:
-            st.plotly_chart(fig, key="parcoords-all-chart")
+    shown = st.radio("Chart", _ACROSS, key="across", horizontal=True, label_visibility="collapsed",
+                     captions=["one parameter's range, round by round", "the two most important parameters",
+                               "every trial of every round"])
+    if shown == "Ranges":
+        tunable = [p.name for p in first.tunable()]
+        if tunable:
+            name = st.selectbox("Range of one parameter across all rounds", tunable, key="history-param")
+            _chart(view, ("history", name), lambda: review.range_history_figure(name, view.rounds, view.objective),
+                   key="history")
+    elif shown == "Contour":
+        latest = next((r for r in reversed(view.rounds) if r.surrogate), None)
+        fig, note = _figure(str(view.root), view.signature, ("contour",), lambda: review.contour_figure(
+            [*view.imported, *view.trials], first, latest.surrogate if latest else None, view.objective))
+        if fig is None:
+            st.info(esc(f"No contour: {note}"))
+        else:
+            st.plotly_chart(fig, key="contour")
+            st.caption(esc(f"{note} Between and beyond the trials (white dots) the colours are interpolated, "
+                           "not predicted: trust them only where dots are dense. Other parameters vary freely."))
+    else:
+        _chart(view, ("parcoords-all",), lambda: review.parallel_all_rounds_figure(view.trials, first, view.objective),
+               key="parcoords-all-chart")
 
 
 def _imported(view: review.RunView) -> None:
@@ -292,7 +373,7 @@ def _export(view: review.RunView) -> None:
     cols = st.columns(len(review.EXPORT_FORMATS))
     for col, (fmt_name, label) in zip(cols, review.EXPORT_FORMATS.items(), strict=True):
         try:
-            data = review.export_bytes(view.store, fmt_name)
+            data = _export_bytes(str(view.root), view.signature, fmt_name)
         except RefinerError as exc:
             col.warning(f"{label}: {esc(exc)}")
             continue
@@ -301,9 +382,10 @@ def _export(view: review.RunView) -> None:
                             mime="application/json" if fmt_name == "json" else "text/x-python",
                             key=f"export-{fmt_name}", on_click="ignore")
     st.caption("Exactly what `refiner export` writes, with any overrides of the last round applied.")
-    with st.expander("Preview the refined space (JSON)"):
+    # On demand: st.code loads a 1.5 MB syntax highlighter, about a tenth of the browser's work on load.
+    if st.toggle("Preview the refined space (JSON)", key="export-preview"):
         try:
-            st.code(review.export_bytes(view.store, "json").decode("utf-8"), language="json")
+            st.code(_export_bytes(str(view.root), view.signature, "json").decode("utf-8"), language="json")
         except RefinerError as exc:
             st.warning(esc(exc))
 
@@ -330,20 +412,21 @@ def _round(view: review.RunView, r: review.RoundView) -> None:
 
     st.subheader("Trials")
     frame = review.trials_frame(r.trials, r.space)
-    st.dataframe(frame, hide_index=True, key=f"trials-{r.k}", height=min(420, 38 + 35 * max(len(frame), 1)),
-                 column_config={"duration (s)": st.column_config.NumberColumn(format="%.3f")})
+    # A big grid is heavy for the browser: shown at once only for a small round (or on demand).
+    if st.toggle(f"Show the round's {len(frame)} trials", value=len(frame) <= TRIALS_SHOWN, key=f"trials-{r.k}-on"):
+        st.dataframe(frame, hide_index=True, key=f"trials-{r.k}", height=min(420, 38 + 35 * max(len(frame), 1)),
+                     column_config={"duration (s)": st.column_config.NumberColumn(format="%.3f")})
     st.download_button("Trials as CSV", data=frame.to_csv(index=False).encode("utf-8"),
                        file_name=f"{review.safe_stem(view.name)}_round{r.k}_trials.csv",
                        mime="text/csv", key=f"csv-{r.k}", on_click="ignore", icon=":material/download:")
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(review.score_distribution_figure(view.rounds, r.k, objective), key=f"dist-{r.k}")
+        _chart(view, ("dist", r.k), lambda: review.score_distribution_figure(view.rounds, r.k, objective),
+               key=f"dist-{r.k}")
     with right:
-        fig = review.importance_figure(r.surrogate)
-        if fig is None:
+        if not _chart(view, ("importance", r.k), lambda: review.importance_figure(r.surrogate),
+                      key=f"importance-{r.k}"):
             st.info("No importances yet: the surrogate is fitted when the round's trials have finished.")
-        else:
-            st.plotly_chart(fig, key=f"importance-{r.k}")
 
     st.subheader("Per hyperparameter")
     if r.space is None:
@@ -357,11 +440,9 @@ def _round(view: review.RunView, r: review.RoundView) -> None:
 
     st.subheader("Parallel coordinates", anchor=f"parallel-{r.k}")
     if st.toggle("Show this round's parallel coordinates", key=f"parcoords-{r.k}-on"):
-        fig = review.parallel_coordinates_figure(r.trials, r.space, objective)
-        if fig is None:
+        if not _chart(view, ("parcoords", r.k), lambda: review.parallel_coordinates_figure(r.trials, r.space, objective),
+                      key=f"parcoords-{r.k}"):
             st.info("No completed trial in this round yet.")
-        else:
-            st.plotly_chart(fig, key=f"parcoords-{r.k}")
 
 
 def _anchor(k: int, i: int) -> str:
@@ -459,15 +540,13 @@ def _parameter(view: review.RunView, r: review.RoundView, i: int, p: Parameter, 
         elif every or st.toggle("Plots", key=f"plots-{r.k}-{i}"):
             left, right = st.columns(2)
             with left:
-                st.plotly_chart(review.param_scatter_figure(p, trials, view.objective, d, r.k),
-                                key=f"scatter-{r.k}-{i}")
+                _chart(view, ("scatter", r.k, i), lambda: review.param_scatter_figure(p, trials, view.objective, d, r.k),
+                       key=f"scatter-{r.k}-{i}")
             with right:
-                fig = review.partial_dependence_figure(p, r.surrogate, d)
-                if fig is None:
+                if not _chart(view, ("pd", r.k, i), lambda: review.partial_dependence_figure(p, r.surrogate, d),
+                              key=f"pd-{r.k}-{i}"):
                     note = (r.surrogate or {}).get("note") or "no surrogate for this round yet."
                     st.info("No partial dependence: " + esc(note))
-                else:
-                    st.plotly_chart(fig, key=f"pd-{r.k}-{i}")
         if d:
             _override(view, r, i, p, d)
 

@@ -102,7 +102,7 @@ def run_signature(root: str | Path) -> tuple[tuple[str, int, int], ...]:
         for d in sorted(base.iterdir(), key=lambda p: p.name):
             if d.name.isdigit():
                 files += [d / f for f in ("space.json", "trials.jsonl", "surrogate.json", "decisions.json",
-                                          "overrides.json")]
+                                          "overrides.json", "audit.json", "approval.json")]
     out = []
     for f in files:
         try:
@@ -148,6 +148,7 @@ class RunView:
     events: tuple[dict[str, Any], ...] = field(default=())
     imported: tuple[Trial, ...] = field(default=())  # a warm start's trials, each with its source
     problems: tuple[str, ...] = field(default=())  # refiner.check.run_problems(): files that disagree, missing, stray
+    signature: tuple = field(default=())  # run_signature() when it was read: the key of the page's caches
 
     @property
     def store(self) -> RunStore:
