@@ -6,6 +6,7 @@ stepped int, choice, boolean, conditional float), built once for the module.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -457,3 +458,22 @@ def test_a_symlink_pointing_out_of_the_runs_folder_is_not_a_run(tmp_path):
     assert review.list_runs(runs) == ["mine"]
     with pytest.raises(review.RunNameError):
         review.resolve_run(runs, "secret")
+
+
+def test_a_fidelity_runs_learning_curves_show_which_trials_stopped(tmp_path):
+    def curve_loss(p, budget):
+        return (p["x"] - 1.0) ** 2 + 2.0 / budget
+
+    refiner.Refiner(function=curve_loss, space=SearchSpace([Float("x", -3.0, 3.0)]), objective="loss", rounds=1,
+                    trials_per_round=9, fidelity={"max": 9}, directory=tmp_path, project_name="mf", verbose=0).search()
+    view = review.load_run(tmp_path, "mf")
+    [r] = view.rounds
+    fig = review.learning_curves_figure(r, Objective("loss", "min"))
+    lines = [t for t in fig.data if t.x[0] is not None]
+    assert len(lines) == 9  # one line per trial
+    stopped = [t for t in lines if t.line.dash == "dot"]
+    assert stopped and len(stopped) == sum(1 for t in r.trials if not t.ok)
+    assert all(max(t.x) < 9 for t in stopped) and all(max(t.x) == 9 for t in lines if t.line.dash != "dot")
+    assert f"{sum(t.fidelity for t in r.trials)} of 81 epochs spent" in fig.layout.title.text
+    no_curves = dataclasses.replace(r, trials=tuple(dataclasses.replace(t, curve=None) for t in r.trials))
+    assert review.learning_curves_figure(no_curves, Objective("loss", "min")) is None  # a run without a fidelity

@@ -19,24 +19,16 @@ from refiner.trial import Objective, Trial, best_trial
 __all__ = [
     "round_color", "incumbent_figure", "score_distribution_figure", "param_scatter_figure",
     "partial_dependence_figure", "importance_figure", "parallel_coordinates_figure", "range_history_figure",
-    "parallel_all_rounds_figure", "contour_figure", "compare_figure",
+    "parallel_all_rounds_figure", "contour_figure", "compare_figure", "learning_curves_figure",
 ]
 
 
 # Plotly's default qualitative palette; a round keeps its colour in every figure.
 _PALETTE = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880",
             "#FF97FF", "#FECB52")
-
-
 _BEFORE_FILL = "rgba(120, 120, 120, 0.16)"
-
-
 _AFTER_FILL = "rgba(0, 170, 90, 0.13)"
-
-
 _DROPPED_FILL = "rgba(220, 50, 50, 0.2)"
-
-
 _FLAG_COLOR = "#d62728"
 
 
@@ -123,6 +115,35 @@ def incumbent_figure(trials: Sequence[Trial], objective: Objective) -> go.Figure
     fig.update_xaxes(title="trial (in run order)")
     fig.update_yaxes(title=_score_title(objective), **_axis(_wants_log(frame["score"]), frame["score"].dropna()))
     return _layout(fig, "Incumbent curve: did each narrowing help?")
+
+
+def learning_curves_figure(round_view: RoundView, objective: Objective) -> go.Figure | None:
+    """A fidelity run's learning curves for one round: the objective after each epoch (or rung),
+    one line per trial. Trials a rung stopped are grey and dotted, so the epochs they saved show;
+    ``None`` when the round's trials have no curves (a run without a fidelity)."""
+    with_curves = [t for t in round_view.trials if t.curve]
+    if not with_curves:
+        return None
+    fig = go.Figure()
+    for stopped in (True, False):  # finished trials drawn last, on top
+        for t in with_curves:
+            if (not t.ok) != stopped:
+                continue
+            budgets, values = zip(*t.curve)  # type: ignore[misc]
+            fig.add_trace(go.Scatter(
+                x=budgets, y=values, mode="lines+markers", showlegend=False,
+                line=dict(color="#9e9e9e" if stopped else round_color(round_view.k), width=1 if stopped else 2,
+                          dash="dot" if stopped else "solid"),
+                marker=dict(size=4), opacity=0.7 if stopped else 1.0,
+                hovertemplate=f"trial {t.trial_id} ({'stopped' if stopped else 'finished'})<br>"
+                              "epoch %{x}: %{y:.4g}<extra></extra>"))
+    for label, dash, color in (("stopped at a rung", "dot", "#9e9e9e"), ("trained to the end", "solid", round_color(round_view.k))):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label, line=dict(color=color, dash=dash)))
+    spent = sum(t.fidelity or 0 for t in with_curves)
+    most = max((t.fidelity or 0 for t in with_curves), default=0)
+    fig.update_xaxes(title="epochs")
+    fig.update_yaxes(title=_score_title(objective))
+    return _layout(fig, f"Round {round_view.k}: learning curves ({spent} of {most * len(with_curves)} epochs spent)")
 
 
 def score_distribution_figure(rounds: Sequence[RoundView], k: int, objective: Objective) -> go.Figure:

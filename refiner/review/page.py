@@ -428,6 +428,9 @@ def _round(view: review.RunView, r: review.RoundView) -> None:
                       key=f"importance-{r.k}"):
             st.info("No importances yet: the surrogate is fitted when the round's trials have finished.")
 
+    if any(t.curve for t in r.trials):  # a fidelity run: how the trials trained, and which ones stopped
+        _chart(view, ("curves", r.k), lambda: review.learning_curves_figure(r, objective), key=f"curves-{r.k}")
+
     st.subheader("Per hyperparameter")
     if r.space is None:
         st.info("This round's space has not been written yet.")
