@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -206,3 +207,33 @@ def test_epochs_given_beside_a_fidelity_are_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"^`epochs`: with a fidelity a trial trains up to fidelity.max = 4 epochs"):
         agent.search([[0.0]], [0], epochs=10)
     assert not (tmp_path / "refiner").exists()  # refused before the run folder was made
+
+
+WORKER_OBJECTIVE = '''
+import time
+
+
+def bowl(p, budget):
+    time.sleep(0.05)
+    return (p["x"] - 1.0) ** 2 + (p["y"] + 2.0) ** 2 + 2.0 / budget
+'''
+
+
+@pytest.mark.slow
+def test_workers_of_a_fidelity_run_call_the_function_with_its_budget_and_stop_lagging_trials(tmp_path):
+    from test_scaleout import _finish, _project, _refiner, _workers_of
+
+    config = _project(tmp_path, "mfw", 0.0, budget=12, objective=WORKER_OBJECTIVE)
+    config.write_text(config.read_text() + "\n[fidelity]\nmax = 9\n")
+    coordinator = _refiner("run", str(config), "--heartbeat", "1", cwd=tmp_path)
+    run_dir = tmp_path / "runs" / "mfw"
+    while not (run_dir / "optuna.db").exists():
+        assert coordinator.poll() is None, _finish(coordinator)
+        time.sleep(0.1)
+    worker = _refiner("worker", str(run_dir), "--wait", "60", cwd=tmp_path)
+    assert _finish(coordinator) and coordinator.returncode == 0
+    assert worker.wait(timeout=60) == 0, _finish(worker)
+    trials = RunStore(run_dir).all_trials()
+    assert len(trials) == 36 and all(t.evidence for t in trials)  # no worker trial failed on a missing budget
+    assert all(t.curve and t.curve[-1][0] == t.fidelity for t in trials)
+    assert len(_workers_of(f"sqlite:///{run_dir.resolve()}/optuna.db", "mfw")) >= 2  # the worker ran some

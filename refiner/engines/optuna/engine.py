@@ -170,6 +170,8 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
         "space": space.to_dict(), "objective": spec.objective.to_dict(),
         "sampler": "random" if spec.kind == "random" else model_sampler_kind(space),
         "executions_per_trial": spec.evaluation.executions_per_trial, "heartbeat_interval": heartbeat_interval,
+        "trial_retries": spec.evaluation.trial_retries,
+        "fidelity": None if spec.evaluation.fidelity is None else spec.evaluation.fidelity.to_dict(),
         "reserve": spec.reserve, "exclude": None if spec.exclude is None else spec.exclude.to_dict(),
     })
     shared.write_control(rdb, study_prefix, {"run_id": run_id, "state": "open", "round": spec.round_index,

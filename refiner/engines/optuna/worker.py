@@ -32,6 +32,7 @@ from refiner.engines.optuna import shared_study as shared
 from refiner.engines.optuna.engine import Participant, fail_stale
 from refiner.errors import CoordinatorGoneError, RefinerError
 from refiner.failpoints import checkpoint
+from refiner.fidelity import Fidelity, StoppingRule
 from refiner.space import SearchSpace
 from refiner.trial import Objective
 
@@ -108,8 +109,17 @@ def _take_part(storage_url: str, study_name: str, token: str, target_name: str,
     rdb = shared.open_storage(storage_url, attrs.get("heartbeat_interval"))
     study = optuna.load_study(study_name=study_name, storage=rdb)
     objective = Objective.coerce(attrs["objective"])
+    fidelity = Fidelity.coerce(attrs.get("fidelity"))
     evaluation = Evaluation(objective, function=function, hypermodel=hypermodel, fit_kwargs=fit_kwargs,
-                            executions_per_trial=int(attrs.get("executions_per_trial", 1)), seed=attrs.get("seed"))
+                            executions_per_trial=int(attrs.get("executions_per_trial", 1)),
+                            trial_retries=int(attrs.get("trial_retries", 0)), seed=attrs.get("seed"),
+                            fidelity=fidelity)
+    if fidelity is not None:
+        # Judged against the curves already stored in this round's study, as the coordinator judges
+        # against the run's record (the earlier rounds' curves stay with the coordinator).
+        evaluation.stopping = StoppingRule(fidelity, objective.direction)
+        for found in shared.records(study.get_trials(deepcopy=False)):
+            evaluation.stopping.observe(found.get("curve"))
     spec = RoundSpec(
         run=RunContext(name=project, root=Path("."), run_id=str(attrs.get("run_id")), target=target_name),
         round_index=int(attrs["round"]),
