@@ -221,3 +221,38 @@ def test_the_fidelity_suite_runs_every_optimizer_at_refiners_epochs(tmp_path, ca
     out = capsys.readouterr().out
     assert "optuna-tpe+hyperband" in out and "median best final" in out
     assert main(["bench", "--suite", "fidelity", "--problems", "nope", "--out", str(tmp_path)]) == 2
+
+
+def test_a_trial_budget_for_refiner_with_fidelity_follows_successive_halving():
+    from refiner.bench.keras_suite import expected_epochs_per_trial
+    from refiner.fidelity import Fidelity
+
+    # rungs 1, 3, 9, 27 with eta 3: 2/3 stop at 1, 2/9 at 3, 2/27 at 9, 1/27 reach 27 -> 3 epochs a trial
+    assert expected_epochs_per_trial(Fidelity("epochs", min=1, max=27, eta=3)) == pytest.approx(3.0)
+    assert expected_epochs_per_trial(Fidelity("epochs", min=1, max=3, eta=3)) == pytest.approx(5 / 3)
+
+
+@pytest.mark.slow
+def test_the_keras_suite_runs_real_models_at_hyperbands_epochs(tmp_path, capsys):
+    """Smoke test of `refiner bench --suite keras`: one problem, one seed, max_epochs 3, two tools."""
+    from refiner.cli import main
+
+    assert main(["bench", "--suite", "keras", "--seeds", "1", "--problems", "cancer_mlp", "--keras-max-epochs", "3",
+                 "--optimizers", "kt_hyperband,refiner+fidelity", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "keras.json").read_text())
+    runs = {r["optimizer"]: r for r in result["runs"]}
+    assert set(runs) == {"kt_hyperband", "refiner+fidelity"}
+    budget = runs["kt_hyperband"]["epochs"]
+    assert budget > 3 and runs["refiner+fidelity"]["budget"] == budget  # Hyperband's epochs are the budget
+    for run in runs.values():
+        finished = run["finished"]
+        assert finished, run  # at least one model trained to max_epochs
+        assert [spent for spent, _ in finished] == sorted(spent for spent, _ in finished)
+        assert all(spent <= run["epochs"] for spent, _ in finished)
+        within = [score for spent, score in finished if spent <= run["budget"]]
+        assert run["best_at_budget"] == (min(within) if within else None)  # models past the budget never count
+        assert 0 < run["train_s"] < run["wall_s"] and run["orchestration_s"] >= 0
+    out = capsys.readouterr().out
+    assert "refiner+fidelity" in out and "Targets:" in out and "orchestration" in out
+    assert main(["bench", "--suite", "keras", "--problems", "nope", "--out", str(tmp_path)]) == 2
+    assert main(["bench", "--suite", "keras", "--optimizers", "kt_bayes,nope", "--out", str(tmp_path)]) == 2

@@ -25,10 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sequential domain reduction on problems with known optima, at equal trial budgets and seeds. "
         "Prints a table; writes bench.json and incumbent-curve plots into --out."
     )
-    parser.add_argument("--suite", choices=("quick", "full", "fidelity"), default="quick",
+    parser.add_argument("--suite", choices=("quick", "full", "fidelity", "keras"), default="quick",
                         help="quick: 9 synthetic (2 of them noisy) + 2 scikit-learn problems; full adds an MLP "
                              "and the Keras CNN; fidelity: learning-curve problems at equal epochs, refiner with a "
-                             "Fidelity against Optuna TPE + HyperbandPruner and the rest (default: quick)")
+                             "Fidelity against Optuna TPE + HyperbandPruner and the rest; keras: 4 small Keras models "
+                             "at the epochs of one KerasTuner Hyperband iteration (default: quick)")
     parser.add_argument("--budgets", default="30,60",
                         help="comma-separated trial budgets (default: 30,60)")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1, the same for every optimizer (default: 10)")
@@ -45,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fidelity-trials", type=int, default=40, metavar="N",
                         help="--suite fidelity: refiner+fidelity's trials; the epochs it spends are every optimizer's "
                              "budget (default: 40)")
+    parser.add_argument("--keras-max-epochs", type=int, default=27, metavar="N",
+                        help="--suite keras: Hyperband's max_epochs and every model's full training (default: 27)")
     experiments = parser.add_argument_group("method experiments (leave unset to benchmark the product's defaults)")
     experiments.add_argument("--refiner-rounds", type=int, default=3, help="refiner's rounds per run (default: 3)")
     experiments.add_argument("--refiner-narrowing", default=None, metavar="JSON",
@@ -101,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.suite == "fidelity":
         return _run_fidelity(args)
+    if args.suite == "keras":
+        return _run_keras(args)
     settings = _settings(args)
     problems = settings.validate()
     if problems:
@@ -139,4 +144,28 @@ def _run_fidelity(args: argparse.Namespace) -> int:
         result = run_fidelity_benchmark(args.seeds, args.fidelity_trials, chosen, out=Path(args.out))
     print(format_fidelity_report(result))
     print(f"\nJSON: {Path(args.out) / 'fidelity.json'}")
+    return 0
+
+
+def _run_keras(args: argparse.Namespace) -> int:
+    from refiner.bench.keras_suite import KERAS_OPTIMIZERS, KERAS_PROBLEMS, format_keras_report, run_keras_benchmark
+
+    problems = _csv(args.problems) if args.problems else None
+    optimizers = _csv(args.optimizers) if args.optimizers else None
+    unknown_problem = [p for p in problems or [] if p not in KERAS_PROBLEMS]
+    unknown_optimizer = [o for o in optimizers or [] if o not in KERAS_OPTIMIZERS]
+    what = (f"--problems: {unknown_problem[0]!r} is not a Keras-suite problem ({', '.join(KERAS_PROBLEMS)})"
+            if unknown_problem else
+            f"--optimizers: {unknown_optimizer[0]!r} is not a Keras-suite tool ({', '.join(KERAS_OPTIMIZERS)})"
+            if unknown_optimizer else
+            f"--seeds: must be at least 1, got {args.seeds}" if args.seeds < 1 else
+            f"--keras-max-epochs: must be at least 3, got {args.keras_max_epochs}" if args.keras_max_epochs < 3
+            else None)
+    if what:
+        print(f"refiner: error: {what}", file=sys.stderr)
+        return 2
+    with _progress_on_stderr():
+        result = run_keras_benchmark(args.seeds, problems, optimizers, args.keras_max_epochs, out=Path(args.out))
+    print(format_keras_report(result))
+    print(f"\nJSON: {Path(args.out) / 'keras.json'}")
     return 0
