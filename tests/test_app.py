@@ -531,3 +531,31 @@ def test_compare_overlays_the_picked_runs_and_leaves_out_another_objective(runs)
     spec = json.loads(chart.proto.spec)
     assert [d["name"] for d in spec["data"]] == ["alpha"]
     assert any("beta left out: it optimises accuracy (max)" in _unescape(w.value) for w in at.warning)
+
+
+@pytest.mark.slow
+def test_approve_and_continue_lets_a_waiting_run_go_on_and_says_so(tmp_path, monkeypatch):
+    """The gate from the app's side: the button writes the approval, the page confirms it, the run goes on."""
+    from refiner.gate import read_approval
+    from test_gate import _agent, _in_thread, _wait_status
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("REFINER_RUNS", str(runs))
+    agent = _agent(runs)
+    thread, errors = _in_thread(agent)
+    _wait_status(agent.store, "awaiting_review")
+    at = _app("gated")
+    _no_exception(at)
+    assert any("waits for review" in _unescape(m.value) for m in at.markdown)
+    at.button(key="approve-0").click().run()
+    _no_exception(at)
+    assert [_unescape(s.value) for s in at.success if "Approved round 0" in _unescape(s.value)] == [
+        "Approved round 0: the run goes on to round 1."]
+    assert read_approval(agent.store, 0)["by"] == "app"
+    thread.join(120)
+    assert not thread.is_alive() and not errors, errors
+    assert agent.store.read_run()["state"]["status"] == "finished"
+    at = _app("gated")  # read again: round 0 shows the approval as a record, the button is gone
+    at.radio(key="round").set_value(0).run()
+    assert not [b for b in at.button if b.key == "approve-0"]
+    assert any(_unescape(c.value).startswith("Approved (app") for c in at.caption)

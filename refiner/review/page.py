@@ -40,6 +40,7 @@ __all__ = ["main", "runs_folder", "LIVE_SECONDS"]
 FIRST_PAINT_PAUSE = 0.3  # seconds between the summary and the charts on a tab's first load
 TRIALS_SHOWN = 30  # a round with more trials shows its table on demand
 LIVE_SECONDS = 3  # how often an open page looks for new trials while a run is running
+FLASH_SECONDS = 10  # how long a confirmation ("Saved", "Approved") stays, from its first drawing, through reruns
 
 esc = review.md_escape
 
@@ -158,14 +159,22 @@ def main() -> None:
     slot = st.container()
     flash = st.session_state.get("flash")
     if flash:
-        slot.success(esc(flash))
+        flash.setdefault("until", time.monotonic() + FLASH_SECONDS)  # counted from its first drawing
+        if time.monotonic() < flash["until"]:
+            slot.success(esc(flash["text"]))
+        else:
+            st.session_state.pop("flash", None)
     stopped = stopped_note(root, view.run)
     _page(view, stopped)
-    # Forgotten only once the page was drawn in full: a live run's rerun (its files change right
-    # after an approval) may interrupt this one, and the message would be lost unseen.
-    st.session_state.pop("flash", None)
     if view.status in ACTIVE_STATUSES and stopped is None and st.session_state.get("live", True):
         _watch(root, signature)
+
+
+def _flash(text: str) -> None:
+    """Confirm an action on the next drawings of the page. Kept for a few seconds rather than one
+    rerun: an approval changes the run's files at once, and the live rerun that follows would wipe
+    a one-rerun message before anyone could read it."""
+    st.session_state["flash"] = {"text": text}
 
 
 def _compare(runs_dir: Path, names: list[str]) -> None:
@@ -477,8 +486,8 @@ def _approval(view: review.RunView, r: review.RoundView) -> None:
             except RefinerError as exc:
                 st.error(esc(review.plain_message(str(exc))))
                 return
-            st.session_state["flash"] = f"Approved round {r.k}: the run goes on to round {r.k + 1}" + (
-                f" with your overrides of {', '.join(document['overrides'])}." if document.get("overrides") else ".")
+            _flash(f"Approved round {r.k}: the run goes on to round {r.k + 1}" + (
+                f" with your overrides of {', '.join(document['overrides'])}." if document.get("overrides") else "."))
             st.rerun()
 
 
@@ -626,7 +635,7 @@ def _override(view: review.RunView, r: review.RoundView, i: int, p: Parameter, d
             st.error(esc(f"Not saved: {review.plain_message(str(exc))}"))
             return
         running = holder(view.store.root)  # a run going on applies it when it builds the next round
-        st.session_state["flash"] = (f"Saved: {p.name} " + (
+        _flash(f"Saved: {p.name} " + (
             "follows refiner's proposal" if entry is None else
             "rejected" if entry["action"] == "reject" else "edited") + f" for {target}." + (
             f" The run in progress (pid {running.pid} on {running.host}) applies it when {target} starts."
