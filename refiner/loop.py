@@ -227,7 +227,7 @@ class Refiner(KerasTunerCalls):
         out = []
         for t in ranked[:num_trials]:
             space = self.store.read_space(t.round) if self.store.has_space(t.round) else self.refined_space
-            hp: kt.HyperParameters = space.to_keras_tuner()
+            hp: kt.HyperParameters = space.without_regions().to_keras_tuner()  # holds the trial values, no region choice
             hp.values = dict(t.hyperparameters)
             out.append(hp)
         return out

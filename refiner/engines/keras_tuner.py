@@ -310,7 +310,7 @@ def _last_line(message: str | None) -> str | None:
 def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
     """Run up to ``spec.budget`` new trials; ``on_trial`` receives each finished one. Returns how many ran."""
     kt = _kt()
-    hp = spec.space.to_keras_tuner()
+    hp = spec.space.without_regions().to_keras_tuner()  # the engine keeps proposals in the regions
     tunable = len(spec.space.tunable())
     if spec.kind == "random":
         oracle_cls = _oracle_mixin(kt.oracles.RandomSearchOracle)

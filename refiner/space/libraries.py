@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
     from refiner.space.search_space import SearchSpace
 
-__all__ = ["LibraryForms", "keras_tuner_problems"]
+__all__ = ["LibraryForms", "keras_tuner_problems", "REGION_PARAMETER"]
+
+REGION_PARAMETER = "region"
+"""The name of the choice of region in the library forms of a space made of regions."""
 
 
 class LibraryForms:
@@ -32,6 +35,11 @@ class LibraryForms:
 
         Passed as ``hyperparameters=`` to a tuner, it overrides the ranges ``build_model`` declares
         (KerasTuner keeps the first registration of a name).
+
+        A space made of regions is registered exactly, never as its enclosing box: a choice
+        ``region`` (0, 1, ...) and, under ``hp.conditional_scope("region", [i])``, each parameter a
+        region bounds with that region's range (KerasTuner holds one name under several scopes and
+        uses the active one). ``without_regions().to_keras_tuner()`` is the enclosing box.
         """
         import keras_tuner as kt
 
@@ -39,7 +47,19 @@ class LibraryForms:
         if problems:
             raise ValidationError(problems)
         hp = kt.HyperParameters() if hp is None else hp
+        regions = getattr(self, "regions", ())
+        bounded = {n for r in regions for n in r.names}
+        if regions:
+            if REGION_PARAMETER in {p.name for p in self._params}:
+                raise ValidationError(f"parameters: a space with regions cannot also have a parameter named "
+                                      f"{REGION_PARAMETER!r} (the KerasTuner form uses that name); rename it")
+            hp.Choice(REGION_PARAMETER, list(range(len(regions))), ordered=False)
         for p in self._params:
+            if p.name in bounded:
+                for i in range(len(regions)):
+                    with hp.conditional_scope(REGION_PARAMETER, [i]):
+                        _register(hp, self.region_space(i)[p.name])  # type: ignore[attr-defined]
+                continue
             # KerasTuner's scopes take one parent each; nest them for several conditions.
             _register_nested(hp, p, [(c.parent, list(c.values)) for c in p.conditions])
         return hp
@@ -90,8 +110,16 @@ class LibraryForms:
 
         Optuna is define-by-run, so conditions are not part of a distribution: a conditional
         parameter is simply suggested only when its condition holds (see ``refiner.export``).
+        Nor can distributions hold a union of regions: a space made of regions is refused (its
+        Optuna code in ``refiner.export`` suggests the region first; ``without_regions()`` or
+        ``region_space(i)`` give plain boxes).
         """
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        regions = getattr(self, "regions", ())
+        if regions:
+            raise ValidationError(f"regions: Optuna distributions cannot hold a union of {len(regions)} regions; "
+                                  f"use refiner.export's Optuna code, or without_regions() for the enclosing box")
 
         out: dict[str, Any] = {}
         for p in self._params:

@@ -161,7 +161,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
     budget = spec.budget - len(recovered)
     if budget <= 0:
         return len(recovered)
-    distributions = space.to_optuna()
+    distributions = space.without_regions().to_optuna()
     study = _study(spec, rdb, study_prefix)
     for record in list(spec.warm_trials) + list(spec.done_trials) + recovered:
         _add(study, record, space, distributions)
@@ -323,7 +323,7 @@ class Participant:
         self.heartbeat_interval = heartbeat_interval
         self.on_result = on_result
         self.token = token
-        self.distributions = spec.space.to_optuna()
+        self.distributions = spec.space.without_regions().to_optuna()
         self.kind = "random" if spec.kind == "random" else model_sampler_kind(spec.space)
         self.rng = np.random.default_rng(derive_seed(spec.seed, spec.round_index, "optuna-fallback",
                                                      *(() if token is None else (token,))))
