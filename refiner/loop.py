@@ -38,7 +38,8 @@ from refiner.failpoints import checkpoint
 from refiner.gate import ReviewGate, wait_for_approval
 from refiner.lock import RunLock, overrides_lock
 from refiner.fidelity import Fidelity, StoppingRule
-from refiner.narrowing import NarrowingConfig, decisions_document, refine
+from refiner.narrowing import NarrowingConfig, decisions_document, propose
+from refiner.narrowing_method.reasons import regions_dropped
 from refiner.run_record import (
     as_recorded_before_defaults, best_record, changed_settings, describe_fit, package_versions, with_defaults,
 )
@@ -562,11 +563,19 @@ class Refiner(KerasTunerCalls):
                                   min_cv_score=self.narrowing.min_cv_score)
         store.write_surrogate(k, {"round": k, **surrogate.to_dict()})
         checkpoint("narrowing")
-        _, decisions = refine(space, completed, surrogate, objective=self.objective,
-                              original_space=initial_space, config=self.narrowing, seed=seed)
-        decisions = self._audit(k, completed, initial_space, decisions, seed)
+        proposal = propose(space, completed, surrogate, objective=self.objective,
+                           original_space=initial_space, config=self.narrowing, seed=seed)
+        decisions = self._audit(k, completed, initial_space, proposal.decisions, seed)
+        regions = proposal.regions
+        if regions is not None:
+            reopened = [d.name for d, a in zip(proposal.decisions, decisions)
+                        if d.after != a.after and any(d.name in box for box in regions.boxes)]
+            if reopened:  # the audit re-opened a range the regions bound: search the re-opened part
+                log.info("round %d: %s", k, regions_dropped(reopened, "the audit"))
+                regions = None
         document = decisions_document(decisions, round_index=k, n_trials=len(completed),
-                                      surrogate_trusted=bool(surrogate.trusted), config=self.narrowing)
+                                      surrogate_trusted=bool(surrogate.trusted), config=self.narrowing,
+                                      regions=None if regions is None else regions.to_dict())
         checkpoint("decisions_write")
         store.write_decisions(k, document)
         checkpoint("decisions_written")
