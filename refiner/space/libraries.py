@@ -7,6 +7,7 @@ when a conversion runs (KerasTuner pulls in TensorFlow, which takes seconds).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from refiner.errors import ValidationError
@@ -69,8 +70,19 @@ class LibraryForms:
         """Read the space a ``keras_tuner.HyperParameters`` declares.
 
         KerasTuner's multiplicative log-``step`` ints (e.g. 32, 64, 128) have no Optuna twin, so they
-        become ordered choices of exactly those values; ``reverse_log`` is read as ``log``.
+        become ordered choices of exactly those values; ``reverse_log`` is read as ``log``. The
+        region form :meth:`to_keras_tuner` writes for a space made of regions reads back as those
+        regions.
         """
+        params = cls._params_from_keras_tuner(hp)
+        regions = _regions_of(params)
+        if regions is None:
+            return cls(params)
+        merged, boxes = regions
+        return cls(merged, boxes)  # type: ignore[call-arg]
+
+    @staticmethod
+    def _params_from_keras_tuner(hp: "keras_tuner.HyperParameters") -> list[Parameter]:
         from keras_tuner.src.engine.hyperparameters import hp_types
 
         params: list[Parameter] = []
@@ -102,7 +114,7 @@ class LibraryForms:
                                         default=default))
             else:  # pragma: no cover - KerasTuner has no other public types
                 raise ValidationError(f"{h.name}: unsupported KerasTuner hyperparameter type {type(h).__name__}")
-        return cls(params)
+        return params
 
     # -- Optuna ---------------------------------------------------------------------------------
     def to_optuna(self) -> dict[str, "optuna.distributions.BaseDistribution"]:
@@ -169,6 +181,36 @@ class LibraryForms:
             else:
                 raise ValidationError(f"{name}: unsupported Optuna distribution {type(d).__name__}")
         return cls(params)
+
+
+def _regions_of(params: list[Parameter]) -> tuple[list[Parameter], list[dict[str, list[Any]]]] | None:
+    """The parameters and regions of the region form (a choice ``region`` of 0..k-1, and numeric
+    parameters registered once per region under that choice alone), or None for any other form."""
+    choice = next((p for p in params if p.name == REGION_PARAMETER), None)
+    if not isinstance(choice, Choice) or list(choice.values) != list(range(len(choice.values))):
+        return None
+    k = len(choice.values)
+    scoped: dict[str, dict[int, Parameter]] = {}
+    for p in params:
+        if len(p.conditions) == 1 and p.conditions[0].parent == REGION_PARAMETER and len(p.conditions[0].values) == 1:
+            if not isinstance(p, (Float, Int)):
+                return None
+            scoped.setdefault(p.name, {})[int(p.conditions[0].values[0])] = p
+    if not scoped or any(sorted(by_region) != list(range(k)) for by_region in scoped.values()):
+        return None
+    merged: list[Parameter] = []
+    for p in params:
+        if p.name == REGION_PARAMETER or (p.name in scoped and p is not scoped[p.name][0]):
+            continue
+        if p.name in scoped:
+            ranges = scoped[p.name].values()
+            p = dataclasses.replace(p, low=min(r.low for r in ranges), high=max(r.high for r in ranges),  # type: ignore[union-attr]
+                                    conditions=(), default=None)
+        merged.append(p)
+    boxes = [{name: [by[i].low, by[i].high] for name, by in scoped.items()  # type: ignore[union-attr]
+              if (by[i].low, by[i].high) != (min(r.low for r in by.values()), max(r.high for r in by.values()))}  # type: ignore[union-attr]
+             for i in range(k)]
+    return merged, boxes
 
 
 def _register(hp: Any, p: Parameter) -> None:

@@ -94,6 +94,28 @@ class SearchSpace(LibraryForms):
         """The first region holding ``assignment`` (None: none does, or the space has no regions)."""
         return next((i for i in range(len(self._regions)) if self._in_region(i, assignment)), None)
 
+    def nearest_in_regions(self, assignment: Mapping[str, Any]) -> dict[str, Any]:
+        """``assignment`` moved into the nearest region (unit distance in the enclosing box), each
+        bounded value clipped into the region's range and onto its grid; unchanged without regions
+        or when it is in one already."""
+        if not self._regions or self.region_of(assignment) is not None:
+            return dict(assignment)
+        best: tuple[float, dict[str, Any]] | None = None
+        for region in self._regions:
+            moved, distance = dict(assignment), 0.0
+            for name, lo, hi in region:
+                if name not in assignment:
+                    continue
+                p = self._by_name[name]
+                inside = box_parameter(p, (lo, hi))
+                value = inside.snap(float(assignment[name]))  # type: ignore[union-attr]
+                distance += (p.to_unit(value) - p.to_unit(float(assignment[name]))) ** 2  # type: ignore[union-attr]
+                moved[name] = value
+            if best is None or distance < best[0]:
+                best = (distance, moved)
+        assert best is not None
+        return best[1]
+
     def _in_region(self, i: int, assignment: Mapping[str, Any]) -> bool:
         for name, lo, hi in self._regions[i]:
             if name not in assignment or not box_parameter(self._by_name[name], (lo, hi)).contains(assignment[name]):
