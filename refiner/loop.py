@@ -582,7 +582,8 @@ class Refiner(KerasTunerCalls):
         store.event("round_analysed", round=k, model=surrogate.model_name, cv_score=surrogate.cv_score,
                     actions={d.name: d.action for d in decisions})
         round_trials = [t for t in self._trials if t.round == k]
-        log.info("%s", console.round_table(k, round_trials, self.best_trial, surrogate, decisions, self.objective))
+        log.info("%s", console.round_table(k, round_trials, self.best_trial, surrogate, decisions, self.objective,
+                                           regions=None if regions is None else regions.reason))
 
     def _audit(self, k: int, completed: list[Trial], initial_space: SearchSpace, decisions: list, seed: int | None) -> list:
         """Judge every earlier cut with all trials so far (``rounds/<k>/audit.json``); undo the strongly wrong ones."""

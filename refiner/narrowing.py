@@ -51,7 +51,7 @@ from refiner.narrowing_method.decide import decide_choice, decide_numeric, keep
 from refiner.narrowing_method.decision import ACTIONS, Decision, decisions_document
 from refiner.narrowing_method.evidence import Evidence, SurrogateLike, model_of, n_top_trials, predictor, rank_trials
 from refiner.narrowing_method.follow import follow_best_outside
-from refiner.narrowing_method.regions import Regions, boxes_of, find_regions
+from refiner.narrowing_method.regions import Regions, boxes_of, find_regions, kept_regions
 from refiner.narrowing_method.settings import NarrowingConfig
 from refiner.narrowing_method.steps import Gate, evidence_gate, good_set, no_good_set
 from refiner.space import Fixed, Float, Int, SearchSpace, parameter_from_dict
@@ -117,7 +117,9 @@ def propose(
     objective = Objective.coerce(objective)
     original = space if original_space is None else original_space
     encoder, model = Encoder(space), model_of(surrogate)
-    ranked = rank_trials(space, trials, objective)  # the evidence: completed trials inside the space, best first
+    # The evidence: completed trials inside the space's (enclosing) box, best first; candidates are
+    # drawn from that box too, so the regions of the next round follow the evidence, not this round's.
+    ranked = rank_trials(space.without_regions(), trials, objective)
     gate = evidence_gate(len(ranked), surrogate, model, config)  # 1. enough trials and a trusted surrogate?
     predict = predictor(surrogate, encoder) if gate.open else None  # type: ignore[arg-type]
     good = good_set(encoder, ranked, predict, config, seed) if predict else no_good_set(encoder, config)  # 2. good set
@@ -127,7 +129,10 @@ def propose(
     decisions = follow_best_outside(decisions, trials, space, original, objective)  # 6. the incumbent safeguard
     enclosing = SearchSpace([parameter_from_dict(d.after) for d in decisions])
     followed = any("follows_trial" in d.evidence for d in decisions)  # the incumbent lies outside the good set's space
-    regions = find_regions(ev, enclosing, seed) if gate.open and not followed else None  # 7. a union of boxes?
+    if not gate.open:  # nothing may change: the space keeps its regions too
+        kept = kept_regions(space)
+        return Proposal(enclosing.with_regions(boxes_of(kept)), decisions, kept)
+    regions = find_regions(ev, enclosing, seed) if not followed else None  # 7. a union of boxes?
     if regions is not None:
         logger.debug("regions: %s", regions.reason)
     return Proposal(enclosing.with_regions(boxes_of(regions)), decisions, regions)

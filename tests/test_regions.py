@@ -262,3 +262,83 @@ def test_optuna_code_of_a_union_draws_only_inside_it():
 def test_json_export_is_exact():
     space = MIXED.with_regions(MIXED_REGIONS)
     assert SearchSpace.from_json(render(space, "json")) == space
+
+
+# -- review figures and `refiner show` ------------------------------------------------------------------
+def _rects(fig) -> list:
+    return [s for s in fig.layout.shapes if s.type == "rect"]
+
+
+def test_contour_draws_each_region_as_its_own_box():
+    from refiner.review import contour_figure
+    from refiner.trial import Objective
+
+    trials = make_trials(BOX, wells, 30)
+    space = BOX.with_regions([{"x": [0.0, 0.4], "y": [0.0, 0.5]}, {"x": [0.6, 1.0], "y": [0.5, 1.0]}])
+    surrogate = {"importances": {"x": 0.5, "y": 0.5}, "trusted": True}
+    fig, _ = contour_figure(trials, BOX, surrogate, Objective("accuracy", "max"), regions=space)
+    assert sorted((s.x0, s.x1, s.y0, s.y1) for s in _rects(fig)) == [(0.0, 0.4, 0.0, 0.5), (0.6, 1.0, 0.5, 1.0)]
+    plain, _ = contour_figure(trials, BOX, surrogate, Objective("accuracy", "max"))
+    assert _rects(plain) == []
+
+
+# -- real short runs -----------------------------------------------------------------------------------
+RUN_WIDTH = 0.12  # wells wide enough for 30 random trials to find both on these seeds
+RUN_CENTRES = [(0.25, 0.25), (0.75, 0.75)]
+
+
+def run_wells(p: dict) -> float:
+    """Minimised: two separated Gaussian wells of equal depth."""
+    return -sum(math.exp(-((p["x"] - cx) ** 2 + (p["y"] - cy) ** 2) / (2 * RUN_WIDTH**2)) for cx, cy in RUN_CENTRES)
+
+
+@pytest.mark.slow
+# Seeds whose 30 random trials land in both wells: regions need that evidence (keras-tuner's seeds
+# 0 and 1 found only one well, and then rightly made one box).
+@pytest.mark.parametrize("engine, seed", [("optuna", 0), ("keras-tuner", 3)])
+def test_a_run_on_two_basins_searches_and_exports_their_union(tmp_path, engine, seed):
+    import refiner
+    from refiner.console import run_summary
+    from refiner.review import load_run, range_history_figure
+    from refiner.store import RunStore
+
+    agent = refiner.Refiner(function=run_wells, space=BOX, objective=refiner.Objective("loss", "min"), rounds=3,
+                            trials_per_round=8, initial_trials=30, directory=tmp_path, project_name="wells",
+                            seed=seed, engine=engine, verbose=0)
+    agent.search()
+    store = RunStore(tmp_path / "wells")
+    for k in (1, 2):  # the Bayesian rounds
+        space = store.read_space(k)
+        assert len(space.regions) == 2, (k, space)
+        assert sorted(space.region_of({"x": cx, "y": cy}) for cx, cy in RUN_CENTRES) == [0, 1]  # a basin each
+        trials = store.read_trials(k)
+        assert len(trials) == 8 and all(space.contains(t.hyperparameters) for t in trials)
+    refined = agent.refined_space
+    assert len(refined.regions) == 2
+    assert sorted(refined.region_of({"x": cx, "y": cy}) for cx, cy in RUN_CENTRES) == [0, 1]
+    decisions = store.read_decisions(2)
+    assert decisions["regions"]["reason"].startswith("2 regions:")
+    assert schemas.problems(decisions, "decisions") == []
+    shown = run_summary(store)
+    assert "region 1 of 2" in shown and "region 2 of 2" in shown and "2 regions: the good configurations" in shown
+    view = load_run(tmp_path, "wells")
+    fig = range_history_figure("x", view.rounds, view.objective)
+    assert len(_rects(fig)) == 3 + 2 * 2  # a box per round, and one per region in rounds 1 and 2
+
+
+@pytest.mark.parametrize("engine", ["optuna", pytest.param("keras-tuner", marks=pytest.mark.slow)])
+def test_a_space_given_as_regions_is_searched_inside_them_from_round_0(tmp_path, engine):
+    import refiner
+    from refiner.store import RunStore
+
+    # Narrow regions (8% of the box): stock random and Bayesian proposals would mostly fall outside.
+    space = BOX.with_regions([{"x": [0.0, 0.2], "y": [0.0, 0.2]}, {"x": [0.8, 1.0], "y": [0.8, 1.0]}])
+    agent = refiner.Refiner(function=run_wells, space=space, objective=refiner.Objective("loss", "min"), rounds=2,
+                            trials_per_round=6, initial_trials=6, directory=tmp_path, project_name="given",
+                            seed=1, engine=engine, verbose=0, narrowing={"min_trials": 100})  # no narrowing: same space
+    agent.search()
+    store = RunStore(tmp_path / "given")
+    trials = [t for k in (0, 1) for t in store.read_trials(k)]
+    assert len(trials) == 12 and all(space.contains(t.hyperparameters) for t in trials)
+    assert {space.region_of(t.hyperparameters) for t in trials} == {0, 1}
+    assert store.read_space(1) == space and agent.refined_space == space

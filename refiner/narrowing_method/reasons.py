@@ -14,7 +14,7 @@ from refiner.trial import Trial
 __all__ = [
     "fmt", "gate", "fixed", "single_value", "single_choice", "few_active", "negligible", "no_region", "region",
     "expanded", "small_shrink", "narrowed", "kept_all_values", "fixed_after_drops", "dropped_values",
-    "conditions_updated", "follows_best", "regions", "regions_dropped",
+    "conditions_updated", "follows_best", "regions", "regions_kept", "regions_dropped",
 ]
 
 
@@ -185,3 +185,7 @@ def regions(boxes: Sequence[str], names: Sequence[str], sizes: Sequence[int], si
 
 def regions_dropped(names: Sequence[str], why: str) -> str:
     return f"Regions given up: {why} changed the range of {', '.join(names)}; the next round searches the enclosing box."
+
+
+def regions_kept(k: int) -> str:
+    return f"Kept the {k} regions of this round's space: the evidence gate is closed, so nothing changes."

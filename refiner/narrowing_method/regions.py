@@ -35,7 +35,7 @@ from refiner.narrowing_method.steps import at_least_min_width
 from refiner.space import Float, Int, SearchSpace
 from refiner.space.regions import union_fraction
 
-__all__ = ["Regions", "find_regions", "grouping_parameters", "groups", "boxes_of"]
+__all__ = ["Regions", "find_regions", "kept_regions", "grouping_parameters", "groups", "boxes_of"]
 
 
 @dataclass(frozen=True)
@@ -43,17 +43,18 @@ class Regions:
     """The regions narrowing proposes, and the evidence for them (``decisions.json``'s ``regions``)."""
 
     boxes: tuple[dict[str, tuple[Any, Any]], ...]  # per region, name -> (low, high); names at full range left out
-    names: tuple[str, ...]  # the parameters the good set was grouped in
-    sizes: tuple[int, ...]  # good candidates per region
-    silhouette: float
+    names: tuple[str, ...]  # the parameters the good set was grouped in (or the regions bound, when kept)
+    sizes: tuple[int, ...]  # good candidates per region (empty when kept)
+    silhouette: float | None  # None: regions kept from the round's own space, not grouped anew
     share: float  # the union's share of the enclosing box
-    incumbent_region: int
+    incumbent_region: int | None
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"regions": [{n: [lo, hi] for n, (lo, hi) in box.items()} for box in self.boxes],
-                "names": list(self.names), "sizes": list(self.sizes), "silhouette": self.silhouette,
-                "share": self.share, "incumbent_region": self.incumbent_region, "reason": self.reason}
+        out = {"regions": [{n: [lo, hi] for n, (lo, hi) in box.items()} for box in self.boxes],
+               "names": list(self.names), "sizes": list(self.sizes), "silhouette": self.silhouette,
+               "share": self.share, "incumbent_region": self.incumbent_region, "reason": self.reason}
+        return {k: v for k, v in out.items() if v is not None}
 
 
 def grouping_parameters(ev: Evidence, enclosing: SearchSpace) -> list[str]:
@@ -159,6 +160,16 @@ def _bound(ev: Evidence, enclosing: SearchSpace, name: str, u: np.ndarray, incum
     if incumbent is not None:
         low, high = min(low, incumbent), max(high, incumbent)
     return low, high
+
+
+def kept_regions(space: SearchSpace) -> Regions | None:
+    """The regions of ``space`` kept as they are (a round the evidence gate closed changes nothing)."""
+    if not space.regions:
+        return None
+    boxes = tuple({n: (lo, hi) for n, lo, hi in r} for r in space.regions)
+    names = tuple(dict.fromkeys(n for r in space.regions for n in r.names))
+    share = round(union_fraction({p.name: p for p in space}, space.regions), 4)
+    return Regions(boxes, names, (), None, share, None, reasons.regions_kept(len(boxes)))
 
 
 def boxes_of(regions: Regions | None) -> Sequence[dict[str, Any]] | None:
