@@ -132,7 +132,7 @@ def propose(
     if not gate.open:  # nothing may change: the space keeps its regions too
         kept = kept_regions(space)
         return Proposal(enclosing.with_regions(boxes_of(kept)), decisions, kept)
-    regions = find_regions(ev, enclosing, seed) if not followed else None  # 7. a union of boxes?
+    regions = find_regions(ev, enclosing) if not followed else None  # 7. a union of boxes?
     if regions is not None:
         logger.debug("regions: %s", regions.reason)
     return Proposal(enclosing.with_regions(boxes_of(regions)), decisions, regions)

@@ -200,13 +200,13 @@ def test_max_regions_one_switches_regions_off():
 def test_grouping_needs_separate_groups():
     rng = np.random.default_rng(0)
     two = np.vstack([rng.normal(0.2, 0.03, (60, 2)), rng.normal(0.8, 0.03, (60, 2))])
-    found = groups(two, 120, 3, seed=0)
+    found = groups(two, 120, 3)
     assert found is not None and len(set(found[0])) == 2
     assert set(found[0][:60]) != set(found[0][60:])
     blob = rng.uniform(0.3, 0.6, (120, 2))
-    assert groups(blob, 120, 3, seed=0) is None  # one blob split in two scores below MIN_SILHOUETTE
+    assert groups(blob, 120, 3) is None  # one blob split in two scores below MIN_SILHOUETTE
     small = np.vstack([rng.normal(0.2, 0.03, (60, 2)), rng.normal(0.8, 0.03, (3, 2))])
-    assert groups(small, 63, 3, seed=0) is None  # a group of 3 is no region
+    assert groups(small, 63, 3) is None  # a group of 3 is no region
 
 
 # -- exports -------------------------------------------------------------------------------------------
