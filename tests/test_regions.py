@@ -321,6 +321,13 @@ def test_a_run_on_two_basins_searches_and_exports_their_union(tmp_path, engine, 
     assert schemas.problems(decisions, "decisions") == []
     shown = run_summary(store)
     assert "region 1 of 2" in shown and "region 2 of 2" in shown and "2 regions: the good configurations" in shown
+    if engine == "optuna":  # workers read the round's space from its study: the regions travel with it
+        import optuna
+
+        from refiner.engines.optuna.shared_study import ROUND_ATTR
+
+        study = optuna.load_study(study_name="wells-round-1", storage=f"sqlite:///{tmp_path / 'wells' / 'optuna.db'}")
+        assert SearchSpace.from_dict(study.user_attrs[ROUND_ATTR]["space"]) == store.read_space(1)
     view = load_run(tmp_path, "wells")
     fig = range_history_figure("x", view.rounds, view.objective)
     assert len(_rects(fig)) == 3 + 2 * 2  # a box per round, and one per region in rounds 1 and 2
@@ -342,3 +349,21 @@ def test_a_space_given_as_regions_is_searched_inside_them_from_round_0(tmp_path,
     assert len(trials) == 12 and all(space.contains(t.hyperparameters) for t in trials)
     assert {space.region_of(t.hyperparameters) for t in trials} == {0, 1}
     assert store.read_space(1) == space and agent.refined_space == space
+
+
+def test_overrides_keep_regions_unless_they_set_a_bounded_range():
+    from refiner.overrides import apply_overrides
+
+    trials = make_trials(BOX, wells, 40)
+    proposal = propose(BOX, trials, StubSurrogate(BOX, wells), objective="accuracy")
+    decisions = [*proposal.decisions, *refine(SearchSpace([Float("z", 0.0, 1.0)]), [], None, objective="accuracy")[1]]
+    document = decisions_document(decisions, round_index=0, n_trials=40, surrogate_trusted=True,
+                                  regions=proposal.regions.to_dict())
+    assert len(SearchSpace.from_dict(document["next_space"]).regions) == 2
+
+    def override(name: str) -> dict:
+        return {"format_version": 1, "round": 0,
+                "overrides": [{"name": name, "action": "reject", "timestamp": "2026-11-27T00:00:00Z"}]}
+
+    assert len(SearchSpace.from_dict(apply_overrides(document, override("z"))["next_space"]).regions) == 2
+    assert SearchSpace.from_dict(apply_overrides(document, override("x"))["next_space"]).regions == ()
