@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_narrowing import StubSurrogate, make_trials
 
 from refiner import schemas
@@ -24,6 +26,7 @@ from refiner.narrowing_method.regions import groups
 from refiner.space import Choice, Condition, Float, Int, SearchSpace
 from refiner.space.regions import union_fraction
 
+st_settings = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BOX = SearchSpace([Float("x", 0.0, 1.0), Float("y", 0.0, 1.0)])
 CENTRES = [(0.2, 0.25), (0.8, 0.7)]  # two narrow wells of equal depth
 
@@ -367,3 +370,25 @@ def test_overrides_keep_regions_unless_they_set_a_bounded_range():
 
     assert len(SearchSpace.from_dict(apply_overrides(document, override("z"))["next_space"]).regions) == 2
     assert SearchSpace.from_dict(apply_overrides(document, override("x"))["next_space"]).regions == ()
+
+
+@st_settings
+@given(data=st.data())
+def test_any_valid_regions_round_trip_and_sample_inside(data):
+    """Property: regions drawn at random on MIXED's grids read back equal and sample inside."""
+    units = MIXED["units"].values()
+    regions = []
+    for _ in range(data.draw(st.integers(2, 3))):
+        region = {}
+        if data.draw(st.booleans()):
+            a, b = sorted(data.draw(st.lists(st.sampled_from(units), min_size=2, max_size=2)))
+            region["units"] = [a, b]
+        if data.draw(st.booleans()) or not region:
+            a, b = sorted(data.draw(st.lists(st.floats(1e-4, 1e-1), min_size=2, max_size=2)))
+            region["lr"] = [a, b]
+        regions.append(region)
+    space = MIXED.with_regions(regions)
+    assert SearchSpace.from_json(space.to_json()) == space
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    assert all(space.contains(space.sample(rng)) for _ in range(20))
+    assert 0.0 <= union_fraction({p.name: p for p in space}, space.regions) <= 1.0
