@@ -19,8 +19,7 @@ taken from the surrogate rather than from earlier tasks:
    exactly ``top_fraction``;
 3. per numeric parameter the new range is a quantile box of the good set in the search space's
    own coordinates (log space for log parameters), widened by a margin and snapped outward onto
-   int/step grids; per choice, values are dropped only on evidence.
-
+   int/step grids; per choice, values are dropped only on evidence;
 4. where the good set forms separate groups (a multimodal objective), the next space is the union
    of one box per group (:mod:`refiner.narrowing_method.regions`); the decisions stay one per
    parameter and give the enclosing box.
@@ -93,7 +92,8 @@ def refine(
 ) -> tuple[SearchSpace, list[Decision]]:
     """The next round's space and one :class:`Decision` per parameter of ``space``, in order.
 
-    ``trials`` may hold every trial so far; only completed ones inside ``space`` are evidence.
+    ``trials`` may hold every trial so far; only completed ones inside ``space`` (its enclosing
+    box, when it is made of regions) are evidence.
     ``original_space`` is the space the user declared (``space`` itself in the first round): its
     bounds are never crossed, and an edge that equals it is flagged rather than moved. The space
     holds regions when :func:`propose` finds them (its ``regions`` say why).
