@@ -28,6 +28,11 @@ piece whose lower bound ``m - REOPEN_Z * s`` still beats ``k`` is strong evidenc
 :func:`reopen` undoes that cut in the next space (a numeric side goes back to the bound it had
 before the cut, dropped values return). Pure functions, no I/O; the loop writes the result to
 ``rounds/<k>/audit.json`` (``schemas/audit.schema.json``).
+
+Regions (a round space that is a union of boxes, :mod:`refiner.narrowing_method.regions`): the
+audit judges the enclosing cut, the decisions' before -> after, in each round's enclosing box;
+the gaps between regions are not judged as pieces of their own. When the audit re-opens a range
+that regions bound, the loop gives the regions up, so the re-opened part is searched.
 """
 
 from __future__ import annotations
@@ -105,7 +110,9 @@ def cuts_of(round_index: int, space: SearchSpace, decisions: Mapping[str, Any]) 
     for d in decisions["decisions"]:
         before, after = parameter_from_dict(d["before"]), parameter_from_dict(d["after"])
         if _pieces(before, after):
-            out.append(AuditedCut(round_index, d["name"], before, after, space, overridden="override" in d))
+            # The enclosing cut, in the round's enclosing box (the module docstring on regions).
+            out.append(AuditedCut(round_index, d["name"], before, after, space.without_regions(),
+                                  overridden="override" in d))
     return out
 
 

@@ -128,8 +128,8 @@ def audit_table(audit: Mapping[str, Any], width: int = 70) -> str:
 
 
 def round_table(k: int, trials: Sequence[Trial], best: Trial | None, surrogate: Any,
-                decisions: Sequence[Any], objective: Objective) -> str:
-    """The end-of-round report the agent logs: scores, surrogate and the decision table."""
+                decisions: Sequence[Any], objective: Objective, regions: str | None = None) -> str:
+    """The end-of-round report the agent logs: scores, surrogate, the decision table and the regions' reason."""
     ok = [t for t in trials if t.ok]
     stopped = [t for t in trials if t.evidence and not t.ok]
     failed = len(trials) - len(ok) - len(stopped)
@@ -147,7 +147,10 @@ def round_table(k: int, trials: Sequence[Trial], best: Trial | None, surrogate: 
     surrogate_line = (f"surrogate: {model or 'none'}, cross-validated rank correlation {fmt(cv)}"
                       f" ({'trusted' if trusted else 'not trusted: ranges kept'})")
     docs = [d.to_dict() if hasattr(d, "to_dict") else d for d in decisions]
-    return "\n".join([head, surrogate_line, decision_table(docs)])
+    lines = [head, surrogate_line, decision_table(docs)]
+    if regions is not None:
+        lines.append(regions)
+    return "\n".join(lines)
 
 
 def compute_spent(trials: Sequence[Trial]) -> str:
@@ -212,6 +215,7 @@ def run_summary(store: Any) -> str:
         if store.has_space(k):
             space = store.read_space(k)
             out.append("space: " + ", ".join(f"{p.name} {p.describe()}" for p in space))
+            out += region_lines(space)
         surrogate = store.read_surrogate(k)
         if surrogate:
             out.append(f"surrogate: {surrogate.get('model_name') or surrogate.get('model') or 'none'}, "
@@ -220,6 +224,8 @@ def run_summary(store: Any) -> str:
         decisions = store.read_decisions(k)
         if decisions:
             out.append(decision_table(decisions["decisions"], audit=verdicts.get(k) if verdicts else None))
+            if decisions.get("regions"):
+                out.append(decisions["regions"]["reason"])
         if (approved := approval_line(store, k)) is not None:  # refiner.gate
             out.append(approved)
         audit = store.read_audit(k)
@@ -232,4 +238,14 @@ def run_summary(store: Any) -> str:
         refined = refined_space(store)  # with a person's edits of the last round, as `export` gives it
         out.append("")
         out.append("refined space: " + ", ".join(f"{p.name} {p.describe()}" for p in refined))
+        out += region_lines(refined)
     return "\n".join(out)
+
+
+def region_lines(space: SearchSpace) -> list[str]:
+    """One line per region of a space made of regions (none for a plain box)."""
+    if not space.regions:
+        return []
+    volumes = space.region_volumes()
+    return [f"  region {i + 1} of {len(space.regions)}: {r.describe()} ({volumes[i]:.0%} of the box above)"
+            for i, r in enumerate(space.regions)]

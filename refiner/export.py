@@ -13,6 +13,12 @@ KerasTuner cannot hold three things exactly, and the KerasTuner module says so i
 it meets them: a choice of booleans becomes ``hp.Boolean`` (or ``hp.Fixed`` for one value), since
 KerasTuner would store them as 0/1; an ordered choice of strings is registered unordered; and
 conditions must nest as a chain (see :func:`keras_tuner_problems`), or :func:`render` refuses.
+
+A space made of regions (a union of boxes) is written exactly, never as its enclosing box: both
+Python forms first choose a region (a choice named ``region``: ``hp.Choice`` with every bounded
+parameter registered once per region under ``hp.conditional_scope("region", [i])``, or
+``trial.suggest_categorical`` followed by that region's ranges), so each region gets an equal
+share of random draws and every draw lies in the union.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any, Callable
 from refiner import __version__
 from refiner.errors import ValidationError
 from refiner.space import (
+    REGION_PARAMETER,
     Boolean,
     Choice,
     Condition,
@@ -77,6 +84,11 @@ def _header(space: SearchSpace, title: str, usage: list[str]) -> list[str]:
         # Names and values may hold any character; repr keeps each comment on one line.
         described = repr(p.describe())[1:-1]
         lines.append(f"#   {_lit(p.name)}: {p.type_name} {described}".rstrip())
+    if space.regions:
+        lines.append(f"# The space is the union of {len(space.regions)} regions (the ranges above enclose them);")
+        lines.append(f"# {_lit(REGION_PARAMETER)} chooses one, then its ranges apply:")
+        for i, r in enumerate(space.regions):
+            lines.append(f"#   region {i}: {repr(r.describe())[1:-1]}")
     lines.append("#")
     lines += [f"# {u}".rstrip() for u in usage]
     return lines
@@ -135,7 +147,17 @@ def _render_keras_tuner(space: SearchSpace) -> str:
     ])
     lines += ["", "import keras_tuner", "", "", "def build_hyperparameters() -> keras_tuner.HyperParameters:",
               "    hp = keras_tuner.HyperParameters()"]
+    bounded = {n for r in space.regions for n in r.names}
+    if space.regions:
+        _no_region_clash(space)
+        lines.append("    # Which region; build_model need not read it.")
+        lines.append(f"    hp.Choice({_lit(REGION_PARAMETER)}, {_lit(list(range(len(space.regions))))}, ordered=False)")
     for p in space:
+        if p.name in bounded:  # unconditional (a rule of regions): one registration per region
+            for i in range(len(space.regions)):
+                lines.append(f"    with hp.conditional_scope({_lit(REGION_PARAMETER)}, [{i}]):")
+                lines.append(f"        {_kt_call(space.region_space(i)[p.name])}")
+            continue
         indent = "    "
         for c in p.conditions:
             lines.append(f"{indent}with hp.conditional_scope({_lit(c.parent)}, {_lit(list(c.values))}):")
@@ -194,6 +216,11 @@ def _render_optuna(space: SearchSpace) -> str:
         "first) and ORDERED (choices whose values are ranked). refiner reads all of it back with",
         "SearchSpace.from_optuna(DISTRIBUTIONS, CONDITIONS, DEFAULTS, ORDERED).",
     ])
+    if space.regions:
+        _no_region_clash(space)
+        lines += ["", "DISTRIBUTIONS hold the enclosing box; REGIONS lists the boxes whose union the space is",
+                  f"(name -> [low, high]), and suggest(trial) first suggests {_lit(REGION_PARAMETER)}, then that region's ranges."]
+        lines = lines[:-2] + [f"# {u}" for u in lines[-2:]]
     lines += ["", "import optuna", "", "DISTRIBUTIONS: dict[str, optuna.distributions.BaseDistribution] = {"]
     lines += [f"    {_lit(p.name)}: {_optuna_distribution(p)}," for p in space]
     lines += ["}", "", "CONDITIONS: dict[str, list[dict]] = {"]
@@ -205,6 +232,10 @@ def _render_optuna(space: SearchSpace) -> str:
     lines += [f"    {_lit(p.name)}: {_lit(p.default)}," for p in space if p.default is not None]
     ordered = [p.name for p in space if isinstance(p, Choice) and p.ordered]
     lines += ["}", "", f"ORDERED: list[str] = {_lit(ordered)}"]
+    if space.regions:
+        lines += ["", "REGIONS: list[dict[str, list]] = ["]
+        lines += [f"    {{{', '.join(f'{_lit(n)}: [{_lit(lo)}, {_lit(hi)}]' for n, lo, hi in r)}}}," for r in space.regions]
+        lines += ["]"]
     lines += [
         "",
         "",
@@ -220,7 +251,16 @@ def _render_optuna(space: SearchSpace) -> str:
         "def suggest(trial: optuna.trial.Trial) -> dict:",
         "    params: dict = {}",
     ]
+    bounded = {n for r in space.regions for n in r.names}
+    if space.regions:
+        lines.append(f"    region = trial.suggest_categorical({_lit(REGION_PARAMETER)}, "
+                     f"{_lit(list(range(len(space.regions))))})  # not a parameter of the model")
     for p in space:
+        if p.name in bounded:  # unconditional (a rule of regions): the chosen region's range
+            for i in range(len(space.regions)):
+                lines.append(f"    {'if' if i == 0 else 'elif'} region == {i}:")
+                lines.append(f"        params[{_lit(p.name)}] = {_optuna_suggest(space.region_space(i)[p.name])}")
+            continue
         call = f"params[{_lit(p.name)}] = {_optuna_suggest(p)}"
         if p.conditions:
             lines.append(f"    if {_condition_expr(p.conditions)}:")
@@ -229,3 +269,9 @@ def _render_optuna(space: SearchSpace) -> str:
             lines.append(f"    {call}")
     lines += ["    return params", ""]
     return "\n".join(lines)
+
+
+def _no_region_clash(space: SearchSpace) -> None:
+    if REGION_PARAMETER in space:
+        raise ValidationError(f"parameters: a space with regions cannot also have a parameter named "
+                              f"{REGION_PARAMETER!r} (the exported code uses that name); rename it")

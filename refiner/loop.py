@@ -38,7 +38,8 @@ from refiner.failpoints import checkpoint
 from refiner.gate import ReviewGate, wait_for_approval
 from refiner.lock import RunLock, overrides_lock
 from refiner.fidelity import Fidelity, StoppingRule
-from refiner.narrowing import NarrowingConfig, decisions_document, refine
+from refiner.narrowing import NarrowingConfig, decisions_document, propose
+from refiner.narrowing_method.reasons import regions_dropped
 from refiner.run_record import (
     as_recorded_before_defaults, best_record, changed_settings, describe_fit, package_versions, with_defaults,
 )
@@ -227,7 +228,7 @@ class Refiner(KerasTunerCalls):
         out = []
         for t in ranked[:num_trials]:
             space = self.store.read_space(t.round) if self.store.has_space(t.round) else self.refined_space
-            hp: kt.HyperParameters = space.to_keras_tuner()
+            hp: kt.HyperParameters = space.without_regions().to_keras_tuner()  # holds the trial values, no region choice
             hp.values = dict(t.hyperparameters)
             out.append(hp)
         return out
@@ -562,18 +563,27 @@ class Refiner(KerasTunerCalls):
                                   min_cv_score=self.narrowing.min_cv_score)
         store.write_surrogate(k, {"round": k, **surrogate.to_dict()})
         checkpoint("narrowing")
-        _, decisions = refine(space, completed, surrogate, objective=self.objective,
-                              original_space=initial_space, config=self.narrowing, seed=seed)
-        decisions = self._audit(k, completed, initial_space, decisions, seed)
+        proposal = propose(space, completed, surrogate, objective=self.objective,
+                           original_space=initial_space, config=self.narrowing, seed=seed)
+        decisions = self._audit(k, completed, initial_space, proposal.decisions, seed)
+        regions = proposal.regions
+        if regions is not None:
+            reopened = [d.name for d, a in zip(proposal.decisions, decisions)
+                        if d.after != a.after and any(d.name in box for box in regions.boxes)]
+            if reopened:  # the audit re-opened a range the regions bound: search the re-opened part
+                log.info("round %d: %s", k, regions_dropped(reopened, "the audit"))
+                regions = None
         document = decisions_document(decisions, round_index=k, n_trials=len(completed),
-                                      surrogate_trusted=bool(surrogate.trusted), config=self.narrowing)
+                                      surrogate_trusted=bool(surrogate.trusted), config=self.narrowing,
+                                      regions=None if regions is None else regions.to_dict())
         checkpoint("decisions_write")
         store.write_decisions(k, document)
         checkpoint("decisions_written")
         store.event("round_analysed", round=k, model=surrogate.model_name, cv_score=surrogate.cv_score,
                     actions={d.name: d.action for d in decisions})
         round_trials = [t for t in self._trials if t.round == k]
-        log.info("%s", console.round_table(k, round_trials, self.best_trial, surrogate, decisions, self.objective))
+        log.info("%s", console.round_table(k, round_trials, self.best_trial, surrogate, decisions, self.objective,
+                                           regions=None if regions is None else regions.reason))
 
     def _audit(self, k: int, completed: list[Trial], initial_space: SearchSpace, decisions: list, seed: int | None) -> list:
         """Judge every earlier cut with all trials so far (``rounds/<k>/audit.json``); undo the strongly wrong ones."""

@@ -19,7 +19,10 @@ taken from the surrogate rather than from earlier tasks:
    exactly ``top_fraction``;
 3. per numeric parameter the new range is a quantile box of the good set in the search space's
    own coordinates (log space for log parameters), widened by a margin and snapped outward onto
-   int/step grids; per choice, values are dropped only on evidence.
+   int/step grids; per choice, values are dropped only on evidence;
+4. where the good set forms separate groups (a multimodal objective), the next space is the union
+   of one box per group (:mod:`refiner.narrowing_method.regions`); the decisions stay one per
+   parameter and give the enclosing box.
 
 Safeguards (DESIGN.md section 4): an evidence gate (enough trials, a surrogate whose
 cross-validated rank correlation can be trusted), the incumbent always stays inside, a minimum
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from refiner.encoding import Encoder
@@ -46,6 +50,7 @@ from refiner.narrowing_method.decide import decide_choice, decide_numeric, keep
 from refiner.narrowing_method.decision import ACTIONS, Decision, decisions_document
 from refiner.narrowing_method.evidence import Evidence, SurrogateLike, model_of, n_top_trials, predictor, rank_trials
 from refiner.narrowing_method.follow import follow_best_outside
+from refiner.narrowing_method.regions import Regions, boxes_of, find_regions, kept_regions
 from refiner.narrowing_method.settings import NarrowingConfig
 from refiner.narrowing_method.steps import Gate, evidence_gate, good_set, no_good_set
 from refiner.space import Fixed, Float, Int, SearchSpace, parameter_from_dict
@@ -56,11 +61,23 @@ __all__ = [
     "Decision",
     "ACTIONS",
     "refine",
+    "propose",
+    "Proposal",
+    "Regions",
     "decisions_document",
     "SurrogateLike",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The next round's space (with its regions, if any), one decision per parameter, and the regions' record."""
+
+    space: SearchSpace
+    decisions: list[Decision]
+    regions: Regions | None
 
 
 def refine(
@@ -75,14 +92,34 @@ def refine(
 ) -> tuple[SearchSpace, list[Decision]]:
     """The next round's space and one :class:`Decision` per parameter of ``space``, in order.
 
-    ``trials`` may hold every trial so far; only completed ones inside ``space`` are evidence.
+    ``trials`` may hold every trial so far; only completed ones inside ``space`` (its enclosing
+    box, when it is made of regions) are evidence.
     ``original_space`` is the space the user declared (``space`` itself in the first round): its
-    bounds are never crossed, and an edge that equals it is flagged rather than moved.
+    bounds are never crossed, and an edge that equals it is flagged rather than moved. The space
+    holds regions when :func:`propose` finds them (its ``regions`` say why).
     """
+    proposal = propose(space, trials, surrogate, objective=objective, original_space=original_space,
+                       config=config, seed=seed)
+    return proposal.space, proposal.decisions
+
+
+def propose(
+    space: SearchSpace,
+    trials: Sequence[Trial],
+    surrogate: SurrogateLike | None,
+    *,
+    objective: Objective | str | Mapping[str, str],
+    original_space: SearchSpace | None = None,
+    config: NarrowingConfig = NarrowingConfig(),
+    seed: int | None = 0,
+) -> Proposal:
+    """:func:`refine`, with the record of the regions (None when the next space is one box)."""
     objective = Objective.coerce(objective)
     original = space if original_space is None else original_space
     encoder, model = Encoder(space), model_of(surrogate)
-    ranked = rank_trials(space, trials, objective)  # the evidence: completed trials inside the space, best first
+    # The evidence: completed trials inside the space's (enclosing) box, best first; candidates are
+    # drawn from that box too, so the regions of the next round follow the evidence, not this round's.
+    ranked = rank_trials(space.without_regions(), trials, objective)
     gate = evidence_gate(len(ranked), surrogate, model, config)  # 1. enough trials and a trusted surrogate?
     predict = predictor(surrogate, encoder) if gate.open else None  # type: ignore[arg-type]
     good = good_set(encoder, ranked, predict, config, seed) if predict else no_good_set(encoder, config)  # 2. good set
@@ -90,7 +127,15 @@ def refine(
                   encoder.codes(encoder.encode([t.hyperparameters for t in ranked])), good, predict, encoder, model)
     decisions = _decide_each(space, ev, gate)  # 3-5. numeric box and edge pressure, or choice drops
     decisions = follow_best_outside(decisions, trials, space, original, objective)  # 6. the incumbent safeguard
-    return SearchSpace([parameter_from_dict(d.after) for d in decisions]), decisions
+    enclosing = SearchSpace([parameter_from_dict(d.after) for d in decisions])
+    followed = any("follows_trial" in d.evidence for d in decisions)  # the incumbent lies outside the good set's space
+    if not gate.open:  # nothing may change: the space keeps its regions too
+        kept = kept_regions(space)
+        return Proposal(enclosing.with_regions(boxes_of(kept)), decisions, kept)
+    regions = find_regions(ev, enclosing) if not followed else None  # 7. a union of boxes?
+    if regions is not None:
+        logger.debug("regions: %s", regions.reason)
+    return Proposal(enclosing.with_regions(boxes_of(regions)), decisions, regions)
 
 
 def _decide_each(space: SearchSpace, ev: Evidence, gate: Gate) -> list[Decision]:

@@ -1,7 +1,8 @@
 """A person's edits of narrowing decisions (``rounds/<k>/overrides.json``) and how they apply.
 
 An override either rejects a decision (the parameter keeps the range round k searched) or
-replaces its outcome with an edited parameter. Applying overrides to a decisions document keeps
+replaces its outcome with an edited parameter. Regions narrowing proposed (``regions`` in the
+decisions) stay in ``next_space`` unless an override sets the range of a parameter they bound. Applying overrides to a decisions document keeps
 both sides: ``proposed`` holds what refiner proposed, ``after`` what the person chose, and
 ``override`` the edit itself; ``next_space`` is rebuilt from the ``after`` fields and must be a
 valid space. The loop applies them before the next round starts; ``refined_space`` applies the
@@ -77,9 +78,19 @@ def _apply(decisions: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[s
         d["proposed"] = proposed
         d["after"] = copy.deepcopy(d["before"] if o["action"] == "reject" else o["after"])
         d["override"] = {k: v for k, v in o.items() if k != "name"}
-    space = SearchSpace([parameter_from_dict(d["after"]) for d in out["decisions"]])
-    out["next_space"] = space.to_dict()
+    out["next_space"] = _next_space(out, set(by_name)).to_dict()
     return out
+
+
+def _next_space(decisions: Mapping[str, Any], overridden: set[str]) -> SearchSpace:
+    """The space the decisions' ``after`` give, with the proposed regions unless a person's
+    override set the range of a parameter they bound (that range is then meant as given)."""
+    params = [parameter_from_dict(d["after"]) for d in decisions["decisions"]]
+    record = decisions.get("regions")
+    boxes = None if record is None else record["regions"]
+    if boxes and any(name in box for box in boxes for name in overridden):
+        return SearchSpace(params)
+    return SearchSpace(params, boxes)
 
 
 def read_overrides(store: RunStore, k: int) -> dict[str, Any] | None:
@@ -144,7 +155,7 @@ def _proposal(decisions: Mapping[str, Any]) -> dict[str, Any]:
         if "proposed" in d:
             d["after"] = d.pop("proposed")
             d.pop("override", None)
-    out["next_space"] = SearchSpace([parameter_from_dict(d["after"]) for d in out["decisions"]]).to_dict()
+    out["next_space"] = _next_space(out, set()).to_dict()
     return out
 
 

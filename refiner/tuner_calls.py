@@ -146,7 +146,7 @@ class KerasTunerCalls:
     def _hyperparameters(self, t: Trial) -> Any:
         store = self.store  # type: ignore[attr-defined]
         space = store.read_space(t.round) if store.has_space(t.round) else self._searched_space()
-        hp = space.to_keras_tuner()
+        hp = space.without_regions().to_keras_tuner()  # holds the trial values, no region choice
         hp.values = dict(t.hyperparameters)
         return hp
 

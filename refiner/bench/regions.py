@@ -9,6 +9,11 @@ parameters of one fraction each,
   0 for a float (a point has no width).
 
 So a space narrowed to half of every one of 4 floats has volume 1/16; 1.0 means nothing narrowed.
+
+A refined space made of regions (a union of boxes, :mod:`refiner.space.regions`) counts the union
+only, computed exactly: its enclosing box's fraction times the union's share of that box, by
+inclusion-exclusion over the regions (the per-parameter shares multiply, so the two factors are
+exact together).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import math
 from typing import Any, Mapping, Sequence
 
 from refiner.space import Boolean, Choice, Fixed, Float, Int, Parameter, SearchSpace
+from refiner.space.regions import union_fraction
 
 __all__ = ["volume_fraction", "dimension_fraction", "contains_any"]
 
@@ -48,13 +54,17 @@ def dimension_fraction(original: Parameter, refined: Parameter | None) -> float:
 
 
 def volume_fraction(original: SearchSpace, refined: SearchSpace) -> float:
-    """Product of :func:`dimension_fraction` over the original's parameters (module docstring)."""
+    """Product of :func:`dimension_fraction` over the original's parameters, times the share of
+    the refined box its regions hold (module docstring)."""
     volume = 1.0
     for p in original:
         volume *= dimension_fraction(p, refined[p.name] if p.name in refined else None)
+    if refined.regions:
+        volume *= union_fraction({p.name: p for p in refined}, refined.regions)
     return volume
 
 
 def contains_any(space: SearchSpace, optima: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether ``space`` contains at least one of the known minimisers (Branin has three)."""
+    """Whether ``space`` contains at least one of the known minimisers (Branin has three); with
+    regions, inside one of them."""
     return any(space.contains(o) for o in optima)

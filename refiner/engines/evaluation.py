@@ -157,7 +157,7 @@ class Evaluation:
             metrics, stopped = self._call(values, check_objective, curve)
         else:
             if hp is None:
-                hp = space.to_keras_tuner()
+                hp = space.without_regions().to_keras_tuner()
                 hp.values.update(values)
             metrics, stopped = self._train(hp, key, check_objective, extra_callbacks, curve)
         value = metrics.get(self.objective.name)

@@ -16,6 +16,11 @@ What this adds to the stock tuners, and why (facts in DESIGN.md §5):
   raises, or whose objective is NaN/inf, is recorded as failed and never ends the round (stock
   KerasTuner would turn +inf into 0, which looks best). KerasTuner keeps each trial's best-epoch
   weights in its project folder, as its own ``run_trial`` does.
+* **Regions.** A round space made of regions (a union of boxes) is registered as its enclosing
+  box, and every proposal is kept in the union: random points (the random round, the Bayesian
+  round's initial points, replacements) are drawn from the union, the acquisition's candidates
+  are drawn in the regions and its choice must lie in the union (as the reserve's must lie outside
+  its box), and a stock proposal outside the union is replaced by a random point inside it.
 * **Determinism.** The oracle's random state is re-seeded from (seed, trials so far) before each
   proposal, so a resumed round proposes what the uninterrupted one would have.
 
@@ -124,17 +129,34 @@ def _oracle_mixin(base: type) -> type:
                 probe.ensure_active_values()
                 exclude = getattr(self, "refiner_exclude", None)
                 inside_box = exclude is not None and exclude.contains(probe.values)
-                if inside_box or self._duplicate(probe.values):
+                union = getattr(self, "refiner_union", None)
+                outside = union is not None and not union.contains(probe.values)
+                if inside_box or outside or self._duplicate(probe.values):
                     # Stock Bayesian optimisation repeats itself on discrete spaces, and its random
-                    # start knows nothing of an exploration reserve's box: draw a new point.
-                    log.debug("trial %s: proposal repeats an earlier configuration or lies in the reserve's box; "
-                              "drawing a random one", trial_id)
+                    # start knows nothing of an exploration reserve's box or of regions: draw a new point.
+                    log.debug("trial %s: proposal repeats an earlier configuration, lies in the reserve's box or "
+                              "outside the regions; drawing a random one", trial_id)
                     values = self._random_values_outside(exclude)
                     if values is None:
                         log.info("round space exhausted: every configuration has been tried")
                         return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
                     response = {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
             return response
+
+        def _random_values(self) -> dict[str, Any] | None:
+            """KerasTuner's random values, drawn from the union when the round space has regions."""
+            union = getattr(self, "refiner_union", None)
+            if union is None:
+                return super()._random_values()
+            rng = np.random.default_rng(self._seed_state)
+            self._seed_state += 1
+            for _ in range(self._max_collisions + 1):
+                probe = self.hyperparameters.copy()
+                probe.values = union.sample(rng)
+                probe.ensure_active_values()
+                if not self._duplicate(probe.values):
+                    return dict(probe.values)
+            return None
 
         def _random_values_outside(self, exclude: SearchSpace | None, tries: int = 200) -> dict[str, Any] | None:
             """A fresh random configuration (``None`` once the space is exhausted), outside ``exclude``."""
@@ -205,26 +227,66 @@ def _fast_acquisition(base: type) -> type:
                 mu, sigma = self.gpr.predict(points, return_std=True)
                 return mu - self.beta * sigma  # minimised, as in KerasTuner
 
-            uniform = rng.uniform(low, high, size=(self.n_uniform, len(low)))
+            boxes = self._region_boxes(low, high)
+            uniform = self._uniform_in(boxes, rng)
             scores = acquisition(uniform)
             best_observed = x[np.argsort(y)[:5]]
             centres = np.vstack([uniform[np.argsort(scores)[:10]], best_observed])
             picks = centres[rng.randint(0, len(centres), size=self.n_local)]
-            local = np.clip(picks + rng.normal(0.0, 0.05, size=picks.shape) * (high - low), low, high)
+            local = self._clip_into(picks + rng.normal(0.0, 0.05, size=picks.shape) * (high - low), boxes)
             local_scores = acquisition(local)
             pool, pool_scores = np.vstack([uniform, local]), np.concatenate([scores, local_scores])
             return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": self._pick(pool, pool_scores)}
 
+        def _region_boxes(self, low: np.ndarray, high: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+            """Each region of the round space as bounds in KerasTuner's [0, 1] coordinates (the
+            whole cube without regions). An int's bounds are its end values' bucket centres, so
+            every point of a box decodes to a value inside the region."""
+            union = getattr(self, "refiner_union", None)
+            if union is None:
+                return [(low, high)]
+            out = []
+            for region in union.regions:
+                lo, hi = low.astype(float), high.astype(float)
+                for j, hp in enumerate(self._nonfixed_space()):
+                    bound = region.get(hp.name)
+                    if bound is not None:
+                        lo[j], hi[j] = hp.value_to_prob(bound[0]), hp.value_to_prob(bound[1])
+                out.append((lo, hi))
+            return out
+
+        def _uniform_in(self, boxes: list[tuple[np.ndarray, np.ndarray]], rng: np.random.RandomState) -> np.ndarray:
+            """``n_uniform`` candidates, uniform in the cube or spread over the regions by their volume."""
+            if len(boxes) == 1:
+                lo, hi = boxes[0]
+                return rng.uniform(lo, hi, size=(self.n_uniform, len(lo)))
+            volumes = np.array([np.prod(hi - lo) for lo, hi in boxes])
+            weights = volumes / volumes.sum() if volumes.sum() > 0 else np.full(len(boxes), 1.0 / len(boxes))
+            which = rng.choice(len(boxes), size=self.n_uniform, p=weights)
+            lows, highs = np.array([b[0] for b in boxes])[which], np.array([b[1] for b in boxes])[which]
+            return lows + rng.uniform(0.0, 1.0, size=lows.shape) * (highs - lows)
+
+        @staticmethod
+        def _clip_into(points: np.ndarray, boxes: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+            """Each point clipped into the nearest box (local perturbations stay in the regions)."""
+            clipped = np.array([np.clip(points, lo, hi) for lo, hi in boxes])  # (boxes, points, dims)
+            distance = ((clipped - points[None]) ** 2).sum(axis=2)
+            return clipped[np.argmin(distance, axis=0), np.arange(len(points))]
+
         def _pick(self, pool: np.ndarray, pool_scores: np.ndarray) -> dict[str, Any]:
             """The best candidate by the acquisition; for an exploration reserve, the best outside
-            its round's box (the round's main part searches the box)."""
+            its round's box (the round's main part searches the box); with regions, the best
+            inside their union."""
             order = np.argsort(pool_scores, kind="stable")
             exclude = getattr(self, "refiner_exclude", None)
-            if exclude is not None:
+            union = getattr(self, "refiner_union", None)
+            if exclude is not None or union is not None:
                 for i in order:
                     values = self._vector_to_values(pool[i])
-                    if not exclude.contains(values):
+                    if (exclude is None or not exclude.contains(values)) and (union is None or union.contains(values)):
                         return values
+                if union is not None:  # none inside (cannot happen with the pool drawn in the regions)
+                    return self._random_values()  # type: ignore[return-value]
             return self._vector_to_values(pool[order[0]])
 
     Oracle.__name__ = base.__name__
@@ -310,7 +372,7 @@ def _last_line(message: str | None) -> str | None:
 def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
     """Run up to ``spec.budget`` new trials; ``on_trial`` receives each finished one. Returns how many ran."""
     kt = _kt()
-    hp = spec.space.to_keras_tuner()
+    hp = spec.space.without_regions().to_keras_tuner()  # the engine keeps proposals in the regions
     tunable = len(spec.space.tunable())
     if spec.kind == "random":
         oracle_cls = _oracle_mixin(kt.oracles.RandomSearchOracle)
@@ -335,6 +397,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
     )
     oracle.refiner_seed = derive_seed(spec.seed, spec.round_index, "reserve" if spec.reserve else "proposals")
     oracle.refiner_exclude = spec.exclude
+    oracle.refiner_union = spec.space if spec.space.regions else None
 
     _move_aside(spec.workdir)
     tuner_cls = _make_tuner_class(kt)

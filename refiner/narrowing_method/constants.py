@@ -7,6 +7,7 @@ __all__ = [
     "QUANTILES", "TOP_TRIAL_SHARE", "MIN_TOP_TRIALS", "MIN_IMPORTANCE", "MIN_SHRINK", "EDGE_TOLERANCE", "LEAN",
     "EDGE_PROBE", "EXPAND_BY", "MIN_VALUE_TRIALS", "RARE_SHARE", "MIN_REGION_POINTS", "CONFIDENCE_Z",
     "MIN_GOOD_SHARE", "BOLD_TRIALS_PER_DIM", "GRID_TOLERANCE", "BOUND_TOLERANCE",
+    "MIN_SILHOUETTE", "MAX_UNION_SHARE",
 ]
 
 # -- the good set (step 2) -----------------------------------------------------------------------
@@ -32,6 +33,11 @@ BOUND_TOLERANCE = 1e-9  # relative: a bound this close to the original's is the 
 # -- choice drops (step 5) -----------------------------------------------------------------------
 MIN_VALUE_TRIALS = 3  # a choice value is judged only after this many trials used it
 RARE_SHARE = 0.25  # "absent from the good region": under a quarter of its fair share 1/k
+
+# -- regions (step 7) ---------------------------------------------------------------------------
+# MIN_REGION_POINTS above also sets the smallest group of good configurations that makes a region.
+MIN_SILHOUETTE = 0.6  # groups count as separate from a mean silhouette of 0.6 on; one uniform blob split in two scores about 0.4 (Rousseeuw 1987: above 0.5 "reasonable", above 0.7 "strong")
+MAX_UNION_SHARE = 0.6  # regions only when their union holds at most 60% of the enclosing box: less saving is not worth a less regular space
 
 # -- arithmetic ----------------------------------------------------------------------------------
 GRID_TOLERANCE = 1e-9  # in grid steps: a bound this close to a grid point is on it (float noise)

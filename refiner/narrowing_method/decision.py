@@ -51,8 +51,13 @@ def decisions_document(
     n_trials: int,
     surrogate_trusted: bool,
     config: NarrowingConfig | None = None,
+    regions: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The content of ``rounds/<k>/decisions.json`` (``schemas/decisions.schema.json``)."""
+    """The content of ``rounds/<k>/decisions.json`` (``schemas/decisions.schema.json``).
+
+    ``regions``: the record of the regions narrowing proposed (``Regions.to_dict()``); the
+    decisions give the enclosing box and ``next_space`` holds the regions inside it."""
+    boxes = None if regions is None else regions["regions"]
     out: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "round": int(round_index),
@@ -60,8 +65,10 @@ def decisions_document(
         "surrogate_trusted": bool(surrogate_trusted),
         "decisions": [d.to_dict() for d in decisions],
         # The space the decisions produce: each decision's `after`, in order.
-        "next_space": SearchSpace([parameter_from_dict(d.after) for d in decisions]).to_dict(),
+        "next_space": SearchSpace([parameter_from_dict(d.after) for d in decisions], boxes).to_dict(),
     }
+    if regions is not None:
+        out["regions"] = dict(regions)
     if config is not None:
         out["config"] = config.to_dict()
     return out

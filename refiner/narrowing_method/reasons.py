@@ -14,7 +14,7 @@ from refiner.trial import Trial
 __all__ = [
     "fmt", "gate", "fixed", "single_value", "single_choice", "few_active", "negligible", "no_region", "region",
     "expanded", "small_shrink", "narrowed", "kept_all_values", "fixed_after_drops", "dropped_values",
-    "conditions_updated", "follows_best",
+    "conditions_updated", "follows_best", "regions", "regions_kept", "regions_dropped",
 ]
 
 
@@ -169,3 +169,23 @@ def conditions_updated(reason: str, p: Parameter, dropped: Mapping[str, list[Any
 def follows_best(reason: str, widened: Parameter, best: Trial, name: str, value: Any) -> str:
     return (f"{reason} Widened to {widened.describe()} to hold the best trial so far "
             f"({best.trial_id}, {name}={fmt(value)}, found outside this round's space).")
+
+
+# -- regions (a union of boxes) ---------------------------------------------------------------------
+def regions(boxes: Sequence[str], names: Sequence[str], sizes: Sequence[int], silhouette: float, share: float,
+            incumbent_region: int, incumbent_id: str) -> str:
+    k = len(boxes)
+    listed = "; ".join(
+        f"region {i + 1}: {box} ({n} good configurations{', holds the best trial ' + incumbent_id if i == incumbent_region else ''})"
+        for i, (box, n) in enumerate(zip(boxes, sizes)))
+    return (f"{k} regions: the good configurations form {k} separate groups in {', '.join(names)} "
+            f"(mean silhouette {silhouette:.2f}), so the next round searches their union, "
+            f"{share:.0%} of the enclosing box the decisions give. {listed}.")
+
+
+def regions_dropped(names: Sequence[str], why: str) -> str:
+    return f"Regions given up: {why} changed the range of {', '.join(names)}; the next round searches the enclosing box."
+
+
+def regions_kept(k: int) -> str:
+    return f"Kept the {k} regions of this round's space: the evidence gate is closed, so nothing changes."

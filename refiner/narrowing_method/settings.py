@@ -20,6 +20,7 @@ _CONFIG_RULES: dict[str, tuple[type, Any, str]] = {
     "min_width": (float, lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
     "n_candidates": (int, lambda v: 10 <= v <= 10**6, "an integer from 10 to 10**6"),
     "reserve": (float, lambda v: 0.0 <= v <= 0.5, "a number in [0, 0.5]"),
+    "max_regions": (int, lambda v: 1 <= v <= 3, "an integer from 1 to 3"),
 }
 
 
@@ -39,6 +40,9 @@ class NarrowingConfig:
     # quick suite's 10 seeds, median regret rose on 10 of 14 problem-budgets (the box's rounds lost a
     # quarter of their trials) and the multimodal wells4 and styblinski5 were not helped (README).
     reserve: float = 0.0
+    # At most this many regions (a union of boxes, one per group of good configurations) where the
+    # good set forms separate groups (refiner.narrowing_method.regions); 1 switches regions off.
+    max_regions: int = 3
 
     def __post_init__(self) -> None:
         problems = []

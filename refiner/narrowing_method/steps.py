@@ -25,7 +25,7 @@ from refiner.trial import Trial
 
 __all__ = [
     "Gate", "evidence_gate", "good_set", "good_set_size", "no_good_set",
-    "Box", "quantile_box", "EdgePressure", "edge_pressure", "NewRange", "new_range",
+    "Box", "quantile_box", "EdgePressure", "edge_pressure", "NewRange", "new_range", "at_least_min_width",
     "ValueStats", "value_stats", "bad_values", "Drops", "choice_drops",
 ]
 
@@ -184,7 +184,7 @@ def new_range(p: Float | Int, box: Box, pressure: EdgePressure, incumbent: Any, 
     orig = original[p.name] if p.name in original else None
     if not (isinstance(orig, type(p)) and orig.log == p.log):
         orig = p
-    lo, hi = _at_least_min_width(lo, hi, min(1.0, config.min_width * orig.width / p.width))
+    lo, hi = at_least_min_width(lo, hi, min(1.0, config.min_width * orig.width / p.width))
 
     # Edges the good region presses on: re-open one narrowed earlier, flag the user's own.
     tol_value = BOUND_TOLERANCE * max(1.0, abs(p.low), abs(p.high))
@@ -208,7 +208,7 @@ def new_range(p: Float | Int, box: Box, pressure: EdgePressure, incumbent: Any, 
     return NewRange(low, high, tuple(reopened), tuple(flagged), orig)
 
 
-def _at_least_min_width(lo: float, hi: float, min_u: float) -> tuple[float, float]:
+def at_least_min_width(lo: float, hi: float, min_u: float) -> tuple[float, float]:
     """[lo, hi] widened about its centre (kept inside [0, 1]) to at least ``min_u``."""
     if hi - lo >= min_u:
         return lo, hi

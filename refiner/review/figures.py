@@ -6,7 +6,7 @@ A round keeps its colour in every figure (:func:`round_color`).
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import plotly.graph_objects as go
 
@@ -175,8 +175,9 @@ def score_distribution_figure(rounds: Sequence[RoundView], k: int, objective: Ob
 
 
 def contour_figure(trials: Sequence[Trial], space: SearchSpace, surrogate: Mapping[str, Any] | None,
-                   objective: Objective) -> tuple[go.Figure | None, str]:
-    """Scores over the two most important numeric parameters, interpolated from the trials.
+                   objective: Objective, regions: SearchSpace | None = None) -> tuple[go.Figure | None, str]:
+    """Scores over the two most important numeric parameters, interpolated from the trials; the
+    regions of ``regions`` (a space made of regions, e.g. the last round's) drawn as dashed boxes.
 
     The surface is an inverse-distance-weighted average of the trials' scores (log scores when they
     span decades) on a 40 × 40 grid in each parameter's own scale; it is not a model's prediction,
@@ -238,6 +239,8 @@ def contour_figure(trials: Sequence[Trial], space: SearchSpace, surrogate: Mappi
                  ticktext=[fmt(t) for t in ticks])
         else:
             axis(title=p.name, **_axis(False, grid_values))
+    if regions is not None and regions.regions and px.name in regions and py.name in regions:
+        _region_boxes(fig, regions, px, py, scale)
     fig.update_layout(showlegend=False)
     title = f"{px.name} × {py.name}: scores interpolated between the trials (not a model)"
     return _layout(fig, title, height=460), f"{px.name} and {py.name}: {why}."
@@ -519,6 +522,31 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
     return ticks if len(ticks) >= 2 else [lo, hi]
 
 
+def _region_bars(fig: go.Figure, k: int, space: SearchSpace, name: str) -> None:
+    """A round made of regions: each region's range of ``name`` as its own box, side by side
+    inside the round's enclosing box (a region that leaves ``name`` free spans it)."""
+    n = len(space.regions)
+    for i, region in enumerate(space.regions):
+        p = space.region_space(i)[name]
+        assert isinstance(p, (Float, Int))
+        x0 = k - 0.3 + 0.6 * i / n
+        fig.add_shape(type="rect", x0=x0, x1=x0 + 0.6 / n, y0=p.low, y1=p.high, layer="below",
+                      line=dict(color=round_color(k), width=2, dash="dash"), fillcolor=_AFTER_FILL)
+
+
+def _region_boxes(fig: go.Figure, space: SearchSpace, px: Parameter, py: Parameter,
+                  scale: Callable[[Parameter, float], float]) -> None:
+    """Each region of ``space`` as a dashed box over the two parameters of a 2-D chart."""
+    for i in range(len(space.regions)):
+        region = space.region_space(i)
+        bx, by = region[px.name], region[py.name]
+        assert isinstance(bx, (Float, Int)) and isinstance(by, (Float, Int))
+        fig.add_shape(type="rect", x0=scale(px, bx.low), x1=scale(px, bx.high), y0=scale(py, by.low),
+                      y1=scale(py, by.high), line=dict(color="red", width=2, dash="dash"))
+        fig.add_annotation(x=scale(px, bx.low), y=scale(py, by.high), text=f"region {i + 1}", showarrow=False,
+                           xanchor="left", yanchor="bottom", font=dict(size=11, color="red"))
+
+
 def range_history_figure(name: str, rounds: Sequence[RoundView], objective: Objective) -> go.Figure | None:
     """One parameter across all rounds: each round's searched range as a box, its trials as points
     (darker is better), and a round whose next range a person overrode marked."""
@@ -536,6 +564,7 @@ def range_history_figure(name: str, rounds: Sequence[RoundView], objective: Obje
         if numeric and isinstance(p, (Float, Int)):
             fig.add_shape(type="rect", x0=r.k - 0.35, x1=r.k + 0.35, y0=p.low, y1=p.high, line=dict(color=round_color(r.k)),
                           fillcolor=_BEFORE_FILL, layer="below")
+            _region_bars(fig, r.k, r.space, name)  # type: ignore[arg-type]
         else:
             labels += [_cat_label(v) for v in discrete_values(p) if _cat_label(v) not in labels]
     for r, p in params:

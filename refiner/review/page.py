@@ -350,8 +350,10 @@ def _across_rounds(view: review.RunView) -> None:
                    key="history")
     elif shown == "Contour":
         latest = next((r for r in reversed(view.rounds) if r.surrogate), None)
+        with_regions = next((r.space for r in reversed(view.rounds) if r.space is not None and r.space.regions), None)
         fig, note = _figure(str(view.root), view.signature, ("contour",), lambda: review.contour_figure(
-            [*view.imported, *view.trials], first, latest.surrogate if latest else None, view.objective))
+            [*view.imported, *view.trials], first, latest.surrogate if latest else None, view.objective,
+            regions=with_regions))
         if fig is None:
             st.info(esc(f"No contour: {note}"))
         else:

@@ -7,6 +7,7 @@ when a conversion runs (KerasTuner pulls in TensorFlow, which takes seconds).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from refiner.errors import ValidationError
@@ -18,7 +19,10 @@ if TYPE_CHECKING:
 
     from refiner.space.search_space import SearchSpace
 
-__all__ = ["LibraryForms", "keras_tuner_problems"]
+__all__ = ["LibraryForms", "keras_tuner_problems", "REGION_PARAMETER"]
+
+REGION_PARAMETER = "region"
+"""The name of the choice of region in the library forms of a space made of regions."""
 
 
 class LibraryForms:
@@ -32,6 +36,11 @@ class LibraryForms:
 
         Passed as ``hyperparameters=`` to a tuner, it overrides the ranges ``build_model`` declares
         (KerasTuner keeps the first registration of a name).
+
+        A space made of regions is registered exactly, never as its enclosing box: a choice
+        ``region`` (0, 1, ...) and, under ``hp.conditional_scope("region", [i])``, each parameter a
+        region bounds with that region's range (KerasTuner holds one name under several scopes and
+        uses the active one). ``without_regions().to_keras_tuner()`` is the enclosing box.
         """
         import keras_tuner as kt
 
@@ -39,7 +48,19 @@ class LibraryForms:
         if problems:
             raise ValidationError(problems)
         hp = kt.HyperParameters() if hp is None else hp
+        regions = getattr(self, "regions", ())
+        bounded = {n for r in regions for n in r.names}
+        if regions:
+            if REGION_PARAMETER in {p.name for p in self._params}:
+                raise ValidationError(f"parameters: a space with regions cannot also have a parameter named "
+                                      f"{REGION_PARAMETER!r} (the KerasTuner form uses that name); rename it")
+            hp.Choice(REGION_PARAMETER, list(range(len(regions))), ordered=False)
         for p in self._params:
+            if p.name in bounded:
+                for i in range(len(regions)):
+                    with hp.conditional_scope(REGION_PARAMETER, [i]):
+                        _register(hp, self.region_space(i)[p.name])  # type: ignore[attr-defined]
+                continue
             # KerasTuner's scopes take one parent each; nest them for several conditions.
             _register_nested(hp, p, [(c.parent, list(c.values)) for c in p.conditions])
         return hp
@@ -49,8 +70,19 @@ class LibraryForms:
         """Read the space a ``keras_tuner.HyperParameters`` declares.
 
         KerasTuner's multiplicative log-``step`` ints (e.g. 32, 64, 128) have no Optuna twin, so they
-        become ordered choices of exactly those values; ``reverse_log`` is read as ``log``.
+        become ordered choices of exactly those values; ``reverse_log`` is read as ``log``. The
+        region form :meth:`to_keras_tuner` writes for a space made of regions reads back as those
+        regions.
         """
+        params = cls._params_from_keras_tuner(hp)
+        regions = _regions_of(params)
+        if regions is None:
+            return cls(params)
+        merged, boxes = regions
+        return cls(merged, boxes)  # type: ignore[call-arg]
+
+    @staticmethod
+    def _params_from_keras_tuner(hp: "keras_tuner.HyperParameters") -> list[Parameter]:
         from keras_tuner.src.engine.hyperparameters import hp_types
 
         params: list[Parameter] = []
@@ -82,7 +114,7 @@ class LibraryForms:
                                         default=default))
             else:  # pragma: no cover - KerasTuner has no other public types
                 raise ValidationError(f"{h.name}: unsupported KerasTuner hyperparameter type {type(h).__name__}")
-        return cls(params)
+        return params
 
     # -- Optuna ---------------------------------------------------------------------------------
     def to_optuna(self) -> dict[str, "optuna.distributions.BaseDistribution"]:
@@ -90,8 +122,16 @@ class LibraryForms:
 
         Optuna is define-by-run, so conditions are not part of a distribution: a conditional
         parameter is simply suggested only when its condition holds (see ``refiner.export``).
+        Nor can distributions hold a union of regions: a space made of regions is refused (its
+        Optuna code in ``refiner.export`` suggests the region first; ``without_regions()`` or
+        ``region_space(i)`` give plain boxes).
         """
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        regions = getattr(self, "regions", ())
+        if regions:
+            raise ValidationError(f"regions: Optuna distributions cannot hold a union of {len(regions)} regions; "
+                                  f"use refiner.export's Optuna code, or without_regions() for the enclosing box")
 
         out: dict[str, Any] = {}
         for p in self._params:
@@ -141,6 +181,36 @@ class LibraryForms:
             else:
                 raise ValidationError(f"{name}: unsupported Optuna distribution {type(d).__name__}")
         return cls(params)
+
+
+def _regions_of(params: list[Parameter]) -> tuple[list[Parameter], list[dict[str, list[Any]]]] | None:
+    """The parameters and regions of the region form (a choice ``region`` of 0..k-1, and numeric
+    parameters registered once per region under that choice alone), or None for any other form."""
+    choice = next((p for p in params if p.name == REGION_PARAMETER), None)
+    if not isinstance(choice, Choice) or list(choice.values) != list(range(len(choice.values))):
+        return None
+    k = len(choice.values)
+    scoped: dict[str, dict[int, Parameter]] = {}
+    for p in params:
+        if len(p.conditions) == 1 and p.conditions[0].parent == REGION_PARAMETER and len(p.conditions[0].values) == 1:
+            if not isinstance(p, (Float, Int)):
+                return None
+            scoped.setdefault(p.name, {})[int(p.conditions[0].values[0])] = p
+    if not scoped or any(sorted(by_region) != list(range(k)) for by_region in scoped.values()):
+        return None
+    merged: list[Parameter] = []
+    for p in params:
+        if p.name == REGION_PARAMETER or (p.name in scoped and p is not scoped[p.name][0]):
+            continue
+        if p.name in scoped:
+            ranges = scoped[p.name].values()
+            p = dataclasses.replace(p, low=min(r.low for r in ranges), high=max(r.high for r in ranges),  # type: ignore[union-attr]
+                                    conditions=(), default=None)
+        merged.append(p)
+    boxes = [{name: [by[i].low, by[i].high] for name, by in scoped.items()  # type: ignore[union-attr]
+              if (by[i].low, by[i].high) != (min(r.low for r in by.values()), max(r.high for r in by.values()))}  # type: ignore[union-attr]
+             for i in range(k)]
+    return merged, boxes
 
 
 def _register(hp: Any, p: Parameter) -> None:

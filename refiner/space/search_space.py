@@ -9,6 +9,10 @@ The JSON form is described by ``schemas/search_space.schema.json``::
         {"name": "dropout", "type": "float", "low": 0.0, "high": 0.5,
          "conditions": [{"parent": "use_dropout", "values": [true]}]},
         {"name": "use_dropout", "type": "boolean"}]}
+
+A space may also be a union of boxes (:mod:`~refiner.space.regions`): ``"regions": [{"learning_rate":
+[1e-4, 5e-4]}, {"learning_rate": [3e-3, 1e-2], "units": [256, 512]}]`` keeps the parameters' ranges
+as the enclosing box and holds only the points inside at least one region.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from refiner.errors import ValidationError
 from refiner.jsonio import atomic_write_text, parse_limit_reason
 from refiner.space.libraries import LibraryForms
 from refiner.space.parameters import Condition, Fixed, Float, Int, Parameter, parameter_from_dict
+from refiner.space.regions import Region, box_fraction, box_parameter, make_region, region_problems
 
 __all__ = ["SearchSpace", "FORMAT_VERSION"]
 
@@ -35,12 +40,17 @@ class SearchSpace(LibraryForms):
     """An ordered, immutable set of parameters with unique names.
 
     Conditions may only point at ``choice``, ``boolean`` or ``fixed`` parents declared earlier,
-    and their values must be values the parent can take.
+    and their values must be values the parent can take. ``regions`` (two or more boxes, each a
+    mapping of numeric parameter names to ``[low, high]``) make the space their union
+    (:mod:`refiner.space.regions`).
     """
 
-    def __init__(self, parameters: Sequence[Parameter]):
+    def __init__(self, parameters: Sequence[Parameter],
+                 regions: Sequence[Region | Mapping[str, Sequence[Any]]] | None = None):
         params = tuple(parameters)
         problems = _space_problems(params)
+        if not problems and regions is not None:
+            problems = region_problems({p.name: p for p in params}, list(regions))
         if problems:
             raise ValidationError(problems)
         self._params = params
@@ -54,6 +64,63 @@ class SearchSpace(LibraryForms):
         )
         self._params = params
         self._by_name = {p.name: p for p in params}
+        self._regions: tuple[Region, ...] = () if regions is None else tuple(
+            make_region(self._by_name, r) for r in regions)
+
+    # -- regions ------------------------------------------------------------------------------
+    @property
+    def regions(self) -> tuple[Region, ...]:
+        """The boxes whose union the space is; empty for a plain box."""
+        return self._regions
+
+    def without_regions(self) -> "SearchSpace":
+        """The enclosing box: the same parameters, no regions."""
+        return self if not self._regions else SearchSpace(self._params)
+
+    def with_regions(self, regions: Sequence[Region | Mapping[str, Sequence[Any]]] | None) -> "SearchSpace":
+        """The same parameters holding ``regions`` (None or empty: the enclosing box)."""
+        return SearchSpace(self._params, list(regions) if regions else None)
+
+    def region_space(self, i: int) -> "SearchSpace":
+        """Region ``i`` as a plain space: every parameter it bounds has the region's range."""
+        region = self._regions[i]
+        return SearchSpace([box_parameter(p, region.get(p.name)) for p in self._params])
+
+    def region_volumes(self) -> list[float]:
+        """Each region's share of the enclosing box (module :mod:`refiner.space.regions`)."""
+        return [box_fraction(self._by_name, {n: (lo, hi) for n, lo, hi in r}) for r in self._regions]
+
+    def region_of(self, assignment: Mapping[str, Any]) -> int | None:
+        """The first region holding ``assignment`` (None: none does, or the space has no regions)."""
+        return next((i for i in range(len(self._regions)) if self._in_region(i, assignment)), None)
+
+    def nearest_in_regions(self, assignment: Mapping[str, Any]) -> dict[str, Any]:
+        """``assignment`` moved into the nearest region (unit distance in the enclosing box), each
+        bounded value clipped into the region's range and onto its grid; unchanged without regions
+        or when it is in one already."""
+        if not self._regions or self.region_of(assignment) is not None:
+            return dict(assignment)
+        best: tuple[float, dict[str, Any]] | None = None
+        for region in self._regions:
+            moved, distance = dict(assignment), 0.0
+            for name, lo, hi in region:
+                if name not in assignment:
+                    continue
+                p = self._by_name[name]
+                inside = box_parameter(p, (lo, hi))
+                value = inside.snap(float(assignment[name]))  # type: ignore[union-attr]
+                distance += (p.to_unit(value) - p.to_unit(float(assignment[name]))) ** 2  # type: ignore[union-attr]
+                moved[name] = value
+            if best is None or distance < best[0]:
+                best = (distance, moved)
+        assert best is not None
+        return best[1]
+
+    def _in_region(self, i: int, assignment: Mapping[str, Any]) -> bool:
+        for name, lo, hi in self._regions[i]:
+            if name not in assignment or not box_parameter(self._by_name[name], (lo, hi)).contains(assignment[name]):
+                return False
+        return True
 
     # -- collection protocol ------------------------------------------------------------------
     @property
@@ -91,12 +158,16 @@ class SearchSpace(LibraryForms):
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{p.name}={p.describe()}" for p in self._params)
-        return f"SearchSpace({inner})"
+        regions = "".join(f"; region {i}: {r.describe()}" for i, r in enumerate(self._regions))
+        return f"SearchSpace({inner}{regions})"
 
     def replace(self, parameter: Parameter) -> "SearchSpace":
-        """A new space with the parameter of the same name swapped for ``parameter``."""
+        """A new space with the parameter of the same name swapped for ``parameter``; regions that
+        bound it are given up (the new range is meant as given)."""
         self[parameter.name]  # raises a clear KeyError for an unknown name
-        return SearchSpace([parameter if p.name == parameter.name else p for p in self._params])
+        params = [parameter if p.name == parameter.name else p for p in self._params]
+        bound = any(parameter.name in r.names for r in self._regions)
+        return SearchSpace(params, None if bound else (self._regions or None))
 
     def tunable(self) -> list[Parameter]:
         """Parameters that are actually searched (everything but ``fixed``)."""
@@ -112,14 +183,31 @@ class SearchSpace(LibraryForms):
         return list(resolved)
 
     def contains(self, assignment: Mapping[str, Any]) -> bool:
-        """Whether every active parameter of the space has a value inside its range."""
+        """Whether every active parameter of the space has a value inside its range, and the point
+        lies in at least one region when the space has regions."""
         for name in self.active_names(assignment):
             if name not in assignment or not self[name].contains(assignment[name]):
                 return False
-        return True
+        return not self._regions or self.region_of(assignment) is not None
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
-        """One configuration drawn uniformly (log-uniformly for log parameters)."""
+        """One configuration drawn uniformly (log-uniformly for log parameters); with regions,
+        uniformly over their union."""
+        if not self._regions:
+            return self._sample_box(rng)
+        volumes = np.asarray(self.region_volumes(), dtype=float)
+        weights = volumes / volumes.sum() if volumes.sum() > 0 else np.full(len(volumes), 1.0 / len(volumes))
+        spaces = [self.region_space(i) for i in range(len(self._regions))]
+        for _ in range(_MAX_REJECTIONS):
+            # A region drawn in proportion to its volume, then a point in it, kept with probability
+            # 1 / (regions holding it): uniform over the union even where regions overlap.
+            point = spaces[int(rng.choice(len(spaces), p=weights))]._sample_box(rng)
+            holding = sum(self._in_region(i, point) for i in range(len(self._regions)))
+            if holding <= 1 or rng.uniform() < 1.0 / holding:
+                return point
+        return point
+
+    def _sample_box(self, rng: np.random.Generator) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for p in self._params:
             if not p.is_active(out):
@@ -139,7 +227,10 @@ class SearchSpace(LibraryForms):
 
     # -- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, "parameters": [p.to_dict() for p in self._params]}
+        out: dict[str, Any] = {"format_version": FORMAT_VERSION, "parameters": [p.to_dict() for p in self._params]}
+        if self._regions:
+            out["regions"] = [r.to_dict() for r in self._regions]
+        return out
 
     @classmethod
     def from_dict(cls, document: Any, source: str | None = None) -> "SearchSpace":
@@ -154,9 +245,12 @@ class SearchSpace(LibraryForms):
                 problems.append(f"parameters[{i}]: {exc}")
         if not problems:
             problems = _space_problems(tuple(params))
+        regions = document.get("regions")
+        if not problems and regions is not None:
+            problems = region_problems({p.name: p for p in params}, regions)
         if problems:
             raise ValidationError(problems, source=source)
-        return cls(params)
+        return cls(params, regions)
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
         """The JSON text; also written atomically to ``path`` when given."""
@@ -193,11 +287,19 @@ class SearchSpace(LibraryForms):
 
         Used when a space file narrows or widens the ranges a hypermodel declares; names that only
         ``other`` has are appended (a hypermodel may register them only under some conditions).
+        ``other``'s regions come with it; this space's own regions stay only if ``other`` leaves
+        every parameter they bound alone (a range set by ``other`` is meant as given).
         """
         merged = [other[p.name] if p.name in other else p for p in self._params]
         merged += [p for p in other if p.name not in self]
-        return SearchSpace(merged)
+        if other.regions:
+            return SearchSpace(merged, other.regions)
+        kept = self._regions if not any(n in other for r in self._regions for n in r.names) else None
+        return SearchSpace(merged, kept)
 
+
+
+_MAX_REJECTIONS = 1000  # draws before sample() keeps a point in an overlap anyway (never reached in practice)
 
 
 def _parent_typed(space: SearchSpace, c: Condition) -> list[Any]:

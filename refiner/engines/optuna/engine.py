@@ -9,6 +9,11 @@ finished trials out through a callback, the run folder untouched. Each round is 
   back to random for parameters whose distribution changed, which is why a new study per round).
 * **No repeats.** A proposal equal to a configuration already evaluated is told as failed (marked
   ``refiner_duplicate``, never recorded by refiner) and replaced by an enqueued random point.
+* **Regions.** A round space made of regions (a union of boxes) is suggested as its enclosing
+  box; a proposal outside the union is told as failed (marked ``refiner_outside_regions``, never
+  recorded by refiner) and replaced by an enqueued point: the proposal moved into the nearest
+  region, or a fresh point of the union if that one was tried. The round's space, regions
+  included, travels in the study's attributes, so workers keep to the same union.
 * **Failures.** An exception or a NaN/inf objective is recorded as a failed trial and told to
   Optuna as FAIL; the round goes on.
 * **Determinism.** The sampler is re-created with a seed derived from (seed, trials so far) before
@@ -161,7 +166,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
     budget = spec.budget - len(recovered)
     if budget <= 0:
         return len(recovered)
-    distributions = space.to_optuna()
+    distributions = space.without_regions().to_optuna()
     study = _study(spec, rdb, study_prefix)
     for record in list(spec.warm_trials) + list(spec.done_trials) + recovered:
         _add(study, record, space, distributions)
@@ -323,14 +328,15 @@ class Participant:
         self.heartbeat_interval = heartbeat_interval
         self.on_result = on_result
         self.token = token
-        self.distributions = spec.space.to_optuna()
+        self.distributions = spec.space.without_regions().to_optuna()
         self.kind = "random" if spec.kind == "random" else model_sampler_kind(spec.space)
         self.rng = np.random.default_rng(derive_seed(spec.seed, spec.round_index, "optuna-fallback",
                                                      *(() if token is None else (token,))))
         self.who = f"{socket.gethostname()}:{os.getpid()}"
 
     def step(self, trials: Any = None) -> str:
-        """Take one trial: ``"ran"``, ``"duplicate"`` (replaced by a fresh point), ``"full"`` (no slot
+        """Take one trial: ``"ran"``, ``"duplicate"`` (replaced by a fresh point), ``"outside"`` (outside
+        the regions, replaced by the nearest point inside), ``"full"`` (no slot
         left in the budget) or ``"exhausted"`` (every configuration of the space has been tried).
         ``trials``: the study's trials if the caller has just read them (saves reading them again)."""
         import optuna
@@ -351,6 +357,19 @@ class Participant:
             trials = study.get_trials(deepcopy=False)
             mine = next(t for t in trials if t._trial_id == storage_id)
             inside_box = spec.exclude is not None and spec.exclude.contains(values)
+            if spec.space.regions and not spec.space.contains(values):
+                # The sampler sees the enclosing box; keep its intent, moved into the nearest region.
+                trial.set_user_attr(shared.OUTSIDE_REGIONS, True)
+                with shared.quiet_heartbeat_warnings():
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                seen = {t.user_attrs[shared.KEY] for t in trials if shared.KEY in t.user_attrs and t._trial_id != storage_id}
+                nearest = spec.space.nearest_in_regions(values)
+                fresh = nearest if _key(nearest) not in seen else _fresh_point(spec.space, seen, self.rng)
+                if fresh is None:
+                    study.set_user_attr(shared.EXHAUSTED, True)
+                    return "exhausted"
+                study.enqueue_trial(fresh)
+                return "outside"
             if inside_box or shared.is_duplicate(trials, mine, key):
                 # The reserve explores outside the round's box; a repeat would waste a slot. Either
                 # way the proposal yields to a fresh random point (outside the box for the reserve).

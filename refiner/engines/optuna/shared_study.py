@@ -50,7 +50,7 @@ from refiner.errors import RefinerError
 from refiner.failpoints import checkpoint, pause
 
 __all__ = [
-    "KEY", "RECORD", "KNOWN", "DUPLICATE", "INSIDE_BOX", "SURPLUS", "WORKER", "EXHAUSTED",
+    "KEY", "RECORD", "KNOWN", "DUPLICATE", "INSIDE_BOX", "OUTSIDE_REGIONS", "SURPLUS", "WORKER", "EXHAUSTED",
     "open_storage", "normalise_url", "quiet_heartbeat_warnings", "control_study_name", "read_control", "write_control",
     "claim", "claims_lock", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
     "CoordinatorBeat", "CoordinatorWatch",
@@ -65,6 +65,7 @@ KNOWN = "refiner_known"  # added from the run's record (warm start or resume), n
 CLAIMED = "refiner_claimed"  # holds a slot of the budget (set under the claims lock)
 DUPLICATE = "refiner_duplicate"
 INSIDE_BOX = "refiner_inside_box"  # an exploration-reserve proposal inside the round's box: replaced like a duplicate
+OUTSIDE_REGIONS = "refiner_outside_regions"  # a proposal outside the round's regions: replaced by the nearest point inside
 SURPLUS = "refiner_surplus"
 WORKER = "refiner_worker"  # host:pid of the process that ran it
 EXHAUSTED = "refiner_exhausted"  # study attribute: every configuration of the round's space was tried
@@ -237,7 +238,7 @@ def _is_live(trial: Any) -> bool:
     trial that has not claimed yet (between ``ask`` and :func:`claim`) holds none."""
     import optuna
 
-    if any(trial.user_attrs.get(attr) for attr in (KNOWN, DUPLICATE, INSIDE_BOX, SURPLUS)):
+    if any(trial.user_attrs.get(attr) for attr in (KNOWN, DUPLICATE, INSIDE_BOX, OUTSIDE_REGIONS, SURPLUS)):
         return False
     return _has_result(trial) or (trial.state == optuna.trial.TrialState.RUNNING and bool(trial.user_attrs.get(CLAIMED)))
 
@@ -298,7 +299,7 @@ def is_duplicate(trials: Sequence[Any], mine: Any, key: str) -> bool:
     for t in trials:
         if _storage_id(t) == _storage_id(mine) or t.user_attrs.get(KEY) != key:
             continue
-        if t.user_attrs.get(DUPLICATE) or t.user_attrs.get(INSIDE_BOX) or t.user_attrs.get(SURPLUS):
+        if any(t.user_attrs.get(attr) for attr in (DUPLICATE, INSIDE_BOX, OUTSIDE_REGIONS, SURPLUS)):
             continue
         if t.user_attrs.get(KNOWN) or RECORD in t.user_attrs or t.state == optuna.trial.TrialState.COMPLETE:
             return True
