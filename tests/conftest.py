@@ -42,7 +42,7 @@ def postgres_url():
         subprocess.run([str(ROOT / "scripts" / "throwaway-postgres"), "stop", datadir], check=False)
 
 
-# -- pytest-xdist (`-n 2 --dist loadgroup` in pyproject.toml) ------------------------------------------
+# -- pytest-xdist (`-n 2 --dist loadgroup --no-loadscope-reorder`, not yet the default) -----------------
 # Workers take tests one at a time from a queue in collection order, so the longest go first: a worker
 # that picked up a five-minute test last would hold the whole suite up. Seconds measured one at a time
 # on a loaded 2-core machine; a test not listed counts 20 s when marked slow, else 1 s.
