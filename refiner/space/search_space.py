@@ -295,7 +295,7 @@ class SearchSpace(LibraryForms):
         if other.regions:
             return SearchSpace(merged, other.regions)
         kept = self._regions if not any(n in other for r in self._regions for n in r.names) else None
-        return SearchSpace(merged, kept)
+        return SearchSpace(merged, kept or None)  # no regions: one box, not an empty union
 
 
 
