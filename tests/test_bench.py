@@ -84,9 +84,12 @@ def test_smoke_reports_refiner_narrowing(smoke):
     for r in document["results"]:
         if r["optimizer"] == "refiner":
             assert isinstance(r["contains_optimum"], bool)
+            assert isinstance(r["near_optimum"], bool)
+            assert r["near_optimum"] or not r["contains_optimum"]  # the optimum itself is near it
             assert 0.0 <= r["volume_fraction"] <= 1.0
     narrowing = document["summary"]["refiner_narrowing"]["12"]
     assert narrowing["runs_with_known_optimum"] == 4
+    assert narrowing["contains_optimum_share"] <= narrowing["near_optimum_share"] <= 1.0
 
 
 def test_report_prints_a_table(smoke):

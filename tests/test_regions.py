@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from test_narrowing import StubSurrogate, make_trials
 
 from refiner import schemas
-from refiner.bench.regions import contains_any, volume_fraction
+from refiner.bench.regions import contains_any, holds_near_optimum, volume_fraction
 from refiner.errors import ValidationError
 from refiner.export import render
 from refiner.narrowing import NarrowingConfig, decisions_document, propose, refine
@@ -392,3 +392,20 @@ def test_any_valid_regions_round_trip_and_sample_inside(data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     assert all(space.contains(space.sample(rng)) for _ in range(20))
     assert 0.0 <= union_fraction({p.name: p for p in space}, space.regions) <= 1.0
+
+
+def test_near_optimum_counts_a_space_that_holds_a_point_within_one_percent_of_the_range_of_f_star():
+    from refiner.bench.problems import get_problem
+
+    branin = get_problem("branin")  # f* 0.398 at three points; its range over the box is about 300
+    x1, x2 = branin.space["x1"], branin.space["x2"]
+    beside = SearchSpace([Float("x1", 3.3, 3.5), Float("x2", 2.4, 2.6)])  # next to (pi, 2.275), not on it
+    far = SearchSpace([Float("x1", x1.low, x1.low + 1.0), Float("x2", x2.low, x2.low + 1.0)])  # f about 300
+    assert not contains_any(beside, branin.optima)
+    assert holds_near_optimum(beside, branin)
+    assert not holds_near_optimum(far, branin)
+    # With regions, only the union counts: the far box with the near one as a second region holds it.
+    both = SearchSpace([Float("x1", x1.low, 3.5), Float("x2", x2.low, 2.6)],
+                       regions=[{"x1": [x1.low, x1.low + 1.0], "x2": [x2.low, x2.low + 1.0]},
+                                {"x1": [3.3, 3.5], "x2": [2.4, 2.6]}])
+    assert holds_near_optimum(both, branin)

@@ -234,6 +234,7 @@ def assemble(records: Sequence[dict[str, Any]], problems: Sequence[str], budgets
                 "wall_s": wall, "objective_s": objective, "orchestration_s": wall - objective,
                 **({"best_observed": observed[n - 1]} if observed is not None else {}),
                 **({"contains_optimum": r["extra"].get("contains_optimum"),
+                    "near_optimum": r["extra"].get("near_optimum"),
                     "volume_fraction": r["extra"].get("volume_fraction")} if r["optimizer"] == "refiner" else {}),
             })
     return stars, results

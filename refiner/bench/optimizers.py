@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from refiner.bench.problems import Problem
-from refiner.bench.regions import contains_any, volume_fraction
+from refiner.bench.regions import contains_any, holds_near_optimum, volume_fraction
 from refiner.space import Float
 
 __all__ = ["Recorder", "Optimizer", "OPTIMIZERS", "get_optimizer", "REFINER_ROUNDS", "refiner_schedule",
@@ -138,6 +138,7 @@ def _run_refiner(problem: Problem, budget: int, seed: int, workdir: Path, rounds
             "trials_per_round": per_round,
             "initial_trials": initial,
             "contains_optimum": contains_any(refined, problem.optima) if problem.optima else None,
+            "near_optimum": holds_near_optimum(refined, problem, seed) if problem.optima else None,
             "volume_fraction": volume_fraction(problem.space, refined),
             "refined_space": refined.to_dict(),
         }

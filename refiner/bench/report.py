@@ -55,10 +55,11 @@ def format_report(document: Mapping[str, Any]) -> str:
         out.append(_table(["problem"] + optimizers, rows))
         n = summary["refiner_narrowing"][b]
         ratio = summary["orchestration"][b]["refiner_over_kt_bayes_geomean"]
-        share = n["contains_optimum_share"]
+        share, near = n["contains_optimum_share"], n.get("near_optimum_share")
         out.append(
             f"refiner at budget {b}: refined space holds the known optimum in "
             f"{'-' if share is None else f'{share:.0%}'} of {n['runs_with_known_optimum']} runs"
+            f" (it or a point within 1% of f's range of f*: {'-' if near is None else f'{near:.0%}'})"
             f"{' (missed: ' + ', '.join(n['missed']) + ')' if n['missed'] else ''}; refined volume median "
             f"{fmt_regret(n['volume_fraction_median'])} of the original ({'-' if n['volume_at_most_10pct_share'] is None else format(n['volume_at_most_10pct_share'], '.0%')} of runs at most 10%); "
             f"orchestration time vs kt_bayes: {'-' if ratio is None else f'{ratio:.2f}x'} (geometric mean over problems)")
