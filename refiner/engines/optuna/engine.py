@@ -354,14 +354,13 @@ class Participant:
             key = _key(values)
             trial.set_user_attr(shared.KEY, key)
             checkpoint("optuna_proposed")  # asked and beating, no slot claimed: the trial goes stale
-            trials = study.get_trials(deepcopy=False)
-            mine = next(t for t in trials if t._trial_id == storage_id)
             inside_box = spec.exclude is not None and spec.exclude.contains(values)
             if spec.space.regions and not spec.space.contains(values):
                 # The sampler sees the enclosing box; keep its intent, moved into the nearest region.
                 trial.set_user_attr(shared.OUTSIDE_REGIONS, True)
                 with shared.quiet_heartbeat_warnings():
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                trials = study.get_trials(deepcopy=False)
                 seen = {t.user_attrs[shared.KEY] for t in trials if shared.KEY in t.user_attrs and t._trial_id != storage_id}
                 nearest = spec.space.nearest_in_regions(values)
                 fresh = nearest if _key(nearest) not in seen else _fresh_point(spec.space, seen, self.rng)
@@ -370,12 +369,16 @@ class Participant:
                     return "exhausted"
                 study.enqueue_trial(fresh)
                 return "outside"
-            if inside_box or shared.is_duplicate(trials, mine, key):
+            # The repeat check and the claim share one look at the study, under the claims lock.
+            outcome = "duplicate" if inside_box else shared.take_slot(
+                self.storage, study, trial, self.budget, project=spec.run.name, key=key)[0]
+            if outcome == "duplicate":
                 # The reserve explores outside the round's box; a repeat would waste a slot. Either
                 # way the proposal yields to a fresh random point (outside the box for the reserve).
                 trial.set_user_attr(shared.INSIDE_BOX if inside_box else shared.DUPLICATE, True)
                 with shared.quiet_heartbeat_warnings():
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                trials = study.get_trials(deepcopy=False)
                 seen = {t.user_attrs[shared.KEY] for t in trials if shared.KEY in t.user_attrs}
                 fresh = _fresh_point(spec.space, seen, self.rng, exclude=spec.exclude)
                 if fresh is None:
@@ -383,7 +386,7 @@ class Participant:
                     return "exhausted"
                 study.enqueue_trial(fresh)
                 return "duplicate"
-            if not shared.claim(self.storage, study, trial, self.budget, project=spec.run.name):
+            if outcome == "full":
                 trial.set_user_attr(shared.SURPLUS, True)
                 with shared.quiet_heartbeat_warnings():
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -16,7 +16,9 @@ every rule below is decided from what the storage holds, by each participant on 
   that dies holding the lock releases it with its connection (or file). The coordinator still
   records only the first ``budget`` results, as a second guard.
 * **No repeats.** A configuration already finished, or running under a smaller id, is told as
-  failed (``refiner_duplicate``) and replaced by a fresh random point.
+  failed (``refiner_duplicate``) and replaced by a fresh random point. This is checked in the same
+  look at the study as the budget, under the claims lock (:func:`take_slot`), so of two proposals
+  of one configuration the later claimant always sees the earlier one.
 * **Dead workers.** Each running trial gets a heartbeat thread; any participant that is waiting
   calls Optuna's ``fail_stale_trials``, which fails trials whose heartbeat stopped. A failed trial
   without a result frees its slot, so the round still completes its budget.
@@ -52,7 +54,7 @@ from refiner.failpoints import checkpoint, pause
 __all__ = [
     "KEY", "RECORD", "KNOWN", "DUPLICATE", "INSIDE_BOX", "OUTSIDE_REGIONS", "SURPLUS", "WORKER", "EXHAUSTED",
     "open_storage", "normalise_url", "quiet_heartbeat_warnings", "control_study_name", "read_control", "write_control",
-    "claim", "claims_lock", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
+    "claim", "take_slot", "claims_lock", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
     "CoordinatorBeat", "CoordinatorWatch",
 ]
 
@@ -284,17 +286,34 @@ def claim(storage: Any, study: Any, trial: Any, budget: int, project: str | None
     are held; ``False`` if none is left. Counting and claiming happen under :func:`claims_lock`.
     With ``project``, also ``False`` once the control record no longer has this study open (a
     resumed coordinator is reading the study's results: nothing may claim there after it)."""
+    return take_slot(storage, study, trial, budget, project=project)[0] == "claimed"
+
+
+def take_slot(storage: Any, study: Any, trial: Any, budget: int, *, project: str | None = None,
+              key: str | None = None) -> tuple[str, list[Any]]:
+    """:func:`claim`, and with ``key`` the check for a repeat in the same look at the study: returns
+    ``"claimed"``, ``"duplicate"`` (another trial holds ``key``: see :func:`is_duplicate`) or
+    ``"full"`` (no slot left, or the round is no longer open), with the trials it saw.
+
+    Both are decided under :func:`claims_lock`, so of two participants that proposed the same
+    configuration the second to get the lock always sees the first's claim; and the trials are read
+    once per proposal instead of once for each check."""
     with claims_lock(storage, study.study_name):
         if project is not None:
             control = _read_control_fast(storage, project)
             if control is not None and (control.get("state") != "open" or control.get("study") != study.study_name):
-                return False
-        if live_count(study.get_trials(deepcopy=False)) >= budget:
-            return False
+                return "full", []
+        trials = study.get_trials(deepcopy=False)
+        if key is not None:
+            mine = next(t for t in trials if _storage_id(t) == trial._trial_id)
+            if is_duplicate(trials, mine, key):
+                return "duplicate", trials
+        if live_count(trials) >= budget:
+            return "full", trials
         pause("claim")  # tests widen the window between counting and claiming here
         checkpoint("optuna_claiming")  # dies holding the claims lock: its connection's end releases it
         trial.set_user_attr(CLAIMED, True)
-        return True
+        return "claimed", trials
 
 
 @contextlib.contextmanager
@@ -329,7 +348,8 @@ def claims_lock(storage: Any, name: str) -> Iterator[None]:
 
 
 def is_duplicate(trials: Sequence[Any], mine: Any, key: str) -> bool:
-    """Another trial holds this configuration: known, finished with a result, or running under a smaller id."""
+    """Another trial holds this configuration: known, finished with a result, running with a claimed
+    slot, or running under a smaller id."""
     import optuna
 
     for t in trials:
@@ -339,7 +359,7 @@ def is_duplicate(trials: Sequence[Any], mine: Any, key: str) -> bool:
             continue
         if t.user_attrs.get(KNOWN) or RECORD in t.user_attrs or t.state == optuna.trial.TrialState.COMPLETE:
             return True
-        if t.state == optuna.trial.TrialState.RUNNING and _storage_id(t) < _storage_id(mine):
+        if t.state == optuna.trial.TrialState.RUNNING and (t.user_attrs.get(CLAIMED) or _storage_id(t) < _storage_id(mine)):
             return True
     return False
 
