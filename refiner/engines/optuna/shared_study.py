@@ -44,6 +44,7 @@ import json
 import logging
 import threading
 import warnings
+import weakref
 import zlib
 from collections.abc import Iterator
 from typing import Any, Mapping, Sequence
@@ -159,31 +160,31 @@ def control_study_name(project: str) -> str:
     return f"{project}-control"
 
 
+_control_ids: "weakref.WeakKeyDictionary[Any, dict[str, int]]" = weakref.WeakKeyDictionary()
+
+
 def read_control(storage: Any, project: str) -> dict[str, Any] | None:
-    """The control record, or None while no run of that name has opened a round in the storage."""
+    """The control record, or None while no run of that name has opened a round in the storage.
+
+    One query once the control study's id is known (remembered per storage: it never changes while
+    the study exists); workers read the control on every wait and every claim."""
     import optuna
 
+    known = _control_ids.setdefault(storage, {})
+    study_id = known.get(project)
+    if study_id is not None:
+        try:
+            return storage.get_study_user_attrs(study_id).get(CONTROL_ATTR)
+        except KeyError:  # the study was deleted (and may have been made again): look it up by name
+            known.pop(project, None)
     try:
         study_id = storage.get_study_id_from_name(control_study_name(project))
     except KeyError:
         return None
     except optuna.exceptions.StorageInternalError:
         return None
+    known[project] = study_id
     return storage.get_study_user_attrs(study_id).get(CONTROL_ATTR)
-
-
-_control_ids: dict[tuple[int, str], int] = {}
-
-
-def _read_control_fast(storage: Any, project: str) -> dict[str, Any] | None:
-    """:func:`read_control` in one query once the control study's id is known (it never changes)."""
-    key = (id(storage), project)
-    if key not in _control_ids:
-        try:
-            _control_ids[key] = storage.get_study_id_from_name(control_study_name(project))
-        except KeyError:
-            return None
-    return storage.get_study_user_attrs(_control_ids[key]).get(CONTROL_ATTR)
 
 
 def write_control(storage: Any, project: str, control: Mapping[str, Any]) -> None:
@@ -300,7 +301,7 @@ def take_slot(storage: Any, study: Any, trial: Any, budget: int, *, project: str
     once per proposal instead of once for each check."""
     with claims_lock(storage, study.study_name):
         if project is not None:
-            control = _read_control_fast(storage, project)
+            control = read_control(storage, project)
             if control is not None and (control.get("state") != "open" or control.get("study") != study.study_name):
                 return "full", []
         trials = study.get_trials(deepcopy=False)

@@ -132,10 +132,15 @@ def _take_part(storage_url: str, study_name: str, token: str, target_name: str,
     participant = Participant(study, rdb, spec, spec.budget, attrs.get("heartbeat_interval"), token=token)
     log.info("round %d: joined %s", spec.round_index, study_name)
     ran = 0
+    outcome = None
     while True:
-        control = shared.read_control(plain, project) or {}
-        if control.get("study") != study_name or control.get("state") != "open":
-            return ran  # the coordinator has the round's budget and moved on
+        if outcome != "ran":
+            # After a trial ran, the round was open when it claimed, and a round that closed or went
+            # to a resumed coordinator since refuses the next claim (shared.take_slot reads the
+            # control under the claims lock): reading the control here too is only needed when waiting.
+            control = shared.read_control(plain, project) or {}
+            if control.get("study") != study_name or control.get("state") != "open":
+                return ran  # the coordinator has the round's budget and moved on
         trials = study.get_trials(deepcopy=False)
         if shared.result_count(trials) >= spec.budget:
             return ran
@@ -147,6 +152,7 @@ def _take_part(storage_url: str, study_name: str, token: str, target_name: str,
             elif outcome == "exhausted":
                 return ran
             continue
+        outcome = None
         if watch.gone(plain, project) is not None:
             return ran  # no free slot left and nobody to record the round: the caller says so
         fail_stale(study)  # a slot held by a dead worker frees up here
