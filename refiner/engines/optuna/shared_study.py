@@ -331,6 +331,8 @@ def claims_lock(storage: Any, name: str) -> Iterator[None]:
         take, give = (("SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)") if dialect == "postgresql"
                       else ("SELECT GET_LOCK(CONCAT('refiner-', :k), -1)", "SELECT RELEASE_LOCK(CONCAT('refiner-', :k))"))
         with engine.connect() as connection:
+            # Autocommit: a session lock needs no transaction, and none saves a BEGIN and a ROLLBACK.
+            connection.execution_options(isolation_level="AUTOCOMMIT")
             connection.execute(text(take), {"k": key})
             try:
                 yield
