@@ -333,6 +333,7 @@ class Participant:
         self.rng = np.random.default_rng(derive_seed(spec.seed, spec.round_index, "optuna-fallback",
                                                      *(() if token is None else (token,))))
         self.who = f"{socket.gethostname()}:{os.getpid()}"
+        self.last_look: list[Any] | None = None  # the study's trials as the last claim saw them
 
     def step(self, trials: Any = None) -> str:
         """Take one trial: ``"ran"``, ``"duplicate"`` (replaced by a fresh point), ``"outside"`` (outside
@@ -370,8 +371,12 @@ class Participant:
                 study.enqueue_trial(fresh)
                 return "outside"
             # The repeat check and the claim share one look at the study, under the claims lock.
-            outcome = "duplicate" if inside_box else shared.take_slot(
-                self.storage, study, trial, self.budget, project=spec.run.name, key=key)[0]
+            self.last_look = None
+            if inside_box:
+                outcome = "duplicate"
+            else:
+                outcome, look = shared.take_slot(self.storage, study, trial, self.budget, project=spec.run.name, key=key)
+                self.last_look = look if outcome == "claimed" else None
             if outcome == "duplicate":
                 # The reserve explores outside the round's box; a repeat would waste a slot. Either
                 # way the proposal yields to a fresh random point (outside the box for the reserve).
