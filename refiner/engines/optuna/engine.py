@@ -339,10 +339,13 @@ class Participant:
         """Take one trial: ``"ran"``, ``"duplicate"`` (replaced by a fresh point), ``"outside"`` (outside
         the regions, replaced by the nearest point inside), ``"full"`` (no slot
         left in the budget) or ``"exhausted"`` (every configuration of the space has been tried).
-        ``trials``: the study's trials if the caller has just read them (saves reading them again)."""
+        ``trials``: the study's trials if the caller has read them (saves reading them again; only
+        their number is used, to seed the sampler). After ``"ran"``, :attr:`last_look` holds the
+        trials as the claim saw them, before its own claim."""
         import optuna
 
         study, spec = self.study, self.spec
+        self.last_look = None
         n = len(trials if trials is not None else study.get_trials(deepcopy=False))
         seed_parts = (spec.seed, spec.round_index, "proposals", n) + (() if self.token is None else (self.token,))
         study.sampler = _sampler(self.kind, derive_seed(*seed_parts), self.budget)
@@ -371,7 +374,6 @@ class Participant:
                 study.enqueue_trial(fresh)
                 return "outside"
             # The repeat check and the claim share one look at the study, under the claims lock.
-            self.last_look = None
             if inside_box:
                 outcome = "duplicate"
             else:
