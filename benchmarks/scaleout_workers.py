@@ -9,12 +9,20 @@ processes running stock ``study.optimize`` with TPE on one shared study, capped 
 count with ``MaxTrialsCallback``. Wall times come from the storage's trial timestamps (first
 start to last finish), so process start-up is left out of both. Without ``--storage`` a
 throw-away PostgreSQL server is started with ``scripts/throwaway-postgres``.
+
+Overhead per trial is ``(wall × workers − trials × sleep) / trials`` for both, so everything
+beyond the sleep counts (refiner's evaluation wrapper too). The speed-up with N workers is the
+trial throughput with N over that with 1 (stock Optuna may run a trial or two past the cap).
+The machine's load moves these numbers between runs: compare refiner with stock Optuna within
+one run (``--repeat`` runs everything again and reports medians; the load average is printed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import socket
 import subprocess
 import sys
@@ -33,6 +41,7 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=1.0, help="seconds per trial (default: 1.0)")
     parser.add_argument("--trials", type=int, default=24, help="trials per round (default: 24)")
     parser.add_argument("--rounds", type=int, default=2, help="refiner rounds (default: 2: random, then TPE)")
+    parser.add_argument("--repeat", type=int, default=1, help="run everything this many times; report medians")
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
 
@@ -47,11 +56,18 @@ def main() -> None:
                                  check=True, capture_output=True, text=True).stdout.strip()
     try:
         work = Path(tempfile.mkdtemp(prefix="refiner-scaleout-"))
-        rows = []
-        for n in counts:
-            rows += _refiner_rounds(work / f"refiner-{n}", storage, n, args)
-            rows.append(_stock_optuna(work / f"stock-{n}", storage, n, args))
-        _print(rows, args)
+        load_before = os.getloadavg()
+        runs = []
+        for r in range(args.repeat):
+            rows = []
+            for n in counts:
+                rows += _refiner_rounds(work / f"{r}-refiner-{n}", storage, n, args)
+                rows.append(_stock_optuna(work / f"{r}-stock-{n}", storage, n, args))
+            if args.repeat > 1:
+                print(f"\nrun {r + 1} of {args.repeat}:")
+            _print(rows, args)
+            runs.append(rows)
+        _summary(runs, counts, args, load_before, os.getloadavg())
     finally:
         if datadir is not None:
             subprocess.run([str(ROOT / "scripts" / "throwaway-postgres"), "stop", datadir], check=False)
@@ -110,9 +126,12 @@ def _refiner_rounds(folder: Path, storage: str, n: int, args: argparse.Namespace
     for k in range(args.rounds):
         study = optuna.load_study(study_name=f"{name}-round-{k}", storage=shared.normalise_url(storage))
         ran = [t for t in study.trials if shared.RECORD in t.user_attrs and not t.user_attrs.get(shared.KNOWN)]
-        inside = sum(json.loads(t.user_attrs[shared.RECORD])["duration_s"] for t in ran)
-        rows.append(_row(f"refiner round {k} ({'random' if k == 0 else 'TPE'})", n, ran, inside))
+        # The same floor as stock Optuna's (which records no objective time): the sleep.
+        rows.append(_row(f"refiner round {k} ({'random' if k == 0 else 'TPE'})", n, ran, args.sleep * len(ran)))
     return rows
+
+
+STOCK = "stock Optuna TPE, study.optimize"
 
 
 def _stock_optuna(folder: Path, storage: str, n: int, args: argparse.Namespace) -> dict:
@@ -141,8 +160,7 @@ def _stock_optuna(folder: Path, storage: str, n: int, args: argparse.Namespace) 
             raise SystemExit("a stock Optuna process failed")
     trials = [t for t in optuna.load_study(study_name=name, storage=url).trials
               if t.state == optuna.trial.TrialState.COMPLETE]
-    inside = args.sleep * len(trials)  # stock Optuna records no objective time; the sleep is the floor
-    return _row("stock Optuna TPE, study.optimize", n, trials, inside)
+    return _row(STOCK, n, trials, args.sleep * len(trials))
 
 
 def _row(label: str, n: int, trials: list, inside_s: float) -> dict:
@@ -150,7 +168,7 @@ def _row(label: str, n: int, trials: list, inside_s: float) -> dict:
     end = max(t.datetime_complete for t in trials)
     wall = (end - start).total_seconds()
     return {"label": label, "workers": n, "trials": len(trials), "wall_s": wall,
-            "overhead_per_trial_s": (wall * n - inside_s) / len(trials)}
+            "overhead_per_trial_s": (wall * n - inside_s) / len(trials), "per_s": len(trials) / wall}
 
 
 def _print(rows: list[dict], args: argparse.Namespace) -> None:
@@ -160,24 +178,59 @@ def _print(rows: list[dict], args: argparse.Namespace) -> None:
         ideal = r["trials"] * args.sleep / r["workers"]
         print(f"{r['label']:45} {r['workers']:>7} {r['trials']:>6} {r['wall_s']:>8.2f} {ideal:>8.2f} "
               f"{r['overhead_per_trial_s']:>17.3f}")
-    # The issue's yardstick: refiner's overhead per trial against stock Optuna's, same worker count,
-    # measured in this same run (the machine's load changes between runs).
-    stock = {r["workers"]: r for r in rows if r["label"].startswith("stock")}
-    print()
-    for r in rows:
-        if not r["label"].startswith("stock") and r["workers"] in stock:
-            base = stock[r["workers"]]["overhead_per_trial_s"]
-            ratio = r["overhead_per_trial_s"] / base if base > 0 else float("inf")
-            print(f"overhead ratio, {r['label']}, {r['workers']} workers: {ratio:.2f}x stock "
-                  f"({r['overhead_per_trial_s']:.3f} s vs {base:.3f} s)")
-    by = {(r["label"], r["workers"]): r["wall_s"] for r in rows}
-    counts = sorted({r["workers"] for r in rows})
-    if len(counts) > 1:
-        lo, hi = counts[0], counts[-1]
-        for label in dict.fromkeys(r["label"] for r in rows):
-            if (label, lo) in by and (label, hi) in by:
-                print(f"speed-up {lo}->{hi} workers, {label}: {by[(label, lo)] / by[(label, hi)]:.2f}x")
 
+
+def _summary(runs: list[list[dict]], counts: list[int], args: argparse.Namespace,
+             load_before: tuple[float, ...], load_after: tuple[float, ...]) -> None:
+    """Issue 15's table: per worker count, refiner's overhead per trial against stock Optuna's
+    measured in the same run, their ratio, and the speed-up over one worker. With ``--repeat``,
+    each figure is the median over the runs of the figure computed within one run."""
+
+    def pick(rows: list[dict], n: int, which: str) -> dict | None:
+        if which == "stock":
+            found = [r for r in rows if r["label"] == STOCK and r["workers"] == n]
+        else:
+            found = [r for r in rows if r["label"].startswith("refiner") and r["workers"] == n
+                     and (which == "all" or r["label"].endswith("(TPE)"))]
+        if not found:
+            return None
+        trials = sum(r["trials"] for r in found)
+        return {"overhead": sum(r["overhead_per_trial_s"] * r["trials"] for r in found) / trials,
+                "per_s": trials / sum(r["wall_s"] for r in found)}
+
+    def median(values: list[float | None]) -> float | None:
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+
+    def fig(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    print(f"\nissue 15 summary: objective sleeps {args.sleep} s, {args.trials} trials per round, "
+          f"{len(runs)} run(s){' (medians)' if len(runs) > 1 else ''}; "
+          f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after ({os.cpu_count()} CPUs)")
+    print("overhead per trial in s; ratio = refiner / stock (target <= 1.2); speed-up = trials/s over 1 worker's")
+    head = (f"{'workers':>7} {'refiner TPE':>11} {'refiner all':>11} {'stock':>7} {'ratio TPE':>9} {'ratio all':>9}"
+            f" {'speed-up TPE':>12} {'speed-up all':>12} {'speed-up stock':>14}")
+    print(head)
+    base = min(counts)
+    for n in counts:
+        cells = {}
+        for which in ("tpe", "all", "stock"):
+            got = [pick(rows, n, which) for rows in runs]
+            one = [pick(rows, base, which) for rows in runs]
+            cells[which] = median([g and g["overhead"] for g in got])
+            cells["up " + which] = median([g["per_s"] / o["per_s"] if g and o else None for g, o in zip(got, one)])
+        for which in ("tpe", "all"):
+            ratios = []
+            for rows in runs:
+                mine, stock = pick(rows, n, which), pick(rows, n, "stock")
+                ratios.append(mine["overhead"] / stock["overhead"] if mine and stock and stock["overhead"] > 0 else None)
+            cells["ratio " + which] = median(ratios)
+        print(f"{n:>7} {fig(cells['tpe'], '.3f'):>11} {fig(cells['all'], '.3f'):>11} {fig(cells['stock'], '.3f'):>7}"
+              f" {fig(cells['ratio tpe'], '.2f'):>9} {fig(cells['ratio all'], '.2f'):>9}"
+              f" {fig(cells['up tpe'], '.2f'):>12} {fig(cells['up all'], '.2f'):>12} {fig(cells['up stock'], '.2f'):>14}")
+    print("refiner TPE: its TPE round (round 1), the like of stock's TPE study; refiner all: every round "
+          "(round 0 samples at random)")
 
 if __name__ == "__main__":
     main()

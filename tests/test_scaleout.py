@@ -324,6 +324,22 @@ def test_a_configuration_yields_to_the_earlier_claim_and_to_known_trials():
     assert shared.is_duplicate(trials, frozen[first._trial_id], '{"x": 2}')  # warm-start trials count as taken
 
 
+def test_of_two_proposals_of_one_configuration_the_later_claim_yields_whichever_id_is_smaller():
+    # The larger id set its key and claimed before the smaller one had set its key. Checked under
+    # the claims lock in the same look as the budget, the smaller id then sees the claim and yields
+    # (checked before the lock, as it once was, it ran the configuration a second time).
+    study = optuna.create_study()
+    first, second = study.ask(), study.ask()
+    second.set_user_attr(shared.KEY, '{"x": 1}')
+    assert shared.take_slot(study._storage, study, second, 5, key='{"x": 1}')[0] == "claimed"
+    first.set_user_attr(shared.KEY, '{"x": 1}')
+    assert shared.take_slot(study._storage, study, first, 5, key='{"x": 1}')[0] == "duplicate"
+    other = study.ask()
+    other.set_user_attr(shared.KEY, '{"x": 2}')
+    outcome, look = shared.take_slot(study._storage, study, other, 5, key='{"x": 2}')
+    assert outcome == "claimed" and shared.live_count(look) == 1  # the look is from before its own claim
+
+
 @pytest.mark.slow
 def test_a_coordinator_that_runs_no_trials_learns_from_a_worker_that_the_space_is_exhausted(tmp_path):
     config = _project(tmp_path, "tiny", sleep_s=0.0)

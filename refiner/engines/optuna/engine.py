@@ -333,15 +333,19 @@ class Participant:
         self.rng = np.random.default_rng(derive_seed(spec.seed, spec.round_index, "optuna-fallback",
                                                      *(() if token is None else (token,))))
         self.who = f"{socket.gethostname()}:{os.getpid()}"
+        self.last_look: list[Any] | None = None  # the study's trials as the last claim saw them
 
     def step(self, trials: Any = None) -> str:
         """Take one trial: ``"ran"``, ``"duplicate"`` (replaced by a fresh point), ``"outside"`` (outside
         the regions, replaced by the nearest point inside), ``"full"`` (no slot
         left in the budget) or ``"exhausted"`` (every configuration of the space has been tried).
-        ``trials``: the study's trials if the caller has just read them (saves reading them again)."""
+        ``trials``: the study's trials if the caller has read them (saves reading them again; only
+        their number is used, to seed the sampler). After ``"ran"``, :attr:`last_look` holds the
+        trials as the claim saw them, before its own claim."""
         import optuna
 
         study, spec = self.study, self.spec
+        self.last_look = None
         n = len(trials if trials is not None else study.get_trials(deepcopy=False))
         seed_parts = (spec.seed, spec.round_index, "proposals", n) + (() if self.token is None else (self.token,))
         study.sampler = _sampler(self.kind, derive_seed(*seed_parts), self.budget)
@@ -354,14 +358,13 @@ class Participant:
             key = _key(values)
             trial.set_user_attr(shared.KEY, key)
             checkpoint("optuna_proposed")  # asked and beating, no slot claimed: the trial goes stale
-            trials = study.get_trials(deepcopy=False)
-            mine = next(t for t in trials if t._trial_id == storage_id)
             inside_box = spec.exclude is not None and spec.exclude.contains(values)
             if spec.space.regions and not spec.space.contains(values):
                 # The sampler sees the enclosing box; keep its intent, moved into the nearest region.
                 trial.set_user_attr(shared.OUTSIDE_REGIONS, True)
                 with shared.quiet_heartbeat_warnings():
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                trials = study.get_trials(deepcopy=False)
                 seen = {t.user_attrs[shared.KEY] for t in trials if shared.KEY in t.user_attrs and t._trial_id != storage_id}
                 nearest = spec.space.nearest_in_regions(values)
                 fresh = nearest if _key(nearest) not in seen else _fresh_point(spec.space, seen, self.rng)
@@ -370,12 +373,19 @@ class Participant:
                     return "exhausted"
                 study.enqueue_trial(fresh)
                 return "outside"
-            if inside_box or shared.is_duplicate(trials, mine, key):
+            # The repeat check and the claim share one look at the study, under the claims lock.
+            if inside_box:
+                outcome = "duplicate"
+            else:
+                outcome, look = shared.take_slot(self.storage, study, trial, self.budget, project=spec.run.name, key=key)
+                self.last_look = look if outcome == "claimed" else None
+            if outcome == "duplicate":
                 # The reserve explores outside the round's box; a repeat would waste a slot. Either
                 # way the proposal yields to a fresh random point (outside the box for the reserve).
                 trial.set_user_attr(shared.INSIDE_BOX if inside_box else shared.DUPLICATE, True)
                 with shared.quiet_heartbeat_warnings():
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                trials = study.get_trials(deepcopy=False)
                 seen = {t.user_attrs[shared.KEY] for t in trials if shared.KEY in t.user_attrs}
                 fresh = _fresh_point(spec.space, seen, self.rng, exclude=spec.exclude)
                 if fresh is None:
@@ -383,7 +393,7 @@ class Participant:
                     return "exhausted"
                 study.enqueue_trial(fresh)
                 return "duplicate"
-            if not shared.claim(self.storage, study, trial, self.budget, project=spec.run.name):
+            if outcome == "full":
                 trial.set_user_attr(shared.SURPLUS, True)
                 with shared.quiet_heartbeat_warnings():
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)

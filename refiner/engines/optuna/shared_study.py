@@ -16,7 +16,9 @@ every rule below is decided from what the storage holds, by each participant on 
   that dies holding the lock releases it with its connection (or file). The coordinator still
   records only the first ``budget`` results, as a second guard.
 * **No repeats.** A configuration already finished, or running under a smaller id, is told as
-  failed (``refiner_duplicate``) and replaced by a fresh random point.
+  failed (``refiner_duplicate``) and replaced by a fresh random point. This is checked in the same
+  look at the study as the budget, under the claims lock (:func:`take_slot`), so of two proposals
+  of one configuration the later claimant always sees the earlier one.
 * **Dead workers.** Each running trial gets a heartbeat thread; any participant that is waiting
   calls Optuna's ``fail_stale_trials``, which fails trials whose heartbeat stopped. A failed trial
   without a result frees its slot, so the round still completes its budget.
@@ -42,6 +44,7 @@ import json
 import logging
 import threading
 import warnings
+import weakref
 import zlib
 from collections.abc import Iterator
 from typing import Any, Mapping, Sequence
@@ -52,7 +55,7 @@ from refiner.failpoints import checkpoint, pause
 __all__ = [
     "KEY", "RECORD", "KNOWN", "DUPLICATE", "INSIDE_BOX", "OUTSIDE_REGIONS", "SURPLUS", "WORKER", "EXHAUSTED",
     "open_storage", "normalise_url", "quiet_heartbeat_warnings", "control_study_name", "read_control", "write_control",
-    "claim", "claims_lock", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
+    "claim", "take_slot", "claims_lock", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
     "CoordinatorBeat", "CoordinatorWatch",
 ]
 
@@ -93,15 +96,51 @@ def open_storage(url: str, heartbeat_interval: int | None = None) -> Any:
     if url.startswith("sqlite"):
         # Several processes on one SQLite file wait for each other's writes instead of failing.
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    else:
-        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     if heartbeat_interval is not None:
         kwargs.update(heartbeat_interval=heartbeat_interval, grace_period=3 * heartbeat_interval)
     try:
         with quiet_heartbeat_warnings():
-            return optuna.storages.RDBStorage(normalise_url(url), **kwargs)
+            storage = optuna.storages.RDBStorage(normalise_url(url), **kwargs)
     except Exception as exc:  # a wrong URL, a server that is down, a missing driver
         raise RefinerError(f"storage: cannot open {url!r} ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    if not url.startswith("sqlite"):
+        _ping_idle_connections(storage.engine)
+    return storage
+
+
+PING_IDLE_S = 1.0
+
+
+def _ping_idle_connections(engine: Any) -> None:
+    """Test a pooled connection before use only if it sat idle for :data:`PING_IDLE_S` or longer.
+
+    A worker keeps its connections for hours, across rounds and long evaluations, and a server
+    restart or an idle timeout may have closed them meanwhile: those are pinged, and a dead one is
+    replaced (SQLAlchemy's ``DisconnectionError`` at checkout). ``pool_pre_ping`` would ping before
+    every checkout instead, and Optuna checks a connection out for every storage call: about twenty
+    extra round trips per trial, where this pings the two or three connections once after each
+    evaluation. What it gives up: a server that drops a connection within a second of its last use
+    fails that one storage call (SQLAlchemy then renews the whole pool), as it would mid-query.
+    """
+    import time
+
+    from sqlalchemy import event, exc
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info["refiner_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("refiner_idle_since")
+        if since is None or time.monotonic() - since < PING_IDLE_S:
+            return  # just opened, or in use a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception:
+            alive = False
+        if not alive:
+            raise exc.DisconnectionError("refiner: a pooled connection did not answer a ping")  # the pool reconnects
 
 
 @contextlib.contextmanager
@@ -121,31 +160,31 @@ def control_study_name(project: str) -> str:
     return f"{project}-control"
 
 
+_control_ids: "weakref.WeakKeyDictionary[Any, dict[str, int]]" = weakref.WeakKeyDictionary()
+
+
 def read_control(storage: Any, project: str) -> dict[str, Any] | None:
-    """The control record, or None while no run of that name has opened a round in the storage."""
+    """The control record, or None while no run of that name has opened a round in the storage.
+
+    One query once the control study's id is known (remembered per storage: it never changes while
+    the study exists); workers read the control on every wait and every claim."""
     import optuna
 
+    known = _control_ids.setdefault(storage, {})
+    study_id = known.get(project)
+    if study_id is not None:
+        try:
+            return storage.get_study_user_attrs(study_id).get(CONTROL_ATTR)
+        except KeyError:  # the study was deleted (and may have been made again): look it up by name
+            known.pop(project, None)
     try:
         study_id = storage.get_study_id_from_name(control_study_name(project))
     except KeyError:
         return None
     except optuna.exceptions.StorageInternalError:
         return None
+    known[project] = study_id
     return storage.get_study_user_attrs(study_id).get(CONTROL_ATTR)
-
-
-_control_ids: dict[tuple[int, str], int] = {}
-
-
-def _read_control_fast(storage: Any, project: str) -> dict[str, Any] | None:
-    """:func:`read_control` in one query once the control study's id is known (it never changes)."""
-    key = (id(storage), project)
-    if key not in _control_ids:
-        try:
-            _control_ids[key] = storage.get_study_id_from_name(control_study_name(project))
-        except KeyError:
-            return None
-    return storage.get_study_user_attrs(_control_ids[key]).get(CONTROL_ATTR)
 
 
 def write_control(storage: Any, project: str, control: Mapping[str, Any]) -> None:
@@ -248,17 +287,34 @@ def claim(storage: Any, study: Any, trial: Any, budget: int, project: str | None
     are held; ``False`` if none is left. Counting and claiming happen under :func:`claims_lock`.
     With ``project``, also ``False`` once the control record no longer has this study open (a
     resumed coordinator is reading the study's results: nothing may claim there after it)."""
+    return take_slot(storage, study, trial, budget, project=project)[0] == "claimed"
+
+
+def take_slot(storage: Any, study: Any, trial: Any, budget: int, *, project: str | None = None,
+              key: str | None = None) -> tuple[str, list[Any]]:
+    """:func:`claim`, and with ``key`` the check for a repeat in the same look at the study: returns
+    ``"claimed"``, ``"duplicate"`` (another trial holds ``key``: see :func:`is_duplicate`) or
+    ``"full"`` (no slot left, or the round is no longer open), with the trials it saw.
+
+    Both are decided under :func:`claims_lock`, so of two participants that proposed the same
+    configuration the second to get the lock always sees the first's claim; and the trials are read
+    once per proposal instead of once for each check."""
     with claims_lock(storage, study.study_name):
         if project is not None:
-            control = _read_control_fast(storage, project)
+            control = read_control(storage, project)
             if control is not None and (control.get("state") != "open" or control.get("study") != study.study_name):
-                return False
-        if live_count(study.get_trials(deepcopy=False)) >= budget:
-            return False
+                return "full", []
+        trials = study.get_trials(deepcopy=False)
+        if key is not None:
+            mine = next(t for t in trials if _storage_id(t) == trial._trial_id)
+            if is_duplicate(trials, mine, key):
+                return "duplicate", trials
+        if live_count(trials) >= budget:
+            return "full", trials
         pause("claim")  # tests widen the window between counting and claiming here
         checkpoint("optuna_claiming")  # dies holding the claims lock: its connection's end releases it
         trial.set_user_attr(CLAIMED, True)
-        return True
+        return "claimed", trials
 
 
 @contextlib.contextmanager
@@ -275,6 +331,8 @@ def claims_lock(storage: Any, name: str) -> Iterator[None]:
         take, give = (("SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)") if dialect == "postgresql"
                       else ("SELECT GET_LOCK(CONCAT('refiner-', :k), -1)", "SELECT RELEASE_LOCK(CONCAT('refiner-', :k))"))
         with engine.connect() as connection:
+            # Autocommit: a session lock needs no transaction, and none saves a BEGIN and a ROLLBACK.
+            connection.execution_options(isolation_level="AUTOCOMMIT")
             connection.execute(text(take), {"k": key})
             try:
                 yield
@@ -293,7 +351,8 @@ def claims_lock(storage: Any, name: str) -> Iterator[None]:
 
 
 def is_duplicate(trials: Sequence[Any], mine: Any, key: str) -> bool:
-    """Another trial holds this configuration: known, finished with a result, or running under a smaller id."""
+    """Another trial holds this configuration: known, finished with a result, running with a claimed
+    slot, or running under a smaller id."""
     import optuna
 
     for t in trials:
@@ -303,7 +362,7 @@ def is_duplicate(trials: Sequence[Any], mine: Any, key: str) -> bool:
             continue
         if t.user_attrs.get(KNOWN) or RECORD in t.user_attrs or t.state == optuna.trial.TrialState.COMPLETE:
             return True
-        if t.state == optuna.trial.TrialState.RUNNING and _storage_id(t) < _storage_id(mine):
+        if t.state == optuna.trial.TrialState.RUNNING and (t.user_attrs.get(CLAIMED) or _storage_id(t) < _storage_id(mine)):
             return True
     return False
 

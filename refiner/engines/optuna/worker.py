@@ -132,22 +132,33 @@ def _take_part(storage_url: str, study_name: str, token: str, target_name: str,
     participant = Participant(study, rdb, spec, spec.budget, attrs.get("heartbeat_interval"), token=token)
     log.info("round %d: joined %s", spec.round_index, study_name)
     ran = 0
+    outcome = None
     while True:
-        control = shared.read_control(plain, project) or {}
-        if control.get("study") != study_name or control.get("state") != "open":
-            return ran  # the coordinator has the round's budget and moved on
-        trials = study.get_trials(deepcopy=False)
-        if shared.result_count(trials) >= spec.budget:
-            return ran
-        if shared.live_count(trials) < spec.budget:
-            outcome = participant.step(trials)
-            if outcome == "ran":
-                ran += 1
-                log.info("round %d: trial done (%d by this worker)", spec.round_index, ran)
-            elif outcome == "exhausted":
+        look = participant.last_look
+        if outcome == "ran" and look is not None and shared.live_count(look) + 1 < spec.budget:
+            # The claim just made saw a free slot beyond its own: propose again straight away. The
+            # round was open then, and a round that closed or went to a resumed coordinator since
+            # refuses the next claim (shared.take_slot reads the control and counts the slots
+            # under the claims lock), so reading the control and the study here first would only
+            # cost two storage calls per trial. The last look's length seeds the sampler.
+            outcome = participant.step(look)
+        else:
+            control = shared.read_control(plain, project) or {}
+            if control.get("study") != study_name or control.get("state") != "open":
+                return ran  # the coordinator has the round's budget and moved on
+            trials = study.get_trials(deepcopy=False)
+            if shared.result_count(trials) >= spec.budget:
                 return ran
-            continue
-        if watch.gone(plain, project) is not None:
-            return ran  # no free slot left and nobody to record the round: the caller says so
-        fail_stale(study)  # a slot held by a dead worker frees up here
-        time.sleep(poll_s)
+            if shared.live_count(trials) >= spec.budget:
+                outcome = None
+                if watch.gone(plain, project) is not None:
+                    return ran  # no free slot left and nobody to record the round: the caller says so
+                fail_stale(study)  # a slot held by a dead worker frees up here
+                time.sleep(poll_s)
+                continue
+            outcome = participant.step(trials)
+        if outcome == "ran":
+            ran += 1
+            log.info("round %d: trial done (%d by this worker)", spec.round_index, ran)
+        elif outcome == "exhausted":
+            return ran
