@@ -87,10 +87,12 @@ OBJECTIVE = f"""
 import os
 import time
 
-import optuna  # noqa: F401  (the heavy imports of a run, so that the mark below means "up")
+import optuna  # noqa: F401  (what the process imports next, so that the mark below means "up")
 import refiner.engines.optuna.engine  # noqa: F401
-import refiner.loop  # noqa: F401
 from refiner.failpoints import checkpoint
+
+if os.environ["KILLS_ROLE"] == "coordinator":
+    import refiner.loop  # noqa: F401  (scikit-learn: seconds)
 
 # Imported at start-up by `refiner run` and `refiner worker` alike (the run's function): the process
 # is about to take part. The test holds evaluations until every role has a process this far.
@@ -136,7 +138,7 @@ class Cluster:
         self.started += 1
         points = self.tmp / f"{role}-{self.started}.points"
         env = dict(os.environ, REFINER_FAILPOINT_FILE=str(self.arm[role]), REFINER_FAILPOINT_LOG=str(points),
-                   KILLS_HOLD=str(self.hold), KILLS_READY=str(self.ready),
+                   KILLS_HOLD=str(self.hold), KILLS_READY=str(self.ready), KILLS_ROLE=role,
                    PYTHONPATH=os.pathsep.join([str(self.tmp), os.environ.get("PYTHONPATH", "")]))
         args = (["run", str(self.config), "--storage", self.storage, "--heartbeat", "1"] if role == "coordinator"
                 else ["worker", str(self.run_dir), "--storage", self.storage, "--wait", "60"])
