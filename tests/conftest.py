@@ -3,6 +3,7 @@ hands tests to its workers. Engine tests build rounds with ``engine_kit.round_sp
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -19,6 +20,18 @@ if "PYTEST_DEBUG_TEMPROOT" not in os.environ and os.path.isdir("/dev/shm") and o
     os.environ["PYTEST_DEBUG_TEMPROOT"] = "/dev/shm"
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _refiner_logger_restored():
+    """Leave the ``refiner`` logger as each test found it. ``refiner.cli.main`` points it at the
+    ``sys.stderr`` of the moment, which under capsys is a stream closed after that test: a later test
+    in the same process (pytest-xdist changes which ones share a process) then logged 1667 lines of
+    "--- Logging error ---" into the stderr it checks."""
+    logger = logging.getLogger("refiner")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(scope="session")
