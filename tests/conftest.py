@@ -3,6 +3,7 @@ hands tests to its workers. Engine tests build rounds with ``engine_kit.round_sp
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -19,6 +20,18 @@ if "PYTEST_DEBUG_TEMPROOT" not in os.environ and os.path.isdir("/dev/shm") and o
     os.environ["PYTEST_DEBUG_TEMPROOT"] = "/dev/shm"
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _refiner_logger_restored():
+    """Leave the ``refiner`` logger as each test found it. ``refiner.cli.main`` points it at the
+    ``sys.stderr`` of the moment, which under capsys is a stream closed after that test: a later test
+    in the same process (pytest-xdist changes which ones share a process) then logged 1667 lines of
+    "--- Logging error ---" into the stderr it checks."""
+    logger = logging.getLogger("refiner")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(scope="session")
@@ -42,13 +55,13 @@ def postgres_url():
         subprocess.run([str(ROOT / "scripts" / "throwaway-postgres"), "stop", datadir], check=False)
 
 
-# -- pytest-xdist (`-n 2 --dist loadgroup --no-loadscope-reorder`, not yet the default) -----------------
+# -- pytest-xdist (`-n 2 --dist loadgroup --no-loadscope-reorder`, the default: pyproject.toml) ----------
 # Workers take tests one at a time from a queue in collection order, so the longest go first: a worker
 # that picked up a five-minute test last would hold the whole suite up. Seconds measured one at a time
 # on a loaded 2-core machine; a test not listed counts 20 s when marked slow, else 1 s.
 EXPECTED_S = {
     "test_crash_resume.py::test_sigkill_at_random_checkpoints_loses_nothing_and_reproduces_the_run": 330,
-    "test_scaleout_kills.py::test_sigkill_workers_and_coordinator_at_every_phase_on_postgres_and_resume": 300,
+    "test_scaleout_kills.py::test_sigkill_workers_and_coordinator_at_every_phase_on_postgres_and_resume": 420,
     "test_app_browser.py::test_a_200_trial_8_parameter_run_loads_fast_in_the_browser": 150,
     "test_crash_resume.py::test_sigkill_a_keras_hypermodel_run_loses_and_duplicates_no_trial": 78,
     "test_fail_fast.py::test_a_misspelled_objective_stops_after_one_model_with_exit_2_and_the_logged_metrics": 74,
@@ -93,40 +106,21 @@ def _module_fixture_user(item: pytest.Item) -> bool:
                                     for d in defs)
 
 
-# The two SIGKILL tests restart `refiner` processes over and over, and a kill point passes unseen
-# while a restarted process is still importing: run side by side, each slowing the other's imports,
-# the PostgreSQL one landed 16 kills of the 18 it needs. So they share one worker, one after the other,
-# and go first, while the other worker takes the quick tests (no subprocesses) before the slow ones.
-SIGKILL_GROUP = ("test_scaleout_kills.py::test_sigkill_workers_and_coordinator_at_every_phase_on_postgres_and_resume",
-                 "test_crash_resume.py::test_sigkill_at_random_checkpoints_loses_nothing_and_reproduces_the_run")
-
-
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist only: the tests of a module that share a module-scoped fixture (a run built once,
-    a Streamlit server) stay together on one worker, which builds it once; the SIGKILL tests go first
-    on one worker, then the quick tests, shortest first, then the slow ones, longest first. A plain `pytest -n 0`
-    or `-p no:xdist` keeps pytest's own order."""
+    a Streamlit server) stay together on one worker, which builds it once; the units go longest first
+    (a worker that picked up a five-minute test last would hold the whole suite up). A plain
+    `pytest -n 0` or `-p no:xdist` keeps pytest's own order."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     cost: dict[str, float] = {}
-    phase: dict[str, int] = {}
     unit: dict[int, str] = {}
     for item in items:
         key = item.nodeid
-        name = key[key.rfind("/") + 1:].split("[")[0]
-        if name in SIGKILL_GROUP:
-            key = "sigkill"
-            item.add_marker(pytest.mark.xdist_group(key))
-        elif _module_fixture_user(item):
+        if _module_fixture_user(item):
             key = item.nodeid.split("::")[0]  # one unit per module
             item.add_marker(pytest.mark.xdist_group(key.replace("/", "_")))
         unit[id(item)] = key
         cost[key] = cost.get(key, 0.0) + _expected_s(item)
-        slow = item.get_closest_marker("slow") is not None
-        phase[key] = 0 if key == "sigkill" else max(phase.get(key, 1), 2 if slow else 1)
-    # Stable: a unit's tests keep their order, but the PostgreSQL kills go first (the quietest machine).
-    rank = {name: i for i, name in enumerate(SIGKILL_GROUP)}
-    # The quick tests go shortest first: those that start subprocesses come after the PostgreSQL kills.
-    items.sort(key=lambda item: (phase[unit[id(item)]], cost[unit[id(item)]] * (1 if phase[unit[id(item)]] == 1 else -1),
-                                 rank.get(item.nodeid[item.nodeid.rfind("/") + 1:].split("[")[0], 0)))
+    items.sort(key=lambda item: -cost[unit[id(item)]])  # stable: a unit's tests keep their order

@@ -541,6 +541,9 @@ def test_approve_and_continue_lets_a_waiting_run_go_on_and_says_so(tmp_path, mon
 
     runs = tmp_path / "runs"
     monkeypatch.setenv("REFINER_RUNS", str(runs))
+    # The confirmation stays 10 s from its first drawing; the run going on (in this process) makes the
+    # page rerun, and on a busy machine that rerun came after the 10 s (an empty list below).
+    monkeypatch.setattr("refiner.review.page.FLASH_SECONDS", 600)
     agent = _agent(runs)
     thread, errors = _in_thread(agent)
     _wait_status(agent.store, "awaiting_review")

@@ -20,7 +20,6 @@ from refiner.narrowing_method.constants import (
 from refiner.narrowing_method.evidence import Evidence, GoodSet, Model, Predictor, num
 from refiner.narrowing_method.settings import NarrowingConfig
 from refiner.space import Boolean, Choice, Float, Int, Parameter, SearchSpace, same_scalar
-from refiner.surrogate import is_trusted
 from refiner.trial import Trial
 
 __all__ = [
@@ -48,6 +47,10 @@ def evidence_gate(n_trials: int, surrogate: Any, model: Model, config: Narrowing
         return Gate("few_trials", n_trials)
     if surrogate is None or model.cv_score is None or model.name is None:
         return Gate("no_surrogate", n_trials)
+    # Imported here: refiner.surrogate loads scikit-learn and SciPy (seconds), which `refiner worker`,
+    # `refiner validate` and the other commands that read a config never need.
+    from refiner.surrogate import is_trusted
+
     if not is_trusted(model.cv_score, config.min_cv_score):
         return Gate("untrusted", n_trials)
     return Gate(None, n_trials)
