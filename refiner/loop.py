@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from refiner import console, progress
-from refiner.audit import audit_cuts, audit_document, cuts_of, reopen
 from refiner.check import check_run
 from refiner.engines import DEFAULT_ENGINE, engine_names, make_engine
 from refiner.engines.base import Engine, RoundSpec, RunContext
@@ -48,7 +47,6 @@ from refiner.overrides import decisions_with_overrides, read_overrides, refined_
 from refiner.space import SearchSpace
 from refiner.jsonio import now_iso
 from refiner.store import RunStore
-from refiner.surrogate import fit_surrogate
 from refiner.trial import Objective, Trial, best_trial
 from refiner.tuner_calls import FunctionHyperModel, KerasTunerCalls
 
@@ -558,6 +556,10 @@ class Refiner(KerasTunerCalls):
         # Only what was known when round k ended: a recomputed analysis must equal the original.
         completed = [t for t in self._trials if t.evidence and t.round <= k]
         seed = None if self.seed is None else self.seed + 1000 * (k + 1)
+        # Imported here, not at the top: scikit-learn and SciPy take seconds to import, and a run
+        # resumed only to finish its trials (or killed before its first analysis) never needs them.
+        from refiner.surrogate import fit_surrogate
+
         checkpoint("surrogate_fit")
         surrogate = fit_surrogate(space, completed, self.objective, seed=seed,
                                   min_cv_score=self.narrowing.min_cv_score)
@@ -587,6 +589,8 @@ class Refiner(KerasTunerCalls):
 
     def _audit(self, k: int, completed: list[Trial], initial_space: SearchSpace, decisions: list, seed: int | None) -> list:
         """Judge every earlier cut with all trials so far (``rounds/<k>/audit.json``); undo the strongly wrong ones."""
+        from refiner.audit import audit_cuts, audit_document, cuts_of, reopen  # scikit-learn: see _analyse_round
+
         store = self.store
         cuts = []
         for j in range(k):
