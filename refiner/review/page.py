@@ -359,9 +359,9 @@ def _across_rounds(view: review.RunView) -> None:
     first = next((r.space for r in view.rounds if r.space is not None), None)
     if first is None:
         return
-    # None until picked: drawn on demand, like the per-parameter plots. Drawn by default, the ranges
-    # chart and its picker were a fifth of the browser's main-thread work on a 200-trial run's
-    # first load (2.4 s -> 1.9 s of CPU, measured in Chromium).
+    # None until picked: drawn on demand, like the per-parameter plots. Charts are the largest part
+    # of the browser's work on a first load (three took 0.8 s of its main thread's 2.3 s, measured
+    # in Chromium on a 200-trial run), and this one was drawn there by default.
     shown = st.radio("Chart", _ACROSS, index=None, key="across", horizontal=True, label_visibility="collapsed",
                      captions=["one parameter's range, round by round", "the two most important parameters",
                                "every trial of every round"])
