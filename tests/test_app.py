@@ -98,9 +98,11 @@ def test_picks_a_run_from_the_sidebar_and_shows_status_best_and_charts(runs):
     assert "Incumbent curve: did each narrowing help?" in charts
     assert any(t.startswith("Round 1 against earlier rounds") for t in charts)
     assert any(t.startswith("Importance") for t in charts)
-    # Per-parameter charts and parallel coordinates are drawn on demand (issue 14, defect 12).
+    # Per-parameter charts, the across-rounds chart and parallel coordinates are drawn on demand
+    # (issue 14, defect 12 and its speed target).
     assert "Score against units" not in charts and not any(t.startswith("One line per trial") for t in charts)
-    assert len(at.get("plotly_chart")) == 4  # incumbent, one parameter's history, distribution, importance
+    assert not any(t.endswith("trials per round") for t in charts)
+    assert len(at.get("plotly_chart")) == 3  # incumbent, distribution, importance
     at.toggle(key="plots-1-1").set_value(True)
     at.toggle(key="parcoords-1-on").set_value(True).run()
     charts = {json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")}
@@ -498,6 +500,9 @@ def test_across_rounds_shows_one_chart_at_a_time_ranges_contour_or_parallel(runs
     def titles() -> list[str]:
         return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
 
+    assert at.radio(key="across").value is None and len(titles()) == 3  # none until one is picked
+    at.radio(key="across").set_value("Ranges").run()
+    _no_exception(at)
     assert any(t.endswith("searched range (box) and trials per round") for t in titles())
     at.radio(key="across").set_value("Contour").run()
     _no_exception(at)

@@ -89,6 +89,11 @@ def _wait_rendered(page) -> None:
     page.wait_for_function("document.querySelectorAll('[data-testid=stSkeleton]').length === 0", timeout=60_000)
 
 
+# At least `arg` charts on the page, and every one of them drawn by Plotly (not just announced).
+_EVERY_CHART_DRAWN = """n => { const charts = document.querySelectorAll('[data-testid=stPlotlyChart]');
+    return charts.length >= n && Array.from(charts).every(c => c.querySelector('.js-plotly-plot .main-svg')); }"""
+
+
 def _full_page_screenshot(page, path: Path) -> None:
     # Streamlit scrolls inside its own container, not the document; grow the viewport to the
     # content's height so a full-page screenshot holds the whole page.
@@ -123,10 +128,9 @@ def test_the_app_renders_a_run_in_a_real_browser_and_exports_it(server, tmp_path
                 link = table.locator(f"a[href='#r1-p{i}']")
                 assert link.inner_text() == d["name"]
                 assert page.locator(f"[id='r1-p{i}']").count() == 1
-            # Incumbent, one parameter's history, distribution, importance; the rest on demand.
-            n_charts = 4
-            page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= {n_charts}",
-                                   timeout=60_000)
+            # Incumbent, the round's distribution and importance; the rest on demand.
+            page.wait_for_function(_EVERY_CHART_DRAWN, arg=3, timeout=60_000)
+            assert page.locator("[data-testid=stPlotlyChart]").count() == 3
 
             with page.expect_download() as info:
                 page.locator("[data-testid=stDownloadButton] button", has_text="JSON").first.click()
@@ -249,7 +253,11 @@ def test_a_person_edits_a_decision_and_approves_a_waiting_run_in_the_browser(ser
                 _settle(page)
                 page.wait_for_selector("text=Saved: x edited for round 1", timeout=30_000)
                 _wait_rendered(page)  # not mid-rerun: the shot showed stale, greyed elements
+                # The edited decision in the round's table and the approval box below it; the page
+                # is scrolled to the Save button otherwise.
+                page.evaluate("document.getElementById('decisions-0').scrollIntoView({block: 'start'})")
                 page.wait_for_timeout(1000)
+                assert "edited by a person" in page.locator("[data-testid=stTable]").first.inner_text()
                 _shot(page, tmp_path, "gate_edited.png")
                 assert proc.poll() is None and not store.has_space(1)  # saved, not yet approved
                 page.locator(".st-key-approve-0 button").click()
@@ -327,9 +335,11 @@ def test_a_200_trial_8_parameter_run_loads_fast_in_the_browser(server, tmp_path)
                 page.wait_for_selector("h1:has-text('Run big')", timeout=60_000)
                 page.wait_for_selector("[data-testid=stMetricValue]", timeout=60_000)
                 first = time.monotonic() - start
+                # The full page: the script done, no placeholder left, the decisions table, and every
+                # chart the page shows by default drawn (incumbent, distribution, importance).
                 _wait_rendered(page)
-                page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4 && "
-                                       "document.querySelectorAll('[data-testid=stTable]').length >= 1", timeout=60_000)
+                page.wait_for_selector("[data-testid=stTable]", timeout=60_000)
+                page.wait_for_function(_EVERY_CHART_DRAWN, arg=3, timeout=60_000)
                 timings.append((first, time.monotonic() - start))
             _shot(page, tmp_path, "big_run_page.png", full=True)
             # For comparison: every chart at once, as the page drew it before.
@@ -337,7 +347,8 @@ def test_a_200_trial_8_parameter_run_loads_fast_in_the_browser(server, tmp_path)
             page.locator(".st-key-plots-all-1 label").click()
             page.locator(".st-key-across label", has_text="Parallel coordinates").click()
             _settle(page)
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 20", timeout=90_000)
+            # 3 by default, 2 for each of the 8 parameters, parallel coordinates across rounds
+            page.wait_for_function(_EVERY_CHART_DRAWN, arg=20, timeout=90_000)
             every = time.monotonic() - start
             _shot(page, tmp_path, "big_run_all_plots.png", full=True)
             assert page.locator("[data-testid=stException]").count() == 0

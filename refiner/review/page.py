@@ -37,7 +37,7 @@ from refiner.trial import best_trial
 
 __all__ = ["main", "runs_folder", "LIVE_SECONDS"]
 
-FIRST_PAINT_PAUSE = 0.3  # seconds between the summary and the charts on a tab's first load
+FIRST_PAINT_PAUSE = 0.3  # seconds between the summary and the rest of the page on a tab's first load
 TRIALS_SHOWN = 30  # a round with more trials shows its table on demand
 LIVE_SECONDS = 3  # how often an open page looks for new trials while a run is running
 FLASH_SECONDS = 10  # how long a confirmation ("Saved", "Approved") stays, from its first drawing, through reruns
@@ -130,8 +130,9 @@ def main() -> None:
     st.session_state["read_only"] = args.read_only
     runs_dir = runs_folder()
     names = review.list_runs(runs_dir)
-    url_problem = _pick_run(runs_dir, names)
+    url_problem = _choose_run(runs_dir, names)
     if st.session_state.get("view") == "Runs overview" and names:
+        _sidebar(runs_dir, names)
         st.title("Runs overview")
         st.dataframe(review.runs_overview_frame(runs_dir, names), hide_index=True, key="overview")
         st.caption("Pick a run in the sidebar and switch the view back to 'One run' to review it.")
@@ -140,6 +141,7 @@ def main() -> None:
     if url_problem:
         st.error(esc(url_problem))
     if not names:
+        _sidebar(runs_dir, names)
         st.title("refiner review")
         st.info(f"No runs in {esc(runs_dir)} yet. Start one with `refiner run CONFIG`, or open another "
                 f"folder with `refiner app --runs DIR`.")
@@ -150,6 +152,7 @@ def main() -> None:
     try:
         view = _load(str(runs_dir), name, signature)
     except RefinerError as exc:
+        _sidebar(runs_dir, names)
         st.title(f"Run {esc(name)}")
         st.error(f"This run cannot be shown: {esc(exc)}")
         st.caption("Only this run is affected: pick another one in the sidebar.")
@@ -165,7 +168,7 @@ def main() -> None:
         else:
             st.session_state.pop("flash", None)
     stopped = stopped_note(root, view.run)
-    _page(view, stopped)
+    _page(view, stopped, sidebar=lambda: _sidebar(runs_dir, names))
     if view.status in ACTIVE_STATUSES and stopped is None and st.session_state.get("live", True):
         _watch(root, signature)
 
@@ -198,12 +201,8 @@ def _compare(runs_dir: Path, names: list[str]) -> None:
     st.plotly_chart(review.compare_figure([(v.name, v.trials) for v in same], objective), key="compare-chart")
 
 
-def _pick_run(runs_dir: Path, names: list[str]) -> str | None:
-    """Sidebar run picker; the URL's ``?run=`` is honoured only if it names a listed run."""
-    st.sidebar.title(":material/manage_search: refiner review")
-    st.sidebar.caption(f"Runs folder: {esc(runs_dir.resolve())}")
-    if st.session_state.get("read_only"):
-        st.sidebar.info("Read-only: overrides and approvals are switched off.")
+def _choose_run(runs_dir: Path, names: list[str]) -> str | None:
+    """Which run the page shows; the URL's ``?run=`` is honoured only if it names a listed run."""
     problem = None
     requested = st.query_params.get("run")
     if requested is not None:
@@ -212,16 +211,24 @@ def _pick_run(runs_dir: Path, names: list[str]) -> str | None:
         except review.RunNameError as exc:
             problem = f"Ignored the run named in the URL: {exc}"
             requested = None
-    if not names:
-        return problem
-    if st.session_state.get("run") not in names:
+    if names and st.session_state.get("run") not in names:
         st.session_state["run"] = requested if requested is not None else review.latest_run(runs_dir, names)
+    return problem
+
+
+def _sidebar(runs_dir: Path, names: list[str]) -> None:
+    """The run picker and the page's switches (drawn after a run's summary: see _page)."""
+    st.sidebar.title(":material/manage_search: refiner review")
+    st.sidebar.caption(f"Runs folder: {esc(runs_dir.resolve())}")
+    if st.session_state.get("read_only"):
+        st.sidebar.info("Read-only: overrides and approvals are switched off.")
+    if not names:
+        return
     st.sidebar.radio("View", ["One run", "Runs overview"], key="view", horizontal=True)
     st.sidebar.selectbox("Run", names, key="run", on_change=_sync_url)
     _sync_url()
     st.sidebar.toggle("Live updates while running", value=True, key="live",
                       help=f"Re-reads the run every {LIVE_SECONDS} s while it runs or waits for review.")
-    return problem
 
 
 def _sync_url() -> None:
@@ -241,16 +248,18 @@ def _watch(root: Path, signature: tuple) -> None:
     poll()
 
 
-def _page(view: review.RunView, stopped: str | None) -> None:
+def _page(view: review.RunView, stopped: str | None, sidebar: Callable[[], None]) -> None:
     st.title(f"Run {esc(view.name)}")
-    _summary(view, stopped)
+    switches = _summary(view, stopped)
     if not st.session_state.get("painted"):
-        # A tab's first load: let the browser draw the title and the summary before the charts
-        # arrive. Sent at once, the summary's metrics wait behind Plotly's 4.7 MB bundle and every
-        # chart's first draw (measured in the browser: 4.8 s -> 1.6 s to the summary, the full page
-        # no later). Later reruns keep what is drawn, so they do not pause.
+        # A tab's first load: let the browser draw the title and the summary (text and metrics
+        # only) before anything else arrives. Every other kind of element is code the browser
+        # loads on first use (Plotly's 4.7 MB, the grid's 1.2 MB, each widget's), and sent at once
+        # the metrics wait behind all of it. Later reruns keep what is drawn, so they do not pause.
         st.session_state["painted"] = True
         time.sleep(FIRST_PAINT_PAUSE)
+    sidebar()
+    _switches(view, switches)
     _chart(view, ("incumbent",), lambda: review.incumbent_figure(view.trials, view.objective), key="incumbent")
     _across_rounds(view)
     _imported(view)
@@ -271,7 +280,9 @@ def _page(view: review.RunView, stopped: str | None) -> None:
     _round(view, view.round(k))
 
 
-def _summary(view: review.RunView, stopped: str | None) -> None:
+def _summary(view: review.RunView, stopped: str | None) -> Any:
+    """Status, metrics, best hyperparameters and settings: text only (see _page); returns the
+    column that _switches fills once the summary is drawn."""
     run, settings, state = view.run, view.run["settings"], view.run["state"]
     objective = view.objective
     best = view.best
@@ -307,13 +318,22 @@ def _summary(view: review.RunView, stopped: str | None) -> None:
         if best is None:
             st.caption("No completed trial yet.")
         else:
-            st.dataframe([{"parameter": k, "value": review.fmt(v)} for k, v in best.hyperparameters.items()],
-                         hide_index=True, key="best_hps")
+            # A Markdown table, not st.dataframe: the summary is drawn before the pause in _page, and a
+            # grid there makes the browser load its 1.2 MB of code before it shows the metrics above.
+            st.markdown("| parameter | value |\n| --- | --- |\n" + "\n".join(
+                f"| {esc(k)} | {esc(review.fmt(v))} |" for k, v in best.hyperparameters.items()))
     with right:
         st.markdown("**Settings**")
         st.caption(f"{esc(settings['target'])} ({esc(settings['mode'])}); engine {esc(settings.get('engine', 'keras-tuner'))}; "
                    f"{console.schedule_words(settings)}; review {esc(settings.get('review', 'off'))}; seed {esc(settings['seed'])}; "
                    f"started {esc(run['created_at'])}, last update {esc(run['updated_at'])}")
+    return right
+
+
+def _switches(view: review.RunView, column: Any) -> None:
+    """The summary's details, on demand: all settings and versions, the latest events."""
+    run, settings = view.run, view.run["settings"]
+    with column:
         # Toggles, not expanders: an expander's content is drawn (hidden) on every load, and the
         # JSON viewer and the grid are among the heaviest parts of the page for the browser.
         if st.toggle("All settings and versions", key="settings-on"):
@@ -339,10 +359,15 @@ def _across_rounds(view: review.RunView) -> None:
     first = next((r.space for r in view.rounds if r.space is not None), None)
     if first is None:
         return
-    shown = st.radio("Chart", _ACROSS, key="across", horizontal=True, label_visibility="collapsed",
+    # None until picked: drawn on demand, like the per-parameter plots. Charts are the largest part
+    # of the browser's work on a first load (three took 0.8 s of its main thread's 2.3 s, measured
+    # in Chromium on a 200-trial run), and this one was drawn there by default.
+    shown = st.radio("Chart", _ACROSS, index=None, key="across", horizontal=True, label_visibility="collapsed",
                      captions=["one parameter's range, round by round", "the two most important parameters",
                                "every trial of every round"])
-    if shown == "Ranges":
+    if shown is None:
+        st.caption("Pick a chart above to draw it.")
+    elif shown == "Ranges":
         tunable = [p.name for p in first.tunable()]
         if tunable:
             name = st.selectbox("Range of one parameter across all rounds", tunable, key="history-param")
