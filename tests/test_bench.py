@@ -205,19 +205,19 @@ def test_reuse_of_a_file_that_is_not_a_bench_json_is_refused(tmp_path):
 
 
 def test_the_fidelity_suite_gives_every_optimizer_the_same_epochs(tmp_path, capsys):
-    """Smoke test of `refiner bench --suite fidelity`: one problem, one seed, 81 epochs (3 rounds of one full trial)."""
+    """Smoke test of `refiner bench --suite fidelity`: one problem, one seed, 54 epochs, refiner in 2 rounds."""
     from refiner.bench.fidelity import FIDELITY_OPTIMIZERS, LC_PROBLEMS, MAX_EPOCHS
     from refiner.cli import main
 
-    budget = 3 * MAX_EPOCHS
+    budget = 2 * MAX_EPOCHS
     assert main(["bench", "--suite", "fidelity", "--seeds", "1", "--fidelity-epochs", str(budget), "--problems",
-                 "lc_branin", "--out", str(tmp_path)]) == 0
+                 "lc_branin", "--refiner-rounds", "2", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "fidelity.json").read_text())
     assert result["budget"] == budget
     runs = {r["optimizer"]: r for r in result["runs"]}
     assert set(runs) == set(FIDELITY_OPTIMIZERS)
     assert budget <= runs["refiner+fidelity"]["epochs"] <= budget + MAX_EPOCHS - 1  # fidelity.total kept
-    assert runs["refiner"]["epochs"] == 4 * MAX_EPOCHS  # whole trials, at least the 4 that fill 3 rounds
+    assert runs["refiner"]["epochs"] == 3 * MAX_EPOCHS  # whole trials, at least the 3 that fill 2 rounds
     for name in ("optuna-tpe", "optuna-random", "optuna-tpe+hyperband"):  # stopped as soon as the budget is reached
         assert budget <= runs[name]["epochs"] < budget + MAX_EPOCHS
     problem = LC_PROBLEMS["lc_branin"]
@@ -237,7 +237,8 @@ def test_the_keras_suite_runs_real_models_at_hyperbands_epochs(tmp_path, capsys)
     from refiner.cli import main
 
     assert main(["bench", "--suite", "keras", "--seeds", "1", "--problems", "cancer_mlp", "--keras-max-epochs", "3",
-                 "--optimizers", "kt_hyperband,refiner+fidelity", "--out", str(tmp_path)]) == 0
+                 "--optimizers", "kt_hyperband,refiner+fidelity", "--refiner-rounds", "2", "--no-plots",
+                 "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "keras.json").read_text())
     runs = {r["optimizer"]: r for r in result["runs"]}
     assert set(runs) == {"kt_hyperband", "refiner+fidelity"}

@@ -134,15 +134,17 @@ def _run_fidelity(args: argparse.Namespace) -> int:
 
     chosen = _csv(args.problems) if args.problems else None
     unknown = [p for p in chosen or [] if p not in LC_PROBLEMS]
-    if unknown or args.seeds < 1 or args.fidelity_epochs < MAX_EPOCHS:
+    if unknown or args.seeds < 1 or args.fidelity_epochs < MAX_EPOCHS or args.refiner_rounds < 1:
         what = (f"--problems: {unknown[0]!r} is not a fidelity problem ({', '.join(LC_PROBLEMS)})" if unknown else
                 f"--seeds: must be at least 1, got {args.seeds}" if args.seeds < 1 else
+                f"--refiner-rounds: must be at least 1, got {args.refiner_rounds}" if args.refiner_rounds < 1 else
                 f"--fidelity-epochs: must be at least {MAX_EPOCHS} (one trial trained to the end), "
                 f"got {args.fidelity_epochs}")
         print(f"refiner: error: {what}", file=sys.stderr)
         return 2
     with _progress_on_stderr():
-        result = run_fidelity_benchmark(args.seeds, args.fidelity_epochs, chosen, out=Path(args.out))
+        result = run_fidelity_benchmark(args.seeds, args.fidelity_epochs, chosen, out=Path(args.out),
+                                        rounds=args.refiner_rounds)
     print(format_fidelity_report(result))
     print(f"\nJSON: {Path(args.out) / 'fidelity.json'}")
     return 0
@@ -160,13 +162,15 @@ def _run_keras(args: argparse.Namespace) -> int:
             f"--optimizers: {unknown_optimizer[0]!r} is not a Keras-suite tool ({', '.join(KERAS_OPTIMIZERS)})"
             if unknown_optimizer else
             f"--seeds: must be at least 1, got {args.seeds}" if args.seeds < 1 else
-            f"--keras-max-epochs: must be at least 3, got {args.keras_max_epochs}" if args.keras_max_epochs < 3
+            f"--keras-max-epochs: must be at least 3, got {args.keras_max_epochs}" if args.keras_max_epochs < 3 else
+            f"--refiner-rounds: must be at least 1, got {args.refiner_rounds}" if args.refiner_rounds < 1
             else None)
     if what:
         print(f"refiner: error: {what}", file=sys.stderr)
         return 2
     with _progress_on_stderr():
-        result = run_keras_benchmark(args.seeds, problems, optimizers, args.keras_max_epochs, out=Path(args.out))
+        result = run_keras_benchmark(args.seeds, problems, optimizers, args.keras_max_epochs, out=Path(args.out),
+                                     rounds=args.refiner_rounds, plots=not args.no_plots)
     print(format_keras_report(result))
     print(f"\nJSON: {Path(args.out) / 'keras.json'}")
     return 0

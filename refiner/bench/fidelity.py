@@ -87,7 +87,7 @@ class _Ledger:
 
 
 # -- optimizers -----------------------------------------------------------------------------------
-def _refiner(problem: CurveProblem, seed: int, *, epochs: int, fidelity: bool) -> _Ledger:
+def _refiner(problem: CurveProblem, seed: int, *, epochs: int, fidelity: bool, rounds: int = 3) -> _Ledger:
     from refiner.fidelity import Fidelity
     from refiner.loop import Refiner
 
@@ -102,11 +102,11 @@ def _refiner(problem: CurveProblem, seed: int, *, epochs: int, fidelity: bool) -
 
     with tempfile.TemporaryDirectory() as tmp:
         if fidelity:  # the epochs themselves, as fidelity.total (refiner.fidelity.EpochBudget)
-            rounds = max(1, min(3, epochs // MAX_EPOCHS))
-            paid: dict[str, Any] = {"rounds": rounds, "fidelity": Fidelity("epochs", min=1, max=MAX_EPOCHS, eta=ETA,
-                                                                             total=max(epochs, MAX_EPOCHS))}
-        else:  # as many full trials as the epochs buy
-            paid = {"max_trials": max(4, round(epochs / MAX_EPOCHS))}
+            n = max(1, min(rounds, epochs // MAX_EPOCHS))  # fewer rounds when one full trial each does not fit
+            paid: dict[str, Any] = {"rounds": n, "fidelity": Fidelity("epochs", min=1, max=MAX_EPOCHS, eta=ETA,
+                                                                        total=max(epochs, MAX_EPOCHS))}
+        else:  # as many full trials as the epochs buy, at least enough to fill the rounds
+            paid = {"rounds": rounds, "max_trials": max(rounds + 1, round(epochs / MAX_EPOCHS))}
         Refiner(function=function, space=problem.space, objective={"name": "loss", "direction": "min"},
                 seed=seed, directory=tmp, project_name="run", verbose=0, target_name=f"bench:{problem.name}",
                 **paid).search()
@@ -147,10 +147,10 @@ def _optuna(problem: CurveProblem, seed: int, *, epochs: int, sampler: str, prun
 FIDELITY_OPTIMIZERS = ("refiner+fidelity", "refiner", "optuna-tpe+hyperband", "optuna-tpe", "optuna-random")
 
 
-def _run_one(problem: CurveProblem, optimizer: str, seed: int, epochs: int) -> dict[str, Any]:
+def _run_one(problem: CurveProblem, optimizer: str, seed: int, epochs: int, rounds: int = 3) -> dict[str, Any]:
     started = time.perf_counter()
     if optimizer in ("refiner+fidelity", "refiner"):
-        ledger = _refiner(problem, seed, epochs=epochs, fidelity=optimizer == "refiner+fidelity")
+        ledger = _refiner(problem, seed, epochs=epochs, fidelity=optimizer == "refiner+fidelity", rounds=rounds)
     else:
         sampler = "random" if optimizer.endswith("random") else "tpe"
         ledger = _optuna(problem, seed, epochs=epochs, sampler=sampler, pruner=optimizer.endswith("hyperband"))
@@ -159,14 +159,15 @@ def _run_one(problem: CurveProblem, optimizer: str, seed: int, epochs: int) -> d
 
 
 def run_fidelity_benchmark(seeds: int, epochs: int = DEFAULT_EPOCHS, problems: list[str] | None = None,
-                           optimizers: list[str] | None = None, out: Path | None = None) -> dict[str, Any]:
-    """Every optimizer on every problem and seed, each given ``epochs`` epochs."""
+                           optimizers: list[str] | None = None, out: Path | None = None,
+                           rounds: int = 3) -> dict[str, Any]:
+    """Every optimizer on every problem and seed, each given ``epochs`` epochs (``rounds``: refiner's)."""
     runs = []
     for name in problems or list(LC_PROBLEMS):
         problem = LC_PROBLEMS[name]
         for seed in range(seeds):
             for optimizer in optimizers or FIDELITY_OPTIMIZERS:
-                record = _run_one(problem, optimizer, seed, epochs)
+                record = _run_one(problem, optimizer, seed, epochs, rounds)
                 runs.append(record)
                 log.info("%s seed %d %s: %d epochs, best %s", name, seed, optimizer, record["epochs"], record["best_final"])
     result = {"max_epochs": MAX_EPOCHS, "eta": ETA, "budget": epochs, "seeds": seeds, "runs": runs}

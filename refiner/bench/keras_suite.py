@@ -318,18 +318,18 @@ def _optuna_tpe_hyperband(problem: KerasProblem, data: Mapping[str, Any], callba
 
 def _refiner(fidelity: bool) -> Callable[..., None]:
     def run(problem: KerasProblem, data: Mapping[str, Any], callback: Any, seed: int, workdir: Path,
-            max_epochs: int, epochs: int) -> None:
+            max_epochs: int, epochs: int, rounds: int = 3) -> None:
         from refiner.fidelity import Fidelity
         from refiner.loop import Refiner
 
         if fidelity:
             # The budget itself: refiner keeps to it within one trial's epochs (refiner.fidelity.EpochBudget).
-            # Three rounds, fewer when the budget cannot train a trial to the end in each.
-            rounds = max(1, min(3, epochs // max_epochs))
-            paid: dict[str, Any] = {"rounds": rounds, "fidelity": Fidelity("epochs", min=1, max=max_epochs, eta=ETA,
-                                                                             total=max(epochs, max_epochs))}
-        else:
-            paid = {"max_trials": max(4, round(epochs / max_epochs))}
+            # `rounds` rounds, fewer when the budget cannot train a trial to the end in each.
+            n = max(1, min(rounds, epochs // max_epochs))
+            paid: dict[str, Any] = {"rounds": n, "fidelity": Fidelity("epochs", min=1, max=max_epochs, eta=ETA,
+                                                                        total=max(epochs, max_epochs))}
+        else:  # as many full trials as the epochs buy, at least enough to fill the rounds
+            paid = {"rounds": rounds, "max_trials": max(rounds + 1, round(epochs / max_epochs))}
         tuner = Refiner(problem.build, objective={"name": problem.objective, "direction": "min"}, seed=seed,
                         directory=workdir, project_name="refiner", verbose=0, overwrite=True,
                         target_name=f"bench:{problem.name}", **paid)
@@ -353,7 +353,7 @@ KERAS_OPTIMIZERS = tuple(_TOOLS)  # kt_hyperband first: its epochs are everyone'
 
 
 def _run_one(problem: KerasProblem, optimizer: str, seed: int, data: Mapping[str, Any], max_epochs: int,
-             epochs: int) -> dict[str, Any]:
+             epochs: int, rounds: int = 3) -> dict[str, Any]:
     import keras
 
     callback_cls = epoch_ledger_callback()
@@ -363,7 +363,8 @@ def _run_one(problem: KerasProblem, optimizer: str, seed: int, data: Mapping[str
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            _TOOLS[optimizer](problem, data, callback_cls(), seed, Path(tmp), max_epochs, epochs)
+            extra = {"rounds": rounds} if optimizer.startswith("refiner") else {}
+            _TOOLS[optimizer](problem, data, callback_cls(), seed, Path(tmp), max_epochs, epochs, **extra)
     finally:
         callback_cls.ledger = None
     wall = time.perf_counter() - started
@@ -374,8 +375,10 @@ def _run_one(problem: KerasProblem, optimizer: str, seed: int, data: Mapping[str
 
 
 def run_keras_benchmark(seeds: int, problems: Sequence[str] | None = None, optimizers: Sequence[str] | None = None,
-                        max_epochs: int = MAX_EPOCHS, out: Path | None = None) -> dict[str, Any]:
-    """Every tool on every problem and seed, at the epochs KerasTuner Hyperband spent on that seed."""
+                        max_epochs: int = MAX_EPOCHS, out: Path | None = None, rounds: int = 3,
+                        plots: bool = True) -> dict[str, Any]:
+    """Every tool on every problem and seed, at the epochs KerasTuner Hyperband spent on that seed
+    (``rounds``: refiner's rounds, ``--refiner-rounds``)."""
     chosen = [o for o in KERAS_OPTIMIZERS if optimizers is None or o in optimizers]
     runs: list[dict[str, Any]] = []
     for name in problems or list(KERAS_PROBLEMS):
@@ -392,7 +395,7 @@ def run_keras_benchmark(seeds: int, problems: Sequence[str] | None = None, optim
             for optimizer in chosen:
                 if optimizer == "kt_hyperband":
                     continue
-                record = _run_one(problem, optimizer, seed, data, max_epochs, budget)
+                record = _run_one(problem, optimizer, seed, data, max_epochs, budget, rounds)
                 record["budget"] = budget
                 runs.append(record)
                 log.info("%s seed %d %s: %d epochs, best %s at the budget, %.0f s", name, seed, optimizer,
@@ -404,7 +407,7 @@ def run_keras_benchmark(seeds: int, problems: Sequence[str] | None = None, optim
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "keras.json").write_text(json.dumps(result, indent=2) + "\n")
-        plot = _plot(result, out / "keras_curves.png")
+        plot = _plot(result, out / "keras_curves.png") if plots else None
         if plot:
             result["plot"] = str(plot)
     return result
