@@ -47,8 +47,10 @@ def _params(values: Mapping[str, Any], limit: int = 6) -> str:
     return " ".join(items)
 
 
-def trial_line(trial: Trial, n: int, total: int, best: Trial | None, objective: Objective) -> str:
-    """One progress line: ``round 1  trial 3/10  val_accuracy 0.912  best 0.930  1.2s  lr=…``."""
+def trial_line(trial: Trial, n: int, total: int, best: Trial | None, objective: Objective,
+               epochs: tuple[int, int] | None = None) -> str:
+    """One progress line: ``round 1  trial 3/10  val_accuracy 0.912  best 0.930  1.2s  lr=…``; with an
+    epoch budget, ``round 1  trial 3  epochs 41/600  …`` (the run's epochs spent of ``fidelity.total``)."""
     if trial.ok:
         result = f"{objective.name} {fmt(trial.score)}"
         if best is not None and best.trial_id == trial.trial_id:
@@ -58,7 +60,8 @@ def trial_line(trial: Trial, n: int, total: int, best: Trial | None, objective: 
     else:
         result = f"FAILED: {trial.message or 'no message'}"[:120]
     best_text = f"best {fmt(best.score)}" if best is not None else "best -"
-    return (f"round {trial.round}  trial {n}/{total}  {result}  {best_text}  "
+    count = f"trial {n}/{total}" if epochs is None else f"trial {n}  epochs {epochs[0]}/{epochs[1]}"
+    return (f"round {trial.round}  {count}  {result}  {best_text}  "
             f"{trial.duration_s:.1f}s  {_params(trial.hyperparameters)}")
 
 
@@ -168,12 +171,34 @@ def planned_trials(settings: Mapping[str, Any]) -> int:
 
 
 def schedule_words(settings: Mapping[str, Any]) -> str:
-    """``"3 rounds of 10 trials"``, or ``"3 rounds: 6 trials, then 12 per round"``."""
+    """``"3 rounds of 10 trials"``, or ``"3 rounds: 6 trials, then 12 per round"``; with an epoch
+    budget ``"3 rounds, 600 epochs in all (at most 120 trials, then 240 per round)"``."""
     rounds, per_round = settings["rounds"], settings["trials_per_round"]
     initial = settings.get("initial_trials", per_round)
+    total = (settings.get("fidelity") or {}).get("total")
+    if total is not None:
+        most = f"{initial} trials, then {per_round} per round" if initial != per_round and rounds > 1 else \
+            f"{per_round} trials per round"
+        return f"{rounds} rounds, {total} epochs in all (at most {most})"
     if initial == per_round or rounds == 1:
         return f"{rounds} rounds of {initial if rounds == 1 else per_round} trials"
     return f"{rounds} rounds: {initial} trials, then {per_round} per round"
+
+
+def epoch_budget_line(settings: Mapping[str, Any], trials_by_round: Mapping[int, Sequence[Trial]]) -> str | None:
+    """``"epochs: 590 spent of fidelity.total = 600; per round spent/share: 0: 130/120, ..."``, or
+    ``None`` for a run without an epoch budget."""
+    from refiner.fidelity import EpochBudget, trial_epochs
+
+    total = (settings.get("fidelity") or {}).get("total")
+    if total is None:
+        return None
+    rounds, per_round = settings["rounds"], settings["trials_per_round"]
+    budget = EpochBudget(total, [settings.get("initial_trials", per_round) if k == 0 else per_round
+                                 for k in range(rounds)], 0)
+    spent = {k: sum(trial_epochs(t) for t in trials) for k, trials in trials_by_round.items() if k >= 0}
+    rounds_text = ", ".join(f"{k}: {spent.get(k, 0)}/{budget.share(k)}" for k in range(rounds))
+    return f"epochs: {sum(spent.values())} spent of fidelity.total = {total}; per round spent/share: {rounds_text}"
 
 
 def run_summary(store: Any) -> str:
@@ -191,6 +216,9 @@ def run_summary(store: Any) -> str:
         f"objective: {objective.name} ({objective.direction}),  {schedule_words(settings)},  "
         f"seed: {settings['seed']}",
     ]
+    budget_line = epoch_budget_line(settings, {k: store.read_trials(k) for k in store.rounds()})
+    if budget_line is not None:
+        out.append(budget_line)
     imported = store.read_imported()
     if imported:
         space = SearchSpace.from_dict(settings["initial_space"])

@@ -15,6 +15,13 @@ never reported as best. It is evidence for the surrogate at the value it had whe
 lagging trial's early value is worse than the finished trials' values, so it ranks low, which is
 what its stopping already said (BOHB, Falkner et al. ICML 2018, also models budgets separately;
 this simpler reading is measured in the README).
+
+**An epoch budget.** ``Fidelity(..., total=N)`` caps what the whole run trains: the loop spreads
+``N`` over the rounds as it spreads trials (:class:`EpochBudget`), and a new trial starts only
+while the epochs recorded so far plus those committed to trials still running stay below the
+round's cumulative share. Trials run one at a time in the loop's process, so every trial starts
+with at most ``N - 1`` epochs spent and the run ends with at most ``N - 1 + M`` epochs recorded,
+``M`` being one trial's most (``max * executions_per_trial * (1 + trial_retries)``).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["Fidelity", "StoppingRule", "MIN_PEERS"]
+__all__ = ["Fidelity", "StoppingRule", "EpochBudget", "MIN_PEERS", "trial_epochs"]
 
 MIN_PEERS = 3
 """A rung judges a trial only once this many trials (itself included) have reached it: with fewer,
@@ -40,12 +47,15 @@ class Fidelity:
         min: the first rung (the least a trial trains before it can be stopped).
         max: the most a trial trains (a Keras trial's ``epochs``).
         eta: the rungs' ratio; a trial continues past a rung when it is in the best ``1/eta``.
+        total: the epochs the whole run may train (every trial, every execution, every round);
+            ``None``: no cap beyond the trial counts. See :class:`EpochBudget` for the guarantee.
     """
 
     name: str = "epochs"
     min: int = 1
     max: int = 27
     eta: int = 3
+    total: int | None = None
 
     def __post_init__(self) -> None:
         for field_name in ("min", "max", "eta"):
@@ -58,6 +68,13 @@ class Fidelity:
             raise ValueError(f"fidelity.eta: must be at least 2 (each rung keeps the best 1/eta), got {self.eta}")
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"fidelity.name: must be a non-empty string, got {self.name!r}")
+        if self.total is not None:
+            if not isinstance(self.total, int) or isinstance(self.total, bool) or self.total < 1:
+                raise ValueError(f"fidelity.total: must be a positive integer (epochs for the whole run), "
+                                 f"got {self.total!r}")
+            if self.total < self.max:
+                raise ValueError(f"fidelity.total: must be at least fidelity.max ({self.max}) so one trial can "
+                                 f"train to the end, got {self.total}")
 
     @property
     def rungs(self) -> list[int]:
@@ -69,16 +86,19 @@ class Fidelity:
         return [*out, self.max]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "min": self.min, "max": self.max, "eta": self.eta}
+        out: dict[str, Any] = {"name": self.name, "min": self.min, "max": self.max, "eta": self.eta}
+        if self.total is not None:
+            out["total"] = self.total  # absent without one, as in runs made before it existed
+        return out
 
     @classmethod
     def coerce(cls, value: "Fidelity | Mapping[str, Any] | None") -> "Fidelity | None":
         if value is None or isinstance(value, Fidelity):
             return value
         if isinstance(value, Mapping):
-            unknown = sorted(set(value) - {"name", "min", "max", "eta"})
+            unknown = sorted(set(value) - {"name", "min", "max", "eta", "total"})
             if unknown:
-                raise ValueError(f"fidelity.{unknown[0]}: not a fidelity setting (name, min, max, eta)")
+                raise ValueError(f"fidelity.{unknown[0]}: not a fidelity setting (name, min, max, eta, total)")
             return cls(**dict(value))
         raise ValueError(f"`fidelity` must be a refiner.Fidelity or a dict, got {value!r}")
 
@@ -116,3 +136,68 @@ class StoppingRule:
         ranked = sorted(peers, reverse=self.direction == "max")
         threshold = ranked[keep - 1]
         return value < threshold if self.direction == "max" else value > threshold
+
+
+def trial_epochs(trial: Any) -> int:
+    """The epochs a recorded trial trained: its ``epochs`` (every execution and retry, failed trials
+    too), or for a record made before that field existed the fidelity it reached."""
+    epochs = getattr(trial, "epochs", None)
+    if epochs is not None:
+        return int(epochs)
+    return int(getattr(trial, "fidelity", None) or 0)
+
+
+class EpochBudget:
+    """The run's epoch budget (``fidelity.total``), spread over the rounds, and the rule that starts trials.
+
+    Round ``k`` may bring the run's epochs up to its cumulative share ``total * (w_0 + ... + w_k) /
+    sum(w)``, the weights ``w`` being the rounds' trial counts (so the epochs are split as the trials
+    are: a fifth to the random round by default). A part of a round (the main part, then its
+    exploration reserve) has its own cumulative limit in the same way. :meth:`may_start` lets a
+    new trial start only while ``spent + running * per_trial < limit``: the epochs of every
+    recorded trial of the run plus the most that trials still running elsewhere (workers) may
+    train. Because cumulative limits are compared with the run's whole spend, an overshoot in one
+    round is taken out of the next, and the last round's limit is ``total`` itself.
+
+    The guarantee, with trials run by the loop's process (one at a time): a trial starts with at
+    most ``total - 1`` epochs recorded, so the run records at most ``total - 1 + per_trial`` epochs,
+    ``per_trial`` being one trial's most (``max * executions_per_trial * (1 + trial_retries)``).
+    A trial killed with its process is not recorded and its epochs are not counted: the resumed run
+    trains it again. ``refiner worker`` processes do not ask before they start a trial; their
+    trials are counted when recorded, so with workers only the coordinator's own starts are held.
+    """
+
+    def __init__(self, total: int, weights: Sequence[int], per_trial: int):
+        if total < 1 or not weights or any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError("an epoch budget needs a positive total and round weights")
+        self.total = int(total)
+        self.weights = [int(w) for w in weights]
+        self.per_trial = int(per_trial)
+        self.spent = 0
+        self.limit = self.total
+
+    def cumulative(self, k: int, part: float = 1.0) -> int:
+        """The run's epochs allowed by the end of round ``k`` (``part``: the share of round ``k``'s
+        weight given so far, e.g. its main part before the reserve)."""
+        if k >= len(self.weights) - 1 and part >= 1.0:
+            return self.total
+        before = sum(self.weights[:k])
+        return int(round(self.total * (before + part * self.weights[k]) / sum(self.weights)))
+
+    def share(self, k: int) -> int:
+        """Round ``k``'s own share of the epochs."""
+        return self.cumulative(k) - (self.cumulative(k - 1) if k > 0 else 0)
+
+    def open(self, k: int, spent: int, part: float = 1.0) -> int:
+        """Start a part of round ``k`` with ``spent`` epochs recorded so far; returns its limit."""
+        self.spent = int(spent)
+        self.limit = self.cumulative(k, part)
+        return self.limit
+
+    def record(self, epochs: int) -> None:
+        """A trial was recorded after training ``epochs``."""
+        self.spent += int(epochs)
+
+    def may_start(self, running: int = 0) -> bool:
+        """Whether a new trial may start, with ``running`` trials still training elsewhere."""
+        return self.spent + max(0, int(running)) * self.per_trial < self.limit

@@ -36,7 +36,7 @@ from refiner.errors import DiskWriteError, RefinerError, RoundFailedError, RunFo
 from refiner.failpoints import checkpoint
 from refiner.gate import ReviewGate, wait_for_approval
 from refiner.lock import RunLock, overrides_lock
-from refiner.fidelity import Fidelity, StoppingRule
+from refiner.fidelity import EpochBudget, Fidelity, StoppingRule, trial_epochs
 from refiner.narrowing import NarrowingConfig, decisions_document, propose
 from refiner.narrowing_method.reasons import regions_dropped
 from refiner.run_record import (
@@ -256,6 +256,7 @@ class Refiner(KerasTunerCalls):
             self.objective, function=self.function, hypermodel=self._hypermodel, fit_args=fit_args,
             fit_kwargs=fit_kwargs, executions_per_trial=self.executions_per_trial, trial_retries=self.trial_retries,
             verbose=verbose, seed=self.seed, fidelity=self.fidelity)
+        self._epochs = self._epoch_budget()
         created_here = not store.exists()
         initial_space = self._initial_space()
         imported = None
@@ -308,6 +309,8 @@ class Refiner(KerasTunerCalls):
         store.event("run_finished", best_score=None if best is None else best.score)
         log.info("run finished: best %s = %s; refined space written to %s",
                  self.objective.name, console.fmt(best.score if best else None), store.refined_space_file)
+        if self._epochs is not None:
+            log.info("epochs: %d spent of fidelity.total = %d", self._epochs_spent(), self._epochs.total)
         return self
 
     # -- steps ---------------------------------------------------------------------------------
@@ -439,8 +442,10 @@ class Refiner(KerasTunerCalls):
         n_reserve = self._reserve_size(k, space, initial_space)
         store.update_state(current_round=k)
         counter = {"n": len(done)}
+        # With an epoch budget the main part may bring the run up to its share of the round's epochs
+        # (as of its trials), the reserve up to the round's whole cumulative share.
         self._run_part(k, space, self._budget(k) - n_reserve, [t for t in done if not t.reserve], counter,
-                       fit_args, fit_kwargs, reserve=False)
+                       fit_args, fit_kwargs, reserve=False, part=1.0 - n_reserve / self._budget(k))
         if n_reserve:
             self._run_part(k, initial_space, n_reserve, [t for t in done if t.reserve], counter,
                            fit_args, fit_kwargs, reserve=True, box=space)
@@ -464,11 +469,20 @@ class Refiner(KerasTunerCalls):
 
     def _run_part(self, k: int, space: SearchSpace, budget: int, done: list[Trial], counter: dict[str, int],
                   fit_args: tuple, fit_kwargs: Mapping[str, Any], *, reserve: bool,
-                  box: SearchSpace | None = None) -> None:
+                  box: SearchSpace | None = None, part: float = 1.0) -> None:
         store = self.store
         remaining = budget - len(done)
         if remaining <= 0:
             return
+        epochs = self._epochs
+        if epochs is not None:
+            limit = epochs.open(k, self._epochs_spent(), part)
+            if not epochs.may_start():
+                # Spent (or resumed after the part ended on its epochs): the engine is not even asked.
+                if not done:
+                    log.info("round %d%s: no epochs left of its share (%d of %d spent by the run)", k,
+                             " reserve" if reserve else "", epochs.spent, limit)
+                return
         # The reserve learns from every trial so far (all lie in the declared space), the box part
         # from the earlier ones inside its box.
         earlier = [t for t in self._trials if t.evidence and space.contains(t.hyperparameters)
@@ -480,11 +494,14 @@ class Refiner(KerasTunerCalls):
                 if not t.imported:
                     self._evaluation.stopping.observe(t.curve)
         kind = "random" if k == 0 else "model"
+        paid = {} if epochs is None else {"epochs_limit": epochs.limit, "epochs_spent": epochs.spent}
         store.event("round_started", round=k, kind=kind, budget=remaining, warm_trials=len(earlier),
-                    resumed_after=len(done), **({"reserve": True} if reserve else {}))
-        log.info("round %d (%s): %d trials%s%s", k,
+                    resumed_after=len(done), **paid, **({"reserve": True} if reserve else {}))
+        log.info("round %d (%s): %s%s%s", k,
                  "exploration reserve over the declared space" if reserve else self._engine.round_label(kind, space),
-                 remaining, f", warm-started with {len(earlier)} earlier trials" if earlier else "",
+                 f"{remaining} trials" if epochs is None else
+                 f"trials until the run has spent {epochs.limit} of its {epochs.total} epochs ({epochs.spent} so far)",
+                 f", warm-started with {len(earlier)} earlier trials" if earlier else "",
                  f", resuming after {len(done)} recorded" if done else "")
 
         def on_trial(trial: Trial) -> None:
@@ -492,16 +509,20 @@ class Refiner(KerasTunerCalls):
             store.append_trial(trial)
             checkpoint("trial_recorded")
             self._trials.append(trial)
+            if epochs is not None:
+                epochs.record(trial_epochs(trial))  # before the engine asks whether the next may start
             counter["n"] += 1
             store.event("trial_finished", round=k, trial_id=trial.trial_id, status=trial.status.value,
                         score=trial.score)
-            log.info("%s", console.trial_line(trial, counter["n"], self._budget(k), self.best_trial, self.objective))
+            log.info("%s", console.trial_line(trial, counter["n"], self._budget(k), self.best_trial, self.objective,
+                                              None if epochs is None else (epochs.spent, epochs.total)))
 
         spec = RoundSpec(
             run=self._run_context(), round_index=k, kind=kind, space=space, objective=self.objective,
             budget=remaining, evaluation=self._evaluation, workdir=store.kt_dir(k, reserve=reserve), seed=self.seed,
             warm_trials=earlier, done_trials=done, reserve=reserve, exclude=box if reserve else None,
             check_objective=not any(t.evidence for t in self._trials),
+            may_start=None if epochs is None else epochs.may_start,
         )
         self._engine.run_round(spec, on_trial)
 
@@ -539,6 +560,18 @@ class Refiner(KerasTunerCalls):
 
     def _budget(self, k: int) -> int:
         return self.settings.budget(k)
+
+    def _epoch_budget(self) -> EpochBudget | None:
+        """``fidelity.total`` spread over the rounds as their trials are (:class:`EpochBudget`)."""
+        if self.fidelity is None or self.fidelity.total is None:
+            return None
+        per_trial = self.fidelity.max * (self.executions_per_trial if self._hypermodel is not None else 1)
+        return EpochBudget(self.fidelity.total, [self._budget(k) for k in range(self.rounds)],
+                           per_trial * (1 + self.trial_retries))
+
+    def _epochs_spent(self) -> int:
+        """The epochs this run's recorded trials trained (imported trials cost this run nothing)."""
+        return sum(trial_epochs(t) for t in self._trials if not t.imported)
 
     def _run_context(self) -> RunContext:
         # The start time tells this run's studies from those of an earlier run of the same name.

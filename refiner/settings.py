@@ -86,6 +86,16 @@ class SearchSettings:
             raise ValueError(f"`trial_retries` must be a non-negative integer, got {trial_retries!r}")
         if seed is not None and (not _is_int(seed) or not 0 <= seed < SEED_LIMIT):
             raise ValueError(f"`seed` must be an integer in [0, 2**31 - 1] or None, got {seed!r}")
+        fidelity = Fidelity.coerce(fidelity)
+        if fidelity is not None and fidelity.total is not None:
+            if fidelity.total < rounds * fidelity.max:
+                raise ValueError(f"fidelity.total: must be at least rounds x fidelity.max = {rounds} x {fidelity.max} "
+                                 f"= {rounds * fidelity.max} so every round can train a trial to the end, "
+                                 f"got {fidelity.total}")
+            if max_trials is None and trials_per_round is None and initial_trials is None:
+                # Paying in epochs alone: the trial counts only cap the rounds, at the most trials the
+                # epochs could buy (each trains at least fidelity.min); the epochs end the rounds.
+                max_trials = max(rounds + 1, fidelity.total // fidelity.min)
         if max_trials is not None:
             initial_trials, trials_per_round = _schedule(max_trials, rounds, initial_trials, trials_per_round)
         elif trials_per_round is None:
@@ -94,7 +104,7 @@ class SearchSettings:
             narrowing = NarrowingConfig.from_dict(dict(narrowing or {}))
         return cls(rounds=rounds, trials_per_round=trials_per_round, initial_trials=initial_trials,  # type: ignore[arg-type]
                    executions_per_trial=executions_per_trial, trial_retries=trial_retries, seed=seed,
-                   narrowing=narrowing, fidelity=Fidelity.coerce(fidelity))
+                   narrowing=narrowing, fidelity=fidelity)
 
     def arguments(self) -> dict[str, Any]:
         """As keyword arguments of ``Refiner(...)``, which gives back these settings."""
@@ -103,8 +113,13 @@ class SearchSettings:
                 "seed": self.seed, "narrowing": self.narrowing, "fidelity": self.fidelity}
 
     def budget(self, k: int) -> int:
-        """Round ``k``'s trial count."""
+        """Round ``k``'s trial count (with ``fidelity.total``, the most trials; the epochs may end it first)."""
         return self.initial_trials if k == 0 and self.initial_trials is not None else self.trials_per_round
+
+    @property
+    def epoch_total(self) -> int | None:
+        """The run's epoch budget (``fidelity.total``), or ``None``."""
+        return None if self.fidelity is None else self.fidelity.total
 
 
 def _is_int(value: Any) -> bool:

@@ -91,6 +91,7 @@ class Trial:
     source: Mapping[str, Any] | None = None
     fidelity: int | None = None  # with a Fidelity: the budget (epochs) it reached
     curve: tuple[tuple[int, float], ...] | None = None  # with a Fidelity: (budget, objective) as it trained
+    epochs: int | None = None  # with a Fidelity: epochs trained in all (every execution and retry)
 
     @property
     def imported(self) -> bool:
@@ -126,6 +127,8 @@ class Trial:
             out["fidelity"] = int(self.fidelity)
         if self.curve is not None:
             out["curve"] = [[int(b), float(v)] for b, v in self.curve if math.isfinite(v)]
+        if self.epochs is not None:  # absent without a Fidelity, as in runs made before it existed
+            out["epochs"] = int(self.epochs)
         return out
 
     @classmethod
@@ -143,6 +146,7 @@ class Trial:
             reserve=bool(d.get("reserve", False)),
             fidelity=d.get("fidelity"),
             curve=tuple((int(b), float(v)) for b, v in d["curve"]) if d.get("curve") is not None else None,
+            epochs=d.get("epochs"),
         )
 
 

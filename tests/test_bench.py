@@ -204,35 +204,31 @@ def test_reuse_of_a_file_that_is_not_a_bench_json_is_refused(tmp_path):
     assert problem.startswith("--reuse: cannot read") and "missing.json" in problem
 
 
-def test_the_fidelity_suite_runs_every_optimizer_at_refiners_epochs(tmp_path, capsys):
-    """Smoke test of `refiner bench --suite fidelity`: one problem, one seed, a small refiner run."""
+def test_the_fidelity_suite_gives_every_optimizer_the_same_epochs(tmp_path, capsys):
+    """Smoke test of `refiner bench --suite fidelity`: one problem, one seed, 54 epochs, refiner in 2 rounds."""
     from refiner.bench.fidelity import FIDELITY_OPTIMIZERS, LC_PROBLEMS, MAX_EPOCHS
     from refiner.cli import main
 
-    assert main(["bench", "--suite", "fidelity", "--seeds", "1", "--fidelity-trials", "12", "--problems", "lc_branin",
-                 "--out", str(tmp_path)]) == 0
+    budget = 2 * MAX_EPOCHS
+    assert main(["bench", "--suite", "fidelity", "--seeds", "1", "--fidelity-epochs", str(budget), "--problems",
+                 "lc_branin", "--refiner-rounds", "2", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "fidelity.json").read_text())
+    assert result["budget"] == budget
     runs = {r["optimizer"]: r for r in result["runs"]}
     assert set(runs) == set(FIDELITY_OPTIMIZERS)
-    budget = runs["refiner+fidelity"]["epochs"]
-    assert 0 < budget < 12 * MAX_EPOCHS  # stopping saved epochs
-    for name in ("optuna-tpe", "optuna-random"):  # whole trials, stopped as soon as the budget is reached
+    assert budget <= runs["refiner+fidelity"]["epochs"] <= budget + MAX_EPOCHS - 1  # fidelity.total kept
+    assert runs["refiner"]["epochs"] == 3 * MAX_EPOCHS  # whole trials, at least the 3 that fill 2 rounds
+    for name in ("optuna-tpe", "optuna-random", "optuna-tpe+hyperband"):  # stopped as soon as the budget is reached
         assert budget <= runs[name]["epochs"] < budget + MAX_EPOCHS
     problem = LC_PROBLEMS["lc_branin"]
     assert all(r["best_final"] is None or r["best_final"] >= 0.397887 + problem.scale * MAX_EPOCHS ** -1.5
                for r in result["runs"])  # never below the true floor: scores are final values, not early ones
+    assert runs["refiner+fidelity"]["best_final"] is not None  # it trained a configuration to the end
     out = capsys.readouterr().out
-    assert "optuna-tpe+hyperband" in out and "median best final" in out
+    assert f"every optimizer given {budget} epochs" in out and "optuna-tpe+hyperband" in out
     assert main(["bench", "--suite", "fidelity", "--problems", "nope", "--out", str(tmp_path)]) == 2
-
-
-def test_a_trial_budget_for_refiner_with_fidelity_follows_successive_halving():
-    from refiner.bench.keras_suite import expected_epochs_per_trial
-    from refiner.fidelity import Fidelity
-
-    # rungs 1, 3, 9, 27 with eta 3: 2/3 stop at 1, 2/9 at 3, 2/27 at 9, 1/27 reach 27 -> 3 epochs a trial
-    assert expected_epochs_per_trial(Fidelity("epochs", min=1, max=27, eta=3)) == pytest.approx(3.0)
-    assert expected_epochs_per_trial(Fidelity("epochs", min=1, max=3, eta=3)) == pytest.approx(5 / 3)
+    assert main(["bench", "--suite", "fidelity", "--fidelity-epochs", "20", "--out", str(tmp_path)]) == 2
+    assert "--fidelity-epochs: must be at least 27" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -241,12 +237,14 @@ def test_the_keras_suite_runs_real_models_at_hyperbands_epochs(tmp_path, capsys)
     from refiner.cli import main
 
     assert main(["bench", "--suite", "keras", "--seeds", "1", "--problems", "cancer_mlp", "--keras-max-epochs", "3",
-                 "--optimizers", "kt_hyperband,refiner+fidelity", "--out", str(tmp_path)]) == 0
+                 "--optimizers", "kt_hyperband,refiner+fidelity", "--refiner-rounds", "2", "--no-plots",
+                 "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "keras.json").read_text())
     runs = {r["optimizer"]: r for r in result["runs"]}
     assert set(runs) == {"kt_hyperband", "refiner+fidelity"}
     budget = runs["kt_hyperband"]["epochs"]
     assert budget > 3 and runs["refiner+fidelity"]["budget"] == budget  # Hyperband's epochs are the budget
+    assert runs["refiner+fidelity"]["epochs"] <= max(budget, 3) + 3 - 1  # given as fidelity.total, kept to
     for run in runs.values():
         finished = run["finished"]
         assert finished, run  # at least one model trained to max_epochs

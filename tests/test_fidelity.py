@@ -195,6 +195,7 @@ def test_keras_trials_train_epoch_by_epoch_and_lagging_ones_stop(tmp_path, engin
     for t in trials:
         assert [b for b, _ in t.curve] == list(range(1, t.fidelity + 1))  # one point per epoch trained
         assert t.fidelity <= 4 and math.isclose(t.score, min(v for _, v in t.curve), rel_tol=1e-6)
+        assert t.epochs == t.fidelity  # every epoch trained is counted (one execution)
     stopped = [t for t in trials if t.status is TrialState.STOPPED]
     assert all(t.fidelity < 4 for t in stopped)  # a stopped trial trained fewer epochs than the most
     assert agent.best_trial.ok
@@ -237,3 +238,119 @@ def test_workers_of_a_fidelity_run_call_the_function_with_its_budget_and_stop_la
     assert len(trials) == 36 and all(t.evidence for t in trials)  # no worker trial failed on a missing budget
     assert all(t.curve and t.curve[-1][0] == t.fidelity for t in trials)
     assert len(_workers_of(f"sqlite:///{run_dir.resolve()}/optuna.db", "mfw")) >= 2  # the worker ran some
+
+
+# -- the epoch budget (fidelity.total) ----------------------------------------------------------------
+def test_an_epoch_budget_spreads_over_the_rounds_and_starts_trials_below_the_share():
+    from refiner.fidelity import EpochBudget
+
+    budget = EpochBudget(600, [24, 48, 48], per_trial=27)
+    assert [budget.cumulative(k) for k in range(3)] == [120, 360, 600]
+    assert [budget.share(k) for k in range(3)] == [120, 240, 240]
+    assert budget.cumulative(1, part=0.5) == 240  # the main part of round 1 before its reserve
+    assert budget.open(1, spent=359) == 360 and budget.may_start()  # one epoch below the share: may start
+    budget.record(1)
+    assert not budget.may_start()  # at the share: no new trial
+    budget.open(2, spent=500)
+    assert budget.may_start(running=3) and not budget.may_start(running=4)  # 500 + 4 x 27 >= 600: committed
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max": 9, "total": 0}, r"^fidelity\.total: must be a positive integer \(epochs for the whole run\), got 0$"),
+    ({"max": 9, "total": 8}, r"^fidelity\.total: must be at least fidelity\.max \(9\) so one trial can train to the end"),
+    ({"max": 9, "total": 9.5}, r"^fidelity\.total: must be a positive integer"),
+])
+def test_bad_epoch_budgets_name_the_setting_and_the_rule(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Fidelity(**kwargs)
+
+
+def test_an_epoch_budget_too_small_for_the_rounds_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"^fidelity\.total: must be at least rounds x fidelity\.max = 3 x 9 = 27"):
+        refiner.Refiner(function=curve_loss, space=SPACE, objective="loss", rounds=3,
+                        fidelity={"max": 9, "total": 20}, directory=tmp_path)
+
+
+@pytest.mark.parametrize("engine", ["keras-tuner", "optuna"])
+def test_a_run_with_an_epoch_budget_spends_it_and_never_more_than_one_trial_beyond(tmp_path, engine):
+    from refiner.fidelity import EpochBudget, trial_epochs
+
+    total, most = 150, 9
+    agent = refiner.Refiner(function=curve_loss, space=SPACE, objective="loss", rounds=3, engine=engine,
+                            fidelity=refiner.Fidelity("epochs", min=1, max=most, eta=3, total=total),
+                            directory=tmp_path, project_name="paid", verbose=0, narrowing={"min_trials": 6})
+    agent.search()
+    store = RunStore(tmp_path / "paid")
+    check_run(store)  # the records (with "epochs") and run.json (with fidelity.total) validate
+    trials = store.all_trials()
+    assert all(t.epochs == t.fidelity for t in trials)  # a function trial trained up to the rung it reached
+    spent = sum(trial_epochs(t) for t in trials)
+    assert total <= spent <= total + most - 1  # the guarantee; and the epochs were spent, not left over
+    settings = agent.settings
+    budget = EpochBudget(total, [settings.budget(k) for k in range(3)], most)
+    running = 0
+    for k in range(3):  # each round starts trials only below its cumulative share
+        before = running
+        for t in store.read_trials(k):
+            assert before < budget.cumulative(k)
+            before += trial_epochs(t)
+        running = before
+        assert running <= budget.cumulative(k) + most - 1
+    assert len(trials) < settings.budget(0) + 2 * settings.budget(1)  # the epochs, not the trial caps, ended it
+    assert store.read_run()["settings"]["fidelity"]["total"] == total
+    summary = subprocess.run([sys.executable, "-m", "refiner.cli", "show", str(store.root)], capture_output=True,
+                             text=True, check=True).stdout
+    assert f"epochs: {spent} spent of fidelity.total = {total}; per round spent/share: 0: " in summary
+    assert f"3 rounds, {total} epochs in all" in summary
+
+
+def test_an_epoch_budget_in_a_config_is_checked_and_its_mistakes_exit_2(tmp_path, capsys):
+    from refiner.cli import main
+
+    (tmp_path / "mf_objective.py").write_text(textwrap.dedent(OBJECTIVE))
+    (tmp_path / "space.json").write_text(SPACE.to_json())
+    path = tmp_path / "run.toml"
+    path.write_text(CONFIG.replace("max = 9", "max = 9\ntotal = 100"))
+    assert load_run_config(path).settings.fidelity == Fidelity(max=9, total=100)
+    assert main(["validate", str(path)]) == 0
+    for text, line in [
+        ("total = 10", "fidelity.total: must be at least rounds x fidelity.max = 2 x 9 = 18 so every round can train "
+                       "a trial to the end, got 10"),
+        ("total = 0", "fidelity.total: 0 is less than the minimum of 1"),
+        ('total = "lots"', "fidelity.total: 'lots' is not of type 'integer'"),
+    ]:
+        capsys.readouterr()
+        path.write_text(CONFIG.replace("max = 9", f"max = 9\n{text}"))
+        assert main(["validate", str(path)]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"{path}: {line}"]
+
+
+@pytest.mark.slow
+def test_a_run_with_an_epoch_budget_killed_inside_a_trial_resumes_within_the_budget(tmp_path):
+    from refiner.fidelity import trial_epochs
+
+    (tmp_path / "mf_objective.py").write_text(textwrap.dedent(OBJECTIVE))
+    (tmp_path / "space.json").write_text(SPACE.to_json())
+    config = CONFIG.replace("trials_per_round = 8\n", "").replace("max = 9", "max = 9\ntotal = 90")
+    (tmp_path / "run.toml").write_text(config)
+    run_dir = tmp_path / "run"
+
+    def run(failpoint="", directory=run_dir):
+        return subprocess.run([sys.executable, "-m", "refiner.cli", "run", str(tmp_path / "run.toml"), "--run-dir",
+                               str(directory), "--quiet"], env=dict(os.environ, REFINER_FAILPOINT=failpoint),
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    killed = run("rung_passed")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    before = [t.trial_id for t in RunStore(run_dir).all_trials()]
+    final = run()
+    assert final.returncode == 0, final.stderr[-2000:]
+    store = RunStore(run_dir)
+    check_run(store)
+    trials = store.all_trials()
+    assert [t.trial_id for t in trials][: len(before)] == before and len({t.trial_id for t in trials}) == len(trials)
+    assert 90 <= sum(trial_epochs(t) for t in trials) <= 90 + 9 - 1
+    uninterrupted = tmp_path / "whole"
+    assert run(directory=uninterrupted).returncode == 0  # the resumed run made the same trials as one never killed
+    assert [(t.trial_id, t.hyperparameters, t.epochs) for t in RunStore(uninterrupted).all_trials()] == \
+        [(t.trial_id, t.hyperparameters, t.epochs) for t in trials]

@@ -43,9 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuse", type=Path, default=None, metavar="BENCH_JSON",
                         help="take the competitors' runs (every optimizer but refiner) from an earlier bench.json "
                              "where it has them, instead of running them again (default: run everything)")
-    parser.add_argument("--fidelity-trials", type=int, default=40, metavar="N",
-                        help="--suite fidelity: refiner+fidelity's trials; the epochs it spends are every optimizer's "
-                             "budget (default: 40)")
+    parser.add_argument("--fidelity-epochs", type=int, default=400, metavar="N",
+                        help="--suite fidelity: every optimizer's epochs; refiner+fidelity gets them as its epoch "
+                             "budget, fidelity.total (default: 400)")
     parser.add_argument("--keras-max-epochs", type=int, default=27, metavar="N",
                         help="--suite keras: Hyperband's max_epochs and every model's full training (default: 27)")
     experiments = parser.add_argument_group("method experiments (leave unset to benchmark the product's defaults)")
@@ -130,18 +130,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_fidelity(args: argparse.Namespace) -> int:
-    from refiner.bench.fidelity import LC_PROBLEMS, format_fidelity_report, run_fidelity_benchmark
+    from refiner.bench.fidelity import LC_PROBLEMS, MAX_EPOCHS, format_fidelity_report, run_fidelity_benchmark
 
     chosen = _csv(args.problems) if args.problems else None
     unknown = [p for p in chosen or [] if p not in LC_PROBLEMS]
-    if unknown or args.seeds < 1 or args.fidelity_trials < 4:
+    if unknown or args.seeds < 1 or args.fidelity_epochs < MAX_EPOCHS or args.refiner_rounds < 1:
         what = (f"--problems: {unknown[0]!r} is not a fidelity problem ({', '.join(LC_PROBLEMS)})" if unknown else
                 f"--seeds: must be at least 1, got {args.seeds}" if args.seeds < 1 else
-                f"--fidelity-trials: must be at least 4, got {args.fidelity_trials}")
+                f"--refiner-rounds: must be at least 1, got {args.refiner_rounds}" if args.refiner_rounds < 1 else
+                f"--fidelity-epochs: must be at least {MAX_EPOCHS} (one trial trained to the end), "
+                f"got {args.fidelity_epochs}")
         print(f"refiner: error: {what}", file=sys.stderr)
         return 2
     with _progress_on_stderr():
-        result = run_fidelity_benchmark(args.seeds, args.fidelity_trials, chosen, out=Path(args.out))
+        result = run_fidelity_benchmark(args.seeds, args.fidelity_epochs, chosen, out=Path(args.out),
+                                        rounds=args.refiner_rounds)
     print(format_fidelity_report(result))
     print(f"\nJSON: {Path(args.out) / 'fidelity.json'}")
     return 0
@@ -159,13 +162,15 @@ def _run_keras(args: argparse.Namespace) -> int:
             f"--optimizers: {unknown_optimizer[0]!r} is not a Keras-suite tool ({', '.join(KERAS_OPTIMIZERS)})"
             if unknown_optimizer else
             f"--seeds: must be at least 1, got {args.seeds}" if args.seeds < 1 else
-            f"--keras-max-epochs: must be at least 3, got {args.keras_max_epochs}" if args.keras_max_epochs < 3
+            f"--keras-max-epochs: must be at least 3, got {args.keras_max_epochs}" if args.keras_max_epochs < 3 else
+            f"--refiner-rounds: must be at least 1, got {args.refiner_rounds}" if args.refiner_rounds < 1
             else None)
     if what:
         print(f"refiner: error: {what}", file=sys.stderr)
         return 2
     with _progress_on_stderr():
-        result = run_keras_benchmark(args.seeds, problems, optimizers, args.keras_max_epochs, out=Path(args.out))
+        result = run_keras_benchmark(args.seeds, problems, optimizers, args.keras_max_epochs, out=Path(args.out),
+                                     rounds=args.refiner_rounds, plots=not args.no_plots)
     print(format_keras_report(result))
     print(f"\nJSON: {Path(args.out) / 'keras.json'}")
     return 0

@@ -6,14 +6,15 @@ classic test function (Branin, Hartmann-6); how fast a configuration converges d
 configuration too, so curves cross and an early value can mislead, as with real models (a slow
 learner looks bad after one epoch and can end best). Calls are instant, so many seeds are cheap.
 
-Optimizers, all given the same epochs: refiner with a :class:`~refiner.fidelity.Fidelity`
-(``--fidelity-trials`` trials; the epochs it spends set everyone's budget), refiner without one,
+Optimizers, all given the same epochs (``--fidelity-epochs``): refiner with a
+:class:`~refiner.fidelity.Fidelity` whose epoch budget ``total`` is those epochs, refiner without one
+(as many full trials as the epochs buy),
 Optuna TPE with ``HyperbandPruner`` reporting every epoch, Optuna TPE and Optuna random search at
 full fidelity. A trial that a fidelity rule or a pruner stops early counts its epochs but cannot be
 the result: the score of a run is the best *final* value (at ``max`` epochs) among the
 configurations it trained to the end, measured without noise.
 
-``refiner bench --suite fidelity [--seeds N] [--fidelity-trials N] [--out DIR]`` prints the table
+``refiner bench --suite fidelity [--seeds N] [--fidelity-epochs N] [--out DIR]`` prints the table
 and writes ``fidelity.json``.
 """
 
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_EPOCHS = 27  # KerasTuner Hyperband's usual max_epochs with factor 3: rungs 1, 3, 9, 27
 ETA = 3
-DEFAULT_TRIALS = 40  # refiner+fidelity's trials; the epochs it spends are everyone's budget
+DEFAULT_EPOCHS = 400  # every optimizer's epochs (about what 40 refiner+fidelity trials spent, README)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class _Ledger:
 
 
 # -- optimizers -----------------------------------------------------------------------------------
-def _refiner(problem: CurveProblem, seed: int, *, trials: int, fidelity: bool) -> _Ledger:
+def _refiner(problem: CurveProblem, seed: int, *, epochs: int, fidelity: bool, rounds: int = 3) -> _Ledger:
     from refiner.fidelity import Fidelity
     from refiner.loop import Refiner
 
@@ -100,10 +101,15 @@ def _refiner(problem: CurveProblem, seed: int, *, trials: int, fidelity: bool) -
         return value
 
     with tempfile.TemporaryDirectory() as tmp:
+        if fidelity:  # the epochs themselves, as fidelity.total (refiner.fidelity.EpochBudget)
+            n = max(1, min(rounds, epochs // MAX_EPOCHS))  # fewer rounds when one full trial each does not fit
+            paid: dict[str, Any] = {"rounds": n, "fidelity": Fidelity("epochs", min=1, max=MAX_EPOCHS, eta=ETA,
+                                                                        total=max(epochs, MAX_EPOCHS))}
+        else:  # as many full trials as the epochs buy, at least enough to fill the rounds
+            paid = {"rounds": rounds, "max_trials": max(rounds + 1, round(epochs / MAX_EPOCHS))}
         Refiner(function=function, space=problem.space, objective={"name": "loss", "direction": "min"},
-                max_trials=trials, seed=seed, directory=tmp, project_name="run", verbose=0,
-                fidelity=Fidelity("epochs", min=1, max=MAX_EPOCHS, eta=ETA) if fidelity else None,
-                target_name=f"bench:{problem.name}").search()
+                seed=seed, directory=tmp, project_name="run", verbose=0, target_name=f"bench:{problem.name}",
+                **paid).search()
     return ledger
 
 
@@ -141,12 +147,10 @@ def _optuna(problem: CurveProblem, seed: int, *, epochs: int, sampler: str, prun
 FIDELITY_OPTIMIZERS = ("refiner+fidelity", "refiner", "optuna-tpe+hyperband", "optuna-tpe", "optuna-random")
 
 
-def _run_one(problem: CurveProblem, optimizer: str, seed: int, epochs: int, trials: int) -> dict[str, Any]:
+def _run_one(problem: CurveProblem, optimizer: str, seed: int, epochs: int, rounds: int = 3) -> dict[str, Any]:
     started = time.perf_counter()
-    if optimizer == "refiner+fidelity":
-        ledger = _refiner(problem, seed, trials=trials, fidelity=True)
-    elif optimizer == "refiner":
-        ledger = _refiner(problem, seed, trials=max(4, round(epochs / MAX_EPOCHS)), fidelity=False)
+    if optimizer in ("refiner+fidelity", "refiner"):
+        ledger = _refiner(problem, seed, epochs=epochs, fidelity=optimizer == "refiner+fidelity", rounds=rounds)
     else:
         sampler = "random" if optimizer.endswith("random") else "tpe"
         ledger = _optuna(problem, seed, epochs=epochs, sampler=sampler, pruner=optimizer.endswith("hyperband"))
@@ -154,21 +158,19 @@ def _run_one(problem: CurveProblem, optimizer: str, seed: int, epochs: int, tria
             "best_final": None if math.isinf(ledger.best) else ledger.best, "wall_s": time.perf_counter() - started}
 
 
-def run_fidelity_benchmark(seeds: int, trials: int = DEFAULT_TRIALS, problems: list[str] | None = None,
-                           optimizers: list[str] | None = None, out: Path | None = None) -> dict[str, Any]:
-    """Every optimizer on every problem and seed, at the epochs refiner+fidelity spent on that seed."""
+def run_fidelity_benchmark(seeds: int, epochs: int = DEFAULT_EPOCHS, problems: list[str] | None = None,
+                           optimizers: list[str] | None = None, out: Path | None = None,
+                           rounds: int = 3) -> dict[str, Any]:
+    """Every optimizer on every problem and seed, each given ``epochs`` epochs (``rounds``: refiner's)."""
     runs = []
     for name in problems or list(LC_PROBLEMS):
         problem = LC_PROBLEMS[name]
         for seed in range(seeds):
-            anchor = _run_one(problem, "refiner+fidelity", seed, 0, trials)
-            runs.append(anchor)
-            log.info("%s seed %d refiner+fidelity: %d epochs, best %.4g", name, seed, anchor["epochs"], anchor["best_final"])
-            for optimizer in optimizers or FIDELITY_OPTIMIZERS[1:]:
-                record = _run_one(problem, optimizer, seed, anchor["epochs"], trials)
+            for optimizer in optimizers or FIDELITY_OPTIMIZERS:
+                record = _run_one(problem, optimizer, seed, epochs, rounds)
                 runs.append(record)
                 log.info("%s seed %d %s: %d epochs, best %s", name, seed, optimizer, record["epochs"], record["best_final"])
-    result = {"max_epochs": MAX_EPOCHS, "eta": ETA, "refiner_trials": trials, "seeds": seeds, "runs": runs}
+    result = {"max_epochs": MAX_EPOCHS, "eta": ETA, "budget": epochs, "seeds": seeds, "runs": runs}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "fidelity.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -178,7 +180,7 @@ def run_fidelity_benchmark(seeds: int, trials: int = DEFAULT_TRIALS, problems: l
 def format_fidelity_report(result: Mapping[str, Any]) -> str:
     """Per problem and optimizer: median best final value, median epochs, wins against refiner+fidelity."""
     lines = [f"multi-fidelity suite: {result['seeds']} seeds, rungs 1..{result['max_epochs']} (eta {result['eta']}), "
-             f"everyone at the epochs refiner+fidelity spent ({result['refiner_trials']} trials)",
+             f"every optimizer given {result['budget']} epochs (refiner+fidelity as fidelity.total)",
              f"{'problem':<14} {'optimizer':<22} {'median best final':>18} {'median epochs':>14} "
              f"{'median wall s':>13} {'refiner+fidelity better':>24}"]
     runs = result["runs"]

@@ -14,9 +14,9 @@ iteration (``max_epochs`` 27, ``factor`` 3 unless ``--keras-max-epochs`` says ot
 tool gets that many epochs: KerasTuner ``BayesianOptimization`` and ``RandomSearch`` and refiner
 without fidelity as trials trained to ``max_epochs``; Optuna TPE with ``HyperbandPruner`` reporting
 after every epoch until the epochs are spent; refiner with a :class:`~refiner.fidelity.Fidelity`
-with as many trials as the budget buys when a third of the trials passes each rung
-(:func:`expected_epochs_per_trial`). Its stopping rule decides what it really spends; the table
-shows it, and models it finishes beyond the budget do not count.
+given the budget itself as its epoch budget (``Fidelity(..., total=budget)``), which it keeps to
+within one trial's epochs; the table shows what it spent, and models it finishes beyond the
+budget do not count.
 
 Every model trains through one callback (:func:`epoch_ledger_callback`) that counts epochs and training
 seconds and records each model that reaches ``max_epochs`` with its validation score there. A
@@ -316,30 +316,23 @@ def _optuna_tpe_hyperband(problem: KerasProblem, data: Mapping[str, Any], callba
     study.optimize(objective, n_trials=100_000, callbacks=[stop_at_budget], catch=(ValueError, FloatingPointError))
 
 
-def expected_epochs_per_trial(fidelity: Any) -> float:
-    """Epochs a trial trains on average when a share 1/eta of the trials passes each rung (the
-    successive-halving rate refiner's stopping rule aims at): how many trials fit a budget of epochs.
-    The first trials at each rung always pass (they have no peers), so a run spends a little more."""
-    rungs = fidelity.rungs
-    spent, share = 0.0, 1.0
-    for i, rung in enumerate(rungs):
-        stop_here = share * (1 - 1 / fidelity.eta) if i < len(rungs) - 1 else share
-        spent += stop_here * rung
-        share -= stop_here
-    return spent
-
-
 def _refiner(fidelity: bool) -> Callable[..., None]:
     def run(problem: KerasProblem, data: Mapping[str, Any], callback: Any, seed: int, workdir: Path,
-            max_epochs: int, epochs: int) -> None:
+            max_epochs: int, epochs: int, rounds: int = 3) -> None:
         from refiner.fidelity import Fidelity
         from refiner.loop import Refiner
 
-        plan = Fidelity("epochs", min=1, max=max_epochs, eta=ETA) if fidelity else None
-        trials = max(4, round(epochs / (expected_epochs_per_trial(plan) if plan else max_epochs)))
-        tuner = Refiner(problem.build, objective={"name": problem.objective, "direction": "min"}, max_trials=trials,
-                        seed=seed, directory=workdir, project_name="refiner", verbose=0, overwrite=True,
-                        fidelity=plan, target_name=f"bench:{problem.name}")
+        if fidelity:
+            # The budget itself: refiner keeps to it within one trial's epochs (refiner.fidelity.EpochBudget).
+            # `rounds` rounds, fewer when the budget cannot train a trial to the end in each.
+            n = max(1, min(rounds, epochs // max_epochs))
+            paid: dict[str, Any] = {"rounds": n, "fidelity": Fidelity("epochs", min=1, max=max_epochs, eta=ETA,
+                                                                        total=max(epochs, max_epochs))}
+        else:  # as many full trials as the epochs buy, at least enough to fill the rounds
+            paid = {"rounds": rounds, "max_trials": max(rounds + 1, round(epochs / max_epochs))}
+        tuner = Refiner(problem.build, objective={"name": problem.objective, "direction": "min"}, seed=seed,
+                        directory=workdir, project_name="refiner", verbose=0, overwrite=True,
+                        target_name=f"bench:{problem.name}", **paid)
         kwargs = _fit_kwargs(data, callback)
         if not fidelity:
             kwargs["epochs"] = max_epochs
@@ -360,7 +353,7 @@ KERAS_OPTIMIZERS = tuple(_TOOLS)  # kt_hyperband first: its epochs are everyone'
 
 
 def _run_one(problem: KerasProblem, optimizer: str, seed: int, data: Mapping[str, Any], max_epochs: int,
-             epochs: int) -> dict[str, Any]:
+             epochs: int, rounds: int = 3) -> dict[str, Any]:
     import keras
 
     callback_cls = epoch_ledger_callback()
@@ -370,7 +363,8 @@ def _run_one(problem: KerasProblem, optimizer: str, seed: int, data: Mapping[str
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            _TOOLS[optimizer](problem, data, callback_cls(), seed, Path(tmp), max_epochs, epochs)
+            extra = {"rounds": rounds} if optimizer.startswith("refiner") else {}
+            _TOOLS[optimizer](problem, data, callback_cls(), seed, Path(tmp), max_epochs, epochs, **extra)
     finally:
         callback_cls.ledger = None
     wall = time.perf_counter() - started
@@ -381,8 +375,10 @@ def _run_one(problem: KerasProblem, optimizer: str, seed: int, data: Mapping[str
 
 
 def run_keras_benchmark(seeds: int, problems: Sequence[str] | None = None, optimizers: Sequence[str] | None = None,
-                        max_epochs: int = MAX_EPOCHS, out: Path | None = None) -> dict[str, Any]:
-    """Every tool on every problem and seed, at the epochs KerasTuner Hyperband spent on that seed."""
+                        max_epochs: int = MAX_EPOCHS, out: Path | None = None, rounds: int = 3,
+                        plots: bool = True) -> dict[str, Any]:
+    """Every tool on every problem and seed, at the epochs KerasTuner Hyperband spent on that seed
+    (``rounds``: refiner's rounds, ``--refiner-rounds``)."""
     chosen = [o for o in KERAS_OPTIMIZERS if optimizers is None or o in optimizers]
     runs: list[dict[str, Any]] = []
     for name in problems or list(KERAS_PROBLEMS):
@@ -399,7 +395,7 @@ def run_keras_benchmark(seeds: int, problems: Sequence[str] | None = None, optim
             for optimizer in chosen:
                 if optimizer == "kt_hyperband":
                     continue
-                record = _run_one(problem, optimizer, seed, data, max_epochs, budget)
+                record = _run_one(problem, optimizer, seed, data, max_epochs, budget, rounds)
                 record["budget"] = budget
                 runs.append(record)
                 log.info("%s seed %d %s: %d epochs, best %s at the budget, %.0f s", name, seed, optimizer,
@@ -411,7 +407,7 @@ def run_keras_benchmark(seeds: int, problems: Sequence[str] | None = None, optim
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "keras.json").write_text(json.dumps(result, indent=2) + "\n")
-        plot = _plot(result, out / "keras_curves.png")
+        plot = _plot(result, out / "keras_curves.png") if plots else None
         if plot:
             result["plot"] = str(plot)
     return result

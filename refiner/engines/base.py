@@ -67,10 +67,19 @@ class RoundSpec:
     # Check the first result for the objective and stop the run if it is missing (set while the
     # run has no completed trial: later, the objective is known to be logged).
     check_objective: bool = False
+    # With an epoch budget (fidelity.total, refiner.fidelity.EpochBudget): whether a new trial may
+    # start, given how many of the round's trials are still running in other processes. The loop
+    # sets it; every engine asks :meth:`can_start` before each proposal and, at the first False,
+    # proposes nothing more and ends the round once its running trials are in.
+    may_start: Callable[[int], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ROUND_KINDS:
             raise ValueError(f"round kind must be one of {', '.join(ROUND_KINDS)}, got {self.kind!r}")
+
+    def can_start(self, running: int = 0) -> bool:
+        """Whether the round may start another trial (always, without an epoch budget)."""
+        return self.may_start is None or self.may_start(running)
 
 
 class Engine(abc.ABC):
@@ -85,7 +94,7 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def run_round(self, spec: RoundSpec, on_trial: TrialCallback) -> int:
-        """Run up to ``spec.budget`` new trials, passing each finished one to ``on_trial`` as soon
+        """Run up to ``spec.budget`` new trials, none proposed once ``spec.can_start()`` says no, passing each finished one to ``on_trial`` as soon
         as it finishes (record first: a resume trusts only what ``on_trial`` received). Failed
         trials are reported too, as FAILED; only :class:`~refiner.engines.evaluation.FirstTrialError`
         may end the round early. Returns how many trials were reported."""

@@ -64,6 +64,7 @@ class Outcome:
     duration_s: float
     curve: tuple[tuple[int, float], ...] | None = None  # with a fidelity: (budget, objective) as it trained
     stopped: bool = False  # a rung stopped it early
+    epochs: int | None = None  # with a fidelity: epochs trained in all tries and executions (fidelity.total)
 
     @property
     def ok(self) -> bool:
@@ -111,15 +112,17 @@ class Evaluation:
         check_objective = check_objective and not self._succeeded
         label = f"trial {'-'.join(str(k) for k in key)}"
         tries = self.trial_retries + 1
+        trained = [0]  # epochs of every try so far (the epoch budget counts failed tries too)
         for attempt in range(1, tries + 1):
             curve: list[tuple[int, float]] = []
             try:
-                metrics, stopped = self._once(dict(values), space, key, check_objective, hp, extra_callbacks, curve)
+                metrics, stopped = self._once(dict(values), space, key, check_objective, hp, extra_callbacks, curve,
+                                              trained)
                 self._succeeded = True
                 if self.stopping is not None:
                     self.stopping.observe(curve)  # later trials are judged against this one too
                 return Outcome(metrics, None, time.perf_counter() - started, tuple(curve) if self.fidelity else None,
-                               stopped)
+                               stopped, trained[0] if self.fidelity else None)
             except FirstTrialError:
                 raise  # a mistake in the run's settings: every try would fail the same way
             except Exception as exc:  # noqa: PERF203 - each try is a whole trial
@@ -128,7 +131,7 @@ class Evaluation:
                 if attempt < tries:
                     log.info("%s failed (%s); retry %d of %d", label, message, attempt, self.trial_retries)
         note = f" (failed all {tries} tries)" if self.trial_retries else ""
-        return Outcome({}, message + note, time.perf_counter() - started)
+        return Outcome({}, message + note, time.perf_counter() - started, epochs=trained[0] if self.fidelity else None)
 
     def record(self, outcome: Outcome, *, trial_id: str, round_index: int, values: Mapping[str, Any],
                reserve: bool = False) -> Trial:
@@ -146,30 +149,37 @@ class Evaluation:
             reserve=reserve,
             fidelity=outcome.fidelity,
             curve=outcome.curve,
+            epochs=outcome.epochs,
         )
 
     # -- one try ----------------------------------------------------------------------------------
     def _once(self, values: dict[str, Any], space: SearchSpace, key: tuple, check_objective: bool, hp: Any,
-              extra_callbacks: ExtraCallbacks | None, curve: list[tuple[int, float]]) -> tuple[dict[str, float], bool]:
-        """One try: the metrics, and whether a rung stopped it (``curve`` fills as it trains)."""
+              extra_callbacks: ExtraCallbacks | None, curve: list[tuple[int, float]],
+              trained: list[int]) -> tuple[dict[str, float], bool]:
+        """One try: the metrics, and whether a rung stopped it (``curve`` fills as it trains, ``trained[0]``
+        counts its epochs on from the earlier tries')."""
         stopped = False
         if self.function is not None:
-            metrics, stopped = self._call(values, check_objective, curve)
+            metrics, stopped = self._call(values, check_objective, curve, trained)
         else:
             if hp is None:
                 hp = space.without_regions().to_keras_tuner()
                 hp.values.update(values)
-            metrics, stopped = self._train(hp, key, check_objective, extra_callbacks, curve)
+            metrics, stopped = self._train(hp, key, check_objective, extra_callbacks, curve, trained)
         value = metrics.get(self.objective.name)
         if value is None or not math.isfinite(float(value)):
             raise ValueError(f"objective {self.objective.name!r} is {value!r}; the trial counts as failed")
         return metrics, stopped
 
-    def _call(self, values: dict[str, Any], check_objective: bool,
-              curve: list[tuple[int, float]]) -> tuple[dict[str, float], bool]:
-        """``function(params)``, or with a fidelity ``function(params, budget)`` rung by rung."""
+    def _call(self, values: dict[str, Any], check_objective: bool, curve: list[tuple[int, float]],
+              trained: list[int]) -> tuple[dict[str, float], bool]:
+        """``function(params)``, or with a fidelity ``function(params, budget)`` rung by rung (a call
+        at ``budget`` stands for training on to ``budget`` epochs: the try has spent ``budget``)."""
         budgets = self.fidelity.rungs if self.fidelity is not None else [None]
+        start = trained[0]
         for budget in budgets:
+            if budget is not None:
+                trained[0] = start + budget  # charged before the call: a call that raises trained too
             result = self.function(dict(values)) if budget is None else self.function(dict(values), budget)  # type: ignore[misc]
             if check_objective and isinstance(result, Mapping):
                 check_objective_logged(result.keys(), self.objective)
@@ -185,7 +195,7 @@ class Evaluation:
         return metrics, False
 
     def _train(self, hp: Any, key: tuple, check_objective: bool, extra_callbacks: ExtraCallbacks | None,
-               curve: list[tuple[int, float]]) -> tuple[dict[str, float], bool]:
+               curve: list[tuple[int, float]], trained: list[int]) -> tuple[dict[str, float], bool]:
         """Build and fit ``executions_per_trial`` models; the metrics of each one's best epoch,
         averaged. With a fidelity the first execution's curve is judged at every rung; a stopped
         trial trains no further execution."""
@@ -207,6 +217,7 @@ class Evaluation:
             rungs = None
             if self.fidelity is not None:
                 kwargs["epochs"] = self.fidelity.max
+                callbacks.append(_EpochCount.make(trained))  # every execution's epochs count against fidelity.total
                 if execution == 0:
                     rungs = _RungWatch.make(self.objective.name, self.stopping, curve)
                     callbacks.append(rungs)
@@ -269,6 +280,20 @@ class _FirstEpochWatch:
                 self.finished_epoch = True
 
         return FirstEpochWatch()
+
+
+class _EpochCount:
+    """Counts every epoch a model trains into ``trained[0]`` (the epoch budget's record)."""
+
+    @staticmethod
+    def make(trained: list[int]) -> Any:
+        import keras
+
+        class EpochCount(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                trained[0] += 1
+
+        return EpochCount()
 
 
 class _RungWatch:

@@ -21,6 +21,8 @@ What this adds to the stock tuners, and why (facts in DESIGN.md §5):
   round's initial points, replacements) are drawn from the union, the acquisition's candidates
   are drawn in the regions and its choice must lie in the union (as the reserve's must lie outside
   its box), and a stock proposal outside the union is replaced by a random point inside it.
+* **Epoch budget.** Before each proposal the oracle asks ``spec.can_start()``; once the round's
+  share of ``fidelity.total`` is spent it proposes nothing more and the search ends.
 * **Determinism.** The oracle's random state is re-seeded from (seed, trials so far) before each
   proposal, so a resumed round proposes what the uninterrupted one would have.
 
@@ -116,6 +118,10 @@ def _oracle_mixin(base: type) -> type:
 
         def populate_space(self, trial_id: str) -> dict[str, Any]:
             kt = _kt()
+            gate = getattr(self, "refiner_can_start", None)
+            if gate is not None and not gate():
+                # The round's share of the epoch budget is spent (RoundSpec.can_start): propose no more.
+                return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
             n = len(self.trials)
             seed = derive_seed(self.refiner_seed, n)
             self._seed_state = seed
@@ -397,6 +403,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback) -> int:
     )
     oracle.refiner_seed = derive_seed(spec.seed, spec.round_index, "reserve" if spec.reserve else "proposals")
     oracle.refiner_exclude = spec.exclude
+    oracle.refiner_can_start = spec.can_start  # trials run one at a time here: none is running when asked
     oracle.refiner_union = spec.space if spec.space.regions else None
 
     _move_aside(spec.workdir)

@@ -189,7 +189,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
         recorded.add(record.trial_id)
 
     participant = Participant(study, rdb, spec, budget, heartbeat_interval, on_result=record_own)
-    exhausted = False
+    exhausted = spent = False
     last_note = time.monotonic()
     while True:
         trials = study.get_trials(deepcopy=False)
@@ -205,8 +205,12 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
         if exhausted and running == 0:
             log.info("round space exhausted: every configuration has been tried")
             break
-        if run_trials and not exhausted and shared.live_count(trials) < budget:
-            exhausted = participant.step(trials) == "exhausted"
+        if spent and running == 0:
+            break  # the round's share of the epoch budget is spent (RoundSpec.can_start)
+        if run_trials and not exhausted and not spent and shared.live_count(trials) < budget:
+            spent = not spec.can_start(running)
+            if not spent:
+                exhausted = participant.step(trials) == "exhausted"
             continue
         if running == 0:
             exhausted = exhausted or bool(study.user_attrs.get(shared.EXHAUSTED))  # a worker ran out of points
