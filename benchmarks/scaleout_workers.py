@@ -63,6 +63,8 @@ def main() -> None:
             for n in counts:
                 rows += _refiner_rounds(work / f"{r}-refiner-{n}", storage, n, args)
                 rows.append(_stock_optuna(work / f"{r}-stock-{n}", storage, n, args))
+                if args.rounds > 1:
+                    rows.append(_stock_optuna(work / f"{r}-stock-warm-{n}", storage, n, args, warm=args.trials))
             if args.repeat > 1:
                 print(f"\nrun {r + 1} of {args.repeat}:")
             _print(rows, args)
@@ -132,17 +134,27 @@ def _refiner_rounds(folder: Path, storage: str, n: int, args: argparse.Namespace
 
 
 STOCK = "stock Optuna TPE, study.optimize"
+STOCK_WARM = "stock Optuna TPE, warm (+ round 0's count)"
 
 
-def _stock_optuna(folder: Path, storage: str, n: int, args: argparse.Namespace) -> dict:
+def _stock_optuna(folder: Path, storage: str, n: int, args: argparse.Namespace, warm: int = 0) -> dict:
+    """Stock Optuna's TPE on one shared study; with ``warm``, the study first holds that many
+    finished random trials, as refiner's TPE round holds round 0's (TPE's cost grows with them)."""
+    import numpy as np
     import optuna
 
     from refiner.engines.optuna import shared_study as shared
 
     folder.mkdir(parents=True)
-    name = f"stock{int(time.time())}w{n}"
+    name = f"stock{int(time.time())}w{n}{'warm' if warm else ''}"
     url = shared.normalise_url(storage)
-    optuna.create_study(study_name=name, storage=url, direction="minimize")
+    study = optuna.create_study(study_name=name, storage=url, direction="minimize")
+    rng = np.random.default_rng(0)
+    space = {v: optuna.distributions.FloatDistribution(-5.0, 5.0) for v in ("x", "y")}
+    for _ in range(warm):
+        x, y = rng.uniform(-5.0, 5.0, 2)
+        study.add_trial(optuna.trial.create_trial(params={"x": x, "y": y}, distributions=space,
+                                                  value=(x - 1.0) ** 2 + (y + 2.0) ** 2, user_attrs={"warm": True}))
     script = textwrap.dedent(f"""
         import time, optuna
         from optuna.study import MaxTrialsCallback
@@ -152,15 +164,15 @@ def _stock_optuna(folder: Path, storage: str, n: int, args: argparse.Namespace) 
             time.sleep({args.sleep})
             return (x - 1.0) ** 2 + (y + 2.0) ** 2
         study = optuna.load_study(study_name={name!r}, storage={url!r}, sampler=optuna.samplers.TPESampler())
-        study.optimize(bowl, callbacks=[MaxTrialsCallback({args.trials}, states=None)])
+        study.optimize(bowl, callbacks=[MaxTrialsCallback({args.trials + warm}, states=None)])
     """)
     processes = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(n)]
     for p in processes:
         if p.wait() != 0:
             raise SystemExit("a stock Optuna process failed")
     trials = [t for t in optuna.load_study(study_name=name, storage=url).trials
-              if t.state == optuna.trial.TrialState.COMPLETE]
-    return _row(STOCK, n, trials, args.sleep * len(trials))
+              if t.state == optuna.trial.TrialState.COMPLETE and not t.user_attrs.get("warm")]
+    return _row(STOCK_WARM if warm else STOCK, n, trials, args.sleep * len(trials))
 
 
 def _row(label: str, n: int, trials: list, inside_s: float) -> dict:
@@ -187,8 +199,8 @@ def _summary(runs: list[list[dict]], counts: list[int], args: argparse.Namespace
     each figure is the median over the runs of the figure computed within one run."""
 
     def pick(rows: list[dict], n: int, which: str) -> dict | None:
-        if which == "stock":
-            found = [r for r in rows if r["label"] == STOCK and r["workers"] == n]
+        if which in ("stock", "warm"):
+            found = [r for r in rows if r["label"] == (STOCK if which == "stock" else STOCK_WARM) and r["workers"] == n]
         else:
             found = [r for r in rows if r["label"].startswith("refiner") and r["workers"] == n
                      and (which == "all" or r["label"].endswith("(TPE)"))]
@@ -209,28 +221,30 @@ def _summary(runs: list[list[dict]], counts: list[int], args: argparse.Namespace
           f"{len(runs)} run(s){' (medians)' if len(runs) > 1 else ''}; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after ({os.cpu_count()} CPUs)")
     print("overhead per trial in s; ratio = refiner / stock (target <= 1.2); speed-up = trials/s over 1 worker's")
-    head = (f"{'workers':>7} {'refiner TPE':>11} {'refiner all':>11} {'stock':>7} {'ratio TPE':>9} {'ratio all':>9}"
-            f" {'speed-up TPE':>12} {'speed-up all':>12} {'speed-up stock':>14}")
+    head = (f"{'workers':>7} {'refiner TPE':>11} {'refiner all':>11} {'stock':>7} {'stock warm':>10} {'ratio TPE':>9}"
+            f" {'ratio all':>9} {'TPE/warm':>8} {'speed-up TPE':>12} {'speed-up all':>12} {'speed-up stock':>14}")
     print(head)
     base = min(counts)
     for n in counts:
         cells = {}
-        for which in ("tpe", "all", "stock"):
+        for which in ("tpe", "all", "stock", "warm"):
             got = [pick(rows, n, which) for rows in runs]
             one = [pick(rows, base, which) for rows in runs]
             cells[which] = median([g and g["overhead"] for g in got])
             cells["up " + which] = median([g["per_s"] / o["per_s"] if g and o else None for g, o in zip(got, one)])
-        for which in ("tpe", "all"):
+        for which, against in (("tpe", "stock"), ("all", "stock"), ("tpe", "warm")):
             ratios = []
             for rows in runs:
-                mine, stock = pick(rows, n, which), pick(rows, n, "stock")
+                mine, stock = pick(rows, n, which), pick(rows, n, against)
                 ratios.append(mine["overhead"] / stock["overhead"] if mine and stock and stock["overhead"] > 0 else None)
-            cells["ratio " + which] = median(ratios)
+            cells[f"ratio {which} {against}"] = median(ratios)
         print(f"{n:>7} {fig(cells['tpe'], '.3f'):>11} {fig(cells['all'], '.3f'):>11} {fig(cells['stock'], '.3f'):>7}"
-              f" {fig(cells['ratio tpe'], '.2f'):>9} {fig(cells['ratio all'], '.2f'):>9}"
+              f" {fig(cells['warm'], '.3f'):>10} {fig(cells['ratio tpe stock'], '.2f'):>9}"
+              f" {fig(cells['ratio all stock'], '.2f'):>9} {fig(cells['ratio tpe warm'], '.2f'):>8}"
               f" {fig(cells['up tpe'], '.2f'):>12} {fig(cells['up all'], '.2f'):>12} {fig(cells['up stock'], '.2f'):>14}")
     print("refiner TPE: its TPE round (round 1), the like of stock's TPE study; refiner all: every round "
-          "(round 0 samples at random)")
+          "(round 0 samples at random); stock warm: stock's study first holds as many finished trials as "
+          "refiner's TPE round holds from round 0 (TPE/warm compares those two)")
 
 if __name__ == "__main__":
     main()

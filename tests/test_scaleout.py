@@ -97,7 +97,7 @@ def _workers_of(storage: str, name: str) -> set[str]:
     found = set()
     for k in range(ROUNDS):
         study = optuna.load_study(study_name=f"{name}-round-{k}", storage=shared.normalise_url(storage))
-        found |= {t.user_attrs[shared.WORKER] for t in study.trials if shared.RECORD in t.user_attrs}
+        found |= {t.user_attrs[shared.CLAIMED] for t in study.trials if shared.RECORD in t.user_attrs}
     return found
 
 
@@ -130,7 +130,7 @@ def test_coordinator_and_three_workers_on_postgres_survive_a_killed_worker(tmp_p
             continue
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             # A claimed trial is inside the objective (one killed before its claim holds no slot).
-            if t.user_attrs.get(shared.WORKER, "").endswith(f":{victim.pid}") and t.user_attrs.get(shared.CLAIMED):
+            if str(t.user_attrs.get(shared.CLAIMED, "")).endswith(f":{victim.pid}"):
                 victim.send_signal(signal.SIGKILL)
                 killed_trial = t.number
                 break

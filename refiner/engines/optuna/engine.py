@@ -32,6 +32,7 @@ the KerasTuner engine does.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -92,7 +93,9 @@ def model_sampler_kind(space: SearchSpace) -> str:
     return "tpe"
 
 
-def _sampler(kind: str, seed: int, budget: int) -> Any:
+def _sampler(kind: str, seed: int, budget: int, space: Mapping[str, Any] | None = None) -> Any:
+    """The round's sampler. ``space``: the round's Optuna distributions when no parameter is
+    conditional, so TPE is told the space instead of inferring it from the study's trials."""
     import optuna
 
     if kind == "random":
@@ -105,7 +108,31 @@ def _sampler(kind: str, seed: int, budget: int) -> Any:
     with warnings.catch_warnings():
         # multivariate TPE with `group` handles conditional parameters; Optuna labels both experimental.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True)
+        if space is None:
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True)
+        return _tpe_on_known_space()(space, seed=seed, n_startup_trials=startup, multivariate=True)
+
+
+@functools.cache
+def _tpe_on_known_space() -> type:
+    """Multivariate TPE told the round's space.
+
+    Optuna's multivariate TPE infers the space before every proposal from the study's completed
+    trials: a read of the study and a pass over every trial, which a round re-pays per proposal
+    because it makes a fresh seeded sampler each time (see *Determinism*). Without conditional
+    parameters every trial of a round has the round's distributions, so the inferred space is the
+    round's space, in the same (sorted) order: the proposals are the same, without the read."""
+    import optuna
+
+    class KnownSpaceTPESampler(optuna.samplers.TPESampler):
+        def __init__(self, space: Mapping[str, Any], **kwargs: Any):
+            super().__init__(**kwargs)
+            self._known_space = {name: d for name, d in sorted(space.items()) if not d.single()}
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+            return dict(self._known_space)
+
+    return KnownSpaceTPESampler
 
 
 def _study(spec: RoundSpec, storage: Any, study_prefix: str) -> Any:
@@ -191,6 +218,9 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
     participant = Participant(study, rdb, spec, budget, heartbeat_interval, on_result=record_own)
     exhausted = spent = False
     last_note = time.monotonic()
+    # A trial is stale after three silent heartbeat intervals, so looking once an interval finds it
+    # soon enough; looking on every poll would cost the storage a query twice a second for nothing.
+    stale_every, last_stale = float(heartbeat_interval or poll_s), float("-inf")
     while True:
         trials = study.get_trials(deepcopy=False)
         for found in shared.records(trials)[:budget]:
@@ -218,7 +248,9 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
             log.info("round %d: %d of %d trials recorded, %d running; waiting for workers (refiner worker %s)",
                      spec.round_index, len(recorded), budget, running, study_prefix)
             last_note = time.monotonic()
-        fail_stale(study)
+        if time.monotonic() - last_stale >= stale_every:
+            fail_stale(study)
+            last_stale = time.monotonic()
         time.sleep(poll_s)
     shared.write_control(rdb, study_prefix, {"run_id": run_id, "state": "between_rounds", "round": spec.round_index,
                                              "study": study.study_name})
@@ -334,6 +366,7 @@ class Participant:
         self.token = token
         self.distributions = spec.space.without_regions().to_optuna()
         self.kind = "random" if spec.kind == "random" else model_sampler_kind(spec.space)
+        self.known_space = None if any(p.conditions for p in spec.space) else self.distributions
         self.rng = np.random.default_rng(derive_seed(spec.seed, spec.round_index, "optuna-fallback",
                                                      *(() if token is None else (token,))))
         self.who = f"{socket.gethostname()}:{os.getpid()}"
@@ -352,24 +385,22 @@ class Participant:
         self.last_look = None
         n = len(trials if trials is not None else study.get_trials(deepcopy=False))
         seed_parts = (spec.seed, spec.round_index, "proposals", n) + (() if self.token is None else (self.token,))
-        study.sampler = _sampler(self.kind, derive_seed(*seed_parts), self.budget)
+        study.sampler = _sampler(self.kind, derive_seed(*seed_parts), self.budget, self.known_space)
         with shared.quiet_heartbeat_warnings():
             trial = study.ask()
         storage_id = trial._trial_id  # see shared_study: ids order claims, numbers may repeat
         with shared.Heartbeat(self.storage, storage_id, self.heartbeat_interval):
-            trial.set_user_attr(shared.WORKER, self.who)
             values = _suggest(trial, spec.space, self.distributions)
-            key = _key(values)
-            trial.set_user_attr(shared.KEY, key)
+            key = _key(values)  # stored with the claim, in one transaction (shared.take_slot)
             checkpoint("optuna_proposed")  # asked and beating, no slot claimed: the trial goes stale
             inside_box = spec.exclude is not None and spec.exclude.contains(values)
             if spec.space.regions and not spec.space.contains(values):
                 # The sampler sees the enclosing box; keep its intent, moved into the nearest region.
                 trial.set_user_attr(shared.OUTSIDE_REGIONS, True)
                 with shared.quiet_heartbeat_warnings():
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    shared.tell(study, trial, state=optuna.trial.TrialState.FAIL)
                 trials = study.get_trials(deepcopy=False)
-                seen = {t.user_attrs[shared.KEY] for t in trials if shared.KEY in t.user_attrs and t._trial_id != storage_id}
+                seen = {t.user_attrs[shared.KEY] for t in trials if shared.KEY in t.user_attrs}
                 nearest = spec.space.nearest_in_regions(values)
                 fresh = nearest if _key(nearest) not in seen else _fresh_point(spec.space, seen, self.rng)
                 if fresh is None:
@@ -381,14 +412,15 @@ class Participant:
             if inside_box:
                 outcome = "duplicate"
             else:
-                outcome, look = shared.take_slot(self.storage, study, trial, self.budget, project=spec.run.name, key=key)
+                outcome, look = shared.take_slot(self.storage, study, trial, self.budget, project=spec.run.name, key=key,
+                                                 who=self.who)
                 self.last_look = look if outcome == "claimed" else None
             if outcome == "duplicate":
                 # The reserve explores outside the round's box; a repeat would waste a slot. Either
                 # way the proposal yields to a fresh random point (outside the box for the reserve).
                 trial.set_user_attr(shared.INSIDE_BOX if inside_box else shared.DUPLICATE, True)
                 with shared.quiet_heartbeat_warnings():
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    shared.tell(study, trial, state=optuna.trial.TrialState.FAIL)
                 trials = study.get_trials(deepcopy=False)
                 seen = {t.user_attrs[shared.KEY] for t in trials if shared.KEY in t.user_attrs}
                 fresh = _fresh_point(spec.space, seen, self.rng, exclude=spec.exclude)
@@ -400,7 +432,7 @@ class Participant:
             if outcome == "full":
                 trial.set_user_attr(shared.SURPLUS, True)
                 with shared.quiet_heartbeat_warnings():
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    shared.tell(study, trial, state=optuna.trial.TrialState.FAIL)
                 return "full"
             checkpoint("optuna_claimed")  # holds a slot, nothing evaluated: the slot frees when it goes stale
             outcome = spec.evaluation.run(values, space=spec.space, key=(spec.round_index, trial.number),
@@ -415,9 +447,9 @@ class Participant:
                 checkpoint("optuna_record_stored")  # stored, still RUNNING to Optuna: the result holds its slot
                 with shared.quiet_heartbeat_warnings():
                     if record.evidence:  # a stopped trial too, at its last value (refiner.fidelity)
-                        study.tell(trial, record.score)
+                        shared.tell(study, trial, record.score)
                     else:
-                        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                        shared.tell(study, trial, state=optuna.trial.TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
                 # Another participant found our heartbeat stale and failed the trial; its slot is
                 # being re-run elsewhere, so this result is dropped rather than counted twice.

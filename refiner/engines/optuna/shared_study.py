@@ -15,10 +15,11 @@ every rule below is decided from what the storage holds, by each participant on 
   under one lock means two concurrent proposals can never both take the last slot. A process
   that dies holding the lock releases it with its connection (or file). The coordinator still
   records only the first ``budget`` results, as a second guard.
-* **No repeats.** A configuration already finished, or running under a smaller id, is told as
+* **No repeats.** A configuration already finished, or running with a claimed slot, is told as
   failed (``refiner_duplicate``) and replaced by a fresh random point. This is checked in the same
-  look at the study as the budget, under the claims lock (:func:`take_slot`), so of two proposals
-  of one configuration the later claimant always sees the earlier one.
+  look at the study as the budget, under the claims lock (:func:`take_slot`), and the claim writes
+  the configuration's key with the slot in one transaction, so of two proposals of one
+  configuration the later claimant always sees the earlier one.
 * **Dead workers.** Each running trial gets a heartbeat thread; any participant that is waiting
   calls Optuna's ``fail_stale_trials``, which fails trials whose heartbeat stopped. A failed trial
   without a result frees its slot, so the round still completes its budget.
@@ -53,9 +54,9 @@ from refiner.errors import RefinerError
 from refiner.failpoints import checkpoint, pause
 
 __all__ = [
-    "KEY", "RECORD", "KNOWN", "DUPLICATE", "INSIDE_BOX", "OUTSIDE_REGIONS", "SURPLUS", "WORKER", "EXHAUSTED",
+    "KEY", "RECORD", "KNOWN", "DUPLICATE", "INSIDE_BOX", "OUTSIDE_REGIONS", "SURPLUS", "CLAIMED", "EXHAUSTED",
     "open_storage", "normalise_url", "quiet_heartbeat_warnings", "control_study_name", "read_control", "write_control",
-    "claim", "take_slot", "claims_lock", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
+    "claim", "take_slot", "claims_lock", "set_trial_attrs", "tell", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
     "CoordinatorBeat", "CoordinatorWatch",
 ]
 
@@ -65,12 +66,11 @@ log = logging.getLogger(__name__)
 KEY = "refiner_key"  # the configuration, as canonical JSON
 RECORD = "refiner_record"  # the finished trial's trials.jsonl record
 KNOWN = "refiner_known"  # added from the run's record (warm start or resume), not run in this study
-CLAIMED = "refiner_claimed"  # holds a slot of the budget (set under the claims lock)
+CLAIMED = "refiner_claimed"  # holds a slot of the budget (set under the claims lock); its value: who (host:pid)
 DUPLICATE = "refiner_duplicate"
 INSIDE_BOX = "refiner_inside_box"  # an exploration-reserve proposal inside the round's box: replaced like a duplicate
 OUTSIDE_REGIONS = "refiner_outside_regions"  # a proposal outside the round's regions: replaced by the nearest point inside
 SURPLUS = "refiner_surplus"
-WORKER = "refiner_worker"  # host:pid of the process that ran it
 EXHAUSTED = "refiner_exhausted"  # study attribute: every configuration of the round's space was tried
 CONTROL_ATTR = "refiner"
 COORDINATOR_ATTR = "refiner_coordinator"
@@ -291,14 +291,15 @@ def claim(storage: Any, study: Any, trial: Any, budget: int, project: str | None
 
 
 def take_slot(storage: Any, study: Any, trial: Any, budget: int, *, project: str | None = None,
-              key: str | None = None) -> tuple[str, list[Any]]:
+              key: str | None = None, who: str | bool = True) -> tuple[str, list[Any]]:
     """:func:`claim`, and with ``key`` the check for a repeat in the same look at the study: returns
     ``"claimed"``, ``"duplicate"`` (another trial holds ``key``: see :func:`is_duplicate`) or
     ``"full"`` (no slot left, or the round is no longer open), with the trials it saw.
 
-    Both are decided under :func:`claims_lock`, so of two participants that proposed the same
-    configuration the second to get the lock always sees the first's claim; and the trials are read
-    once per proposal instead of once for each check."""
+    Both are decided under :func:`claims_lock`, and a claim writes the key and the slot (marked
+    with ``who``) in one transaction, so of two participants that proposed the same configuration
+    the second to get the lock always sees the first's claim; and the trials are read once per
+    proposal instead of once for each check."""
     with claims_lock(storage, study.study_name):
         if project is not None:
             control = read_control(storage, project)
@@ -313,8 +314,47 @@ def take_slot(storage: Any, study: Any, trial: Any, budget: int, *, project: str
             return "full", trials
         pause("claim")  # tests widen the window between counting and claiming here
         checkpoint("optuna_claiming")  # dies holding the claims lock: its connection's end releases it
-        trial.set_user_attr(CLAIMED, True)
+        set_trial_attrs(storage, trial._trial_id, {CLAIMED: who} if key is None else {KEY: key, CLAIMED: who})
         return "claimed", trials
+
+
+def set_trial_attrs(storage: Any, trial_id: int, attrs: Mapping[str, Any]) -> None:
+    """Set several user attributes of one trial in one transaction.
+
+    Optuna's ``set_trial_user_attr`` opens a transaction per attribute (a connection checkout, a
+    read of the trial, the write, a commit); a claim writes two. On an RDB storage this writes
+    them with Optuna's own per-attribute step inside one of its sessions, so either all are stored
+    or none; any other storage (in memory), or an Optuna without that step, gets them one by one.
+    """
+    backend = getattr(storage, "_backend", storage)  # study._storage wraps the RDB storage in a cache
+    write = getattr(backend, "_set_trial_attr_without_commit", None)
+    if write is not None and hasattr(backend, "scoped_session"):
+        try:
+            from optuna.storages._rdb import models
+            from optuna.storages._rdb.storage import _create_scoped_session
+        except ImportError:
+            write = None
+    if write is None or not hasattr(backend, "scoped_session"):
+        for name, value in attrs.items():
+            storage.set_trial_user_attr(trial_id, name, value)
+        return
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        for name, value in attrs.items():
+            write(session, models.TrialUserAttributeModel, trial_id, name, value)
+
+
+def tell(study: Any, trial: Any, value: float | None = None, state: Any = None) -> None:
+    """``study.tell`` without reading the trial back afterwards.
+
+    ``Study.tell`` returns a deep copy of the told trial, read again from the storage (six
+    statements on an RDB storage); refiner never uses it. ``study.optimize`` tells through the
+    same inner function this calls; an Optuna without it gets ``study.tell``."""
+    try:
+        from optuna.study._tell import _tell_with_warning
+    except ImportError:
+        study.tell(trial, value, state=state)
+        return
+    _tell_with_warning(study=study, trial=trial, value_or_values=value, state=state)
 
 
 @contextlib.contextmanager
@@ -352,7 +392,8 @@ def claims_lock(storage: Any, name: str) -> Iterator[None]:
 
 def is_duplicate(trials: Sequence[Any], mine: Any, key: str) -> bool:
     """Another trial holds this configuration: known, finished with a result, running with a claimed
-    slot, or running under a smaller id."""
+    slot, or running under a smaller id with its key set (a participant of an older refiner, which
+    set the key before claiming)."""
     import optuna
 
     for t in trials:
