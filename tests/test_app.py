@@ -103,7 +103,7 @@ def test_picks_a_run_from_the_sidebar_and_shows_status_best_and_charts(runs):
     assert "Score against units" not in charts and not any(t.startswith("One line per trial") for t in charts)
     assert not any(t.endswith("trials per round") for t in charts)
     assert len(at.get("plotly_chart")) == 3  # incumbent, distribution, importance
-    at.toggle(key="plots-1-1").set_value(True)
+    at.session_state["param-1-1"] = True  # open units' section
     at.toggle(key="parcoords-1-on").set_value(True).run()
     charts = {json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")}
     assert "Score against units" in charts and any(t.startswith("Partial dependence of units") for t in charts)
@@ -130,9 +130,37 @@ def test_decision_table_lists_every_decision_with_a_link_to_its_plot(runs):
     expected = review.decision_frame({"decisions": decisions})
     assert [_unescape(b) for b in table["before"]] == list(expected["before"])
     assert [_unescape(b) for b in table["evidence"]] == list(expected["evidence"])
-    # The anchors the links point at exist: one subheader per parameter.
+    # The anchors the links point at exist: one subheader per parameter, its section still closed.
     anchors = {h.proto.anchor for h in at.subheader}
     assert {f"r1-p{i}" for i in range(len(decisions))} <= anchors
+
+
+def test_a_parameters_section_is_built_only_while_it_is_open(runs):
+    # Issue 14's speed target: a closed section sends only its heading, its decision's line (type,
+    # range, decision, importance) and the closed expander; the evidence, the charts and the override
+    # controls come when it is opened, and "Open every parameter's section" opens them all.
+    at = _app("alpha")
+    decisions = RunStore(runs / "alpha").read_decisions(1)["decisions"]
+    sections = [e for e in at.expander if e.label == "Evidence, charts and review"]
+    assert len(sections) == len(decisions) and not any(e.proto.expanded for e in sections)
+    assert any(_unescape(m.value).startswith("int, searched [16, 512] step 16 · decision **narrow** → [")
+               for m in at.markdown)
+    assert not any(t.key and t.key.startswith("ov-") for t in at.toggle)
+    assert not any(" ".join(d["reason"].split()) in _unescape(c.value) for d in decisions for c in at.caption)
+    assert len(at.get("plotly_chart")) == 3
+    at.session_state["param-1-1"] = True
+    at.run()
+    _no_exception(at)
+    assert [t.key for t in at.toggle if t.key and t.key.startswith("ov-")] == ["ov-alpha-1-1-open"]
+    assert any(_unescape(c.value) == " ".join(decisions[1]["reason"].split()) for c in at.caption)
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert len(titles) == 5 and "Score against units" in titles
+    at.toggle(key="plots-all-1").set_value(True).run()
+    _no_exception(at)
+    assert all(at.session_state[f"param-1-{i}"] for i in range(len(decisions)))
+    assert len([t for t in at.toggle if t.key and t.key.startswith("ov-")]) == len(decisions)
+    at.toggle(key="plots-all-1").set_value(False).run()
+    assert not any(t.key and t.key.startswith("ov-") for t in at.toggle) and len(at.get("plotly_chart")) == 3
 
 
 def test_a_flagged_bound_stands_out(runs):
@@ -152,6 +180,8 @@ def test_text_from_run_files_is_never_rendered_as_html_or_markup(runs):
     document["decisions"][0]["reason"] = hostile
     path.write_text(json.dumps(document))
     at = _app("alpha")
+    at.session_state["param-1-0"] = True  # the reason's caption is in the parameter's section
+    at.run()
     _no_exception(at)
     assert at.table[0].value["reason"][0] == review.md_escape(hostile)
     assert review.md_escape(hostile) in [c.value for c in at.caption]
@@ -164,7 +194,9 @@ def _ov(k: int, i: int, field: str) -> str:
 
 
 def _open(at: AppTest, k: int, i: int) -> AppTest:
-    return at.toggle(key=_ov(k, i, "open")).set_value(True).run()
+    """Open the parameter's section, then its review switch."""
+    at.session_state[f"param-{k}-{i}"] = True
+    return at.run().toggle(key=_ov(k, i, "open")).set_value(True).run()
 
 
 def test_an_edit_is_validated_and_written_as_overrides_json(runs):
@@ -249,10 +281,14 @@ def test_a_saved_override_keeps_another_open_review_open(runs):
     at.button(key=_ov(1, 2, "save")).click().run()  # save the other one (activation: keep)
     _no_exception(at)
     assert any("Saved" in _unescape(s.value) for s in at.success)
+    assert at.session_state["param-1-0"] is True and at.session_state["param-1-2"] is True  # sections open
     assert at.toggle(key=_ov(1, 0, "open")).value is True
     assert at.radio(key=_ov(1, 0, "action")).value == "reject"  # still open, the choice still there
     at.button(key=_ov(1, 0, "save")).click().run()
     assert json.loads((runs / "alpha" / "rounds" / "1" / "overrides.json").read_text())["overrides"][0]["action"] == "reject"
+    # The section whose decision changed stays open too (its identity must not follow the decision).
+    assert at.toggle(key=_ov(1, 0, "open")).value is True
+    assert any("A person rejected this decision" in _unescape(x.value) for x in at.info)
 
 
 def test_json_edit_errors(runs):
@@ -282,6 +318,8 @@ def test_reject_and_then_return_to_the_proposal(runs):
 def test_an_earlier_round_whose_successor_started_cannot_be_overridden(runs):
     at = _app("alpha")
     at.radio(key="round").set_value(0).run()
+    at.session_state["param-0-0"] = True
+    at.run()
     _no_exception(at)
     assert not [w for w in at.button if w.key and w.key.startswith("ov-")]
     assert any("can no longer change it" in _unescape(c.value) for c in at.caption)
@@ -463,7 +501,9 @@ def test_the_page_serves_nothing_off_loopback_unless_allowed(runs, monkeypatch, 
 def test_read_only_switches_overrides_and_approval_off(runs, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["app.py", "--read-only"])
     at = _app("alpha")
+    at.toggle(key="plots-all-1").set_value(True).run()  # every section open: still nothing to edit
     _no_exception(at)
+    assert len(at.get("plotly_chart")) > 3
     assert not [w for w in at.toggle if w.key and w.key.startswith("ov-")]
     assert not [b for b in at.button if b.key and (b.key.startswith("ov-") or b.key.startswith("approve"))]
     assert any("Read-only" in _unescape(i.value) for i in at.sidebar.info)

@@ -240,6 +240,8 @@ def test_a_person_edits_a_decision_and_approves_a_waiting_run_in_the_browser(ser
                 page.wait_for_selector("text=Round 0 waits for review", timeout=60_000)
                 assert page.locator("[data-testid=stMetricValue]", has_text="awaiting_review").count() == 1
                 _shot(page, tmp_path, "gate_waiting.png")
+                page.locator(".st-key-param-0-0 summary").click()  # x's section: evidence, charts, review
+                _settle(page)
                 page.locator(".st-key-ov-gated-0-0-open label").click()
                 _settle(page)
                 page.locator(".st-key-ov-gated-0-0-action label", has_text="edit the range or values").click()
@@ -253,6 +255,8 @@ def test_a_person_edits_a_decision_and_approves_a_waiting_run_in_the_browser(ser
                 _settle(page)
                 page.wait_for_selector("text=Saved: x edited for round 1", timeout=30_000)
                 _wait_rendered(page)  # not mid-rerun: the shot showed stale, greyed elements
+                # x's section stays open through the Save's rerun, its review with it (defect 1).
+                assert page.locator(".st-key-ov-gated-0-0-save button").count() == 1
                 # The edited decision in the round's table and the approval box below it; the page
                 # is scrolled to the Save button otherwise.
                 page.evaluate("document.getElementById('decisions-0').scrollIntoView({block: 'start'})")

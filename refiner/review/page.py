@@ -471,11 +471,13 @@ def _round(view: review.RunView, r: review.RoundView) -> None:
     if r.space is None:
         st.info("This round's space has not been written yet.")
     else:
-        # Charts are drawn on demand: the browser's time goes to drawing every Plotly chart at once.
-        every = st.toggle("Show every parameter's plots", key=f"plots-all-{r.k}")
+        # One section per parameter, built only while it is open (see _parameter).
+        sections = [_section_key(r.k, i) for i in range(len(r.space))]
+        st.toggle("Open every parameter's section", key=f"plots-all-{r.k}", on_change=_open_all,
+                  args=(f"plots-all-{r.k}", sections))
         trials_so_far = [*view.imported, *(t for t in view.trials if t.round <= r.k)]
         for i, p in enumerate(r.space):
-            _parameter(view, r, i, p, trials_so_far, every)
+            _parameter(view, r, i, p, trials_so_far)
 
     st.subheader("Parallel coordinates", anchor=f"parallel-{r.k}")
     if st.toggle("Show this round's parallel coordinates", key=f"parcoords-{r.k}-on"):
@@ -546,20 +548,44 @@ def _decisions(view: review.RunView, r: review.RoundView) -> None:
         st.dataframe(review.overrides_frame(r.overrides), hide_index=True, key=f"overrides-{r.k}")
 
 
-def _parameter(view: review.RunView, r: review.RoundView, i: int, p: Parameter, trials: list, every: bool) -> None:
+def _section_key(k: int, i: int) -> str:
+    return f"param-{k}-{i}"
+
+
+def _open_all(toggle: str, sections: list[str]) -> None:
+    # Before the rerun builds the page: every section opens (or closes) with the switch.
+    for key in sections:
+        st.session_state[key] = st.session_state[toggle]
+
+
+def _parameter(view: review.RunView, r: review.RoundView, i: int, p: Parameter, trials: list) -> None:
+    """One parameter: its heading (the decision table's links point here), its decision in one line,
+    and a section holding the decision's evidence, its two charts and the override controls.
+
+    The section is a stateful expander (``on_change="rerun"``): while it is closed its content is
+    neither built nor sent, so a closed parameter is three light elements instead of a bordered box
+    of six to nine with two switches (an ordinary expander sends its content, and the browser builds
+    it, hidden, on every load). Keyed, it stays open through a Save's rerun, like the "Review"
+    switch inside it (issue 14, defect 1).
+    """
     d = r.decision(p.name)
     evidence = d.get("evidence") if d else None
     flag = review.beyond_text(evidence)
     last = r.k == view.run["settings"]["rounds"] - 1
-    with st.container(border=True):
-        st.subheader(f"{esc(p.name)}{' ⚠' if flag else ''}", anchor=_anchor(r.k, i))
-        importance = (r.surrogate or {}).get("importances", {}).get(p.name)
-        parts = [esc(f"{p.type_name}, searched {p.describe()}")]
-        if d:
-            parts.append(f"decision **{esc(review.action_text(d))}** → {esc(review.describe(d['after']))}")
-        if importance is not None:
-            parts.append(esc(f"importance {importance:.2f}"))
-        st.markdown(" · ".join(parts))
+    st.subheader(f"{esc(p.name)}{' ⚠' if flag else ''}", anchor=_anchor(r.k, i))
+    importance = (r.surrogate or {}).get("importances", {}).get(p.name)
+    parts = [esc(f"{p.type_name}, searched {p.describe()}")]
+    if d:
+        parts.append(f"decision **{esc(review.action_text(d))}** → {esc(review.describe(d['after']))}")
+    if importance is not None:
+        parts.append(esc(f"importance {importance:.2f}"))
+    st.markdown(" · ".join(parts))
+    # The label is part of the section's identity in Streamlit: it must not change when a Save
+    # changes the decision, or the open section would close (so the decision is in the line above).
+    section = st.expander("Evidence, charts and review", key=_section_key(r.k, i), on_change="rerun")
+    if not section.open:
+        return
+    with section:
         if d:
             st.caption(esc(d["reason"]))
         if flag:
@@ -576,7 +602,7 @@ def _parameter(view: review.RunView, r: review.RoundView, i: int, p: Parameter, 
                         f"{uses} {review.describe(d['after'])}.{note}"))
         if isinstance(p, Fixed):
             st.caption(f"Fixed at {esc(review.fmt(p.value))}: nothing to plot.")
-        elif every or st.toggle("Plots", key=f"plots-{r.k}-{i}"):
+        else:
             left, right = st.columns(2)
             with left:
                 _chart(view, ("scatter", r.k, i), lambda: review.param_scatter_figure(p, trials, view.objective, d, r.k),
