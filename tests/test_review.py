@@ -235,6 +235,19 @@ def test_md_escape_leaves_no_markup_active():
     assert review.md_escape("plain words 12") == "plain words 12"
 
 
+def test_a_message_shows_quoted_names_as_code_and_nothing_else_as_markup():
+    # Issue 14, defect 9: narrowing reasons quote names in backticks, shown literally before.
+    out = review.md_message("Kept: only 2 completed trials have `dropout` active, fewer than min_trials=5.")
+    assert out == r"Kept\: only 2 completed trials have `dropout` active, fewer than min\_trials\=5\."
+    hostile = "**b** `[x](javascript:alert(1))` <i>x</i> :red[y]"
+    out = review.md_message(hostile)
+    code = re.findall(r"(?<!\\)`([^`]*)`", out)
+    assert code == ["[x](javascript:alert(1))"]  # inside a code span Markdown reads nothing
+    outside = re.sub(r"(?<!\\)`[^`]*`", "", out)
+    assert not re.search(r"(?<!\\)[<>\[\]()*:$`|#]", outside)
+    assert review.md_message("an `unpaired backtick") == review.md_escape("an `unpaired backtick")
+
+
 # -- figures --------------------------------------------------------------------------------------
 def test_incumbent_figure_colours_by_round_and_draws_the_best_so_far(runs):
     view = review.load_run(runs, "mixed")

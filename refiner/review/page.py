@@ -587,12 +587,12 @@ def _parameter(view: review.RunView, r: review.RoundView, i: int, p: Parameter, 
         return
     with section:
         if d:
-            st.caption(esc(d["reason"]))
+            st.caption(review.md_message(d["reason"]))
         if flag:
             st.warning(esc(f"{flag} of {p.name} {p.describe()}"))
         for j in r.audit.get(p.name, []):
             show = st.error if j["verdict"] == "wrong" else st.warning if j["verdict"] == "doubtful" else st.caption
-            show(esc(f"Audit ({j['piece']} piece): {j['reason']}"))
+            show(review.md_message(f"Audit ({j['piece']} piece): {j['reason']}"))
         if d and "proposed" in d:
             o = d.get("override") or {}
             who = "rejected" if o.get("action") == "reject" else "edited"

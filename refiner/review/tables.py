@@ -18,7 +18,7 @@ from refiner.text import fmt
 from refiner.trial import Objective, Trial
 
 __all__ = [
-    "md_escape", "describe", "trials_frame", "incumbent_frame", "beyond_text", "evidence_text",
+    "md_escape", "md_message", "describe", "trials_frame", "incumbent_frame", "beyond_text", "evidence_text",
     "decision_frame", "overrides_frame", "before_after_frame", "round_label", "action_text", "plain_message",
 ]
 
@@ -34,6 +34,18 @@ def md_escape(text: Any) -> str:
     """
     flat = " ".join(str(text).split())
     return _MD_SPECIAL.sub(r"\\\1", flat)
+
+
+def md_message(text: Any) -> str:
+    """A refiner message for Streamlit Markdown: inert as :func:`md_escape` makes it, except that a
+    name it quotes in backticks (``only 2 trials have `dropout` active``) shows as code rather than
+    as literal backticks. A code span's content is never read as Markdown; with an unpaired
+    backtick nothing becomes code."""
+    parts = " ".join(str(text).split()).split("`")
+    if len(parts) % 2 == 0:
+        return md_escape(text)
+    return "".join(_MD_SPECIAL.sub(r"\\\1", part) if i % 2 == 0 else f"`{part}`" if part.strip() else "\\`\\`"
+                   for i, part in enumerate(parts))
 
 
 def describe(document: Mapping[str, Any] | None) -> str:
