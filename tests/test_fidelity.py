@@ -136,22 +136,28 @@ def curve_loss(p, budget):
 '''
 
 
-@pytest.mark.slow
-def test_a_run_killed_inside_a_trial_that_passed_a_rung_resumes_with_nothing_lost(tmp_path):
+def _run_cli(tmp_path, run_dir, failpoint=""):
+    return subprocess.run([sys.executable, "-m", "refiner.cli", "run", str(tmp_path / "run.toml"), "--run-dir",
+                           str(run_dir), "--quiet"], env=dict(os.environ, REFINER_FAILPOINT=failpoint),
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def _kill_inside_a_promoted_trial(tmp_path, config):
+    """Write the project, run it, and SIGKILL it inside a trial that has just passed a rung."""
     (tmp_path / "mf_objective.py").write_text(textwrap.dedent(OBJECTIVE))
     (tmp_path / "space.json").write_text(SPACE.to_json())
-    (tmp_path / "run.toml").write_text(CONFIG)
+    (tmp_path / "run.toml").write_text(config)
     run_dir = tmp_path / "run"
-
-    def run(failpoint=""):
-        return subprocess.run([sys.executable, "-m", "refiner.cli", "run", str(tmp_path / "run.toml"), "--run-dir",
-                               str(run_dir), "--quiet"], env=dict(os.environ, REFINER_FAILPOINT=failpoint),
-                              capture_output=True, text=True, timeout=300, check=False)
-
-    killed = run("rung_passed")
+    killed = _run_cli(tmp_path, run_dir, "rung_passed")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    return run_dir
+
+
+@pytest.mark.slow
+def test_a_run_killed_inside_a_trial_that_passed_a_rung_resumes_with_nothing_lost(tmp_path):
+    run_dir = _kill_inside_a_promoted_trial(tmp_path, CONFIG)
     before = [t.trial_id for t in RunStore(run_dir).all_trials()]
-    final = run()
+    final = _run_cli(tmp_path, run_dir)
     assert final.returncode == 0, final.stderr[-2000:]
     store = RunStore(run_dir)
     check_run(store)
@@ -329,21 +335,10 @@ def test_an_epoch_budget_in_a_config_is_checked_and_its_mistakes_exit_2(tmp_path
 def test_a_run_with_an_epoch_budget_killed_inside_a_trial_resumes_within_the_budget(tmp_path):
     from refiner.fidelity import trial_epochs
 
-    (tmp_path / "mf_objective.py").write_text(textwrap.dedent(OBJECTIVE))
-    (tmp_path / "space.json").write_text(SPACE.to_json())
     config = CONFIG.replace("trials_per_round = 8\n", "").replace("max = 9", "max = 9\ntotal = 90")
-    (tmp_path / "run.toml").write_text(config)
-    run_dir = tmp_path / "run"
-
-    def run(failpoint="", directory=run_dir):
-        return subprocess.run([sys.executable, "-m", "refiner.cli", "run", str(tmp_path / "run.toml"), "--run-dir",
-                               str(directory), "--quiet"], env=dict(os.environ, REFINER_FAILPOINT=failpoint),
-                              capture_output=True, text=True, timeout=300, check=False)
-
-    killed = run("rung_passed")
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    run_dir = _kill_inside_a_promoted_trial(tmp_path, config)
     before = [t.trial_id for t in RunStore(run_dir).all_trials()]
-    final = run()
+    final = _run_cli(tmp_path, run_dir)
     assert final.returncode == 0, final.stderr[-2000:]
     store = RunStore(run_dir)
     check_run(store)
@@ -351,6 +346,6 @@ def test_a_run_with_an_epoch_budget_killed_inside_a_trial_resumes_within_the_bud
     assert [t.trial_id for t in trials][: len(before)] == before and len({t.trial_id for t in trials}) == len(trials)
     assert 90 <= sum(trial_epochs(t) for t in trials) <= 90 + 9 - 1
     uninterrupted = tmp_path / "whole"
-    assert run(directory=uninterrupted).returncode == 0  # the resumed run made the same trials as one never killed
+    assert _run_cli(tmp_path, uninterrupted).returncode == 0  # the resumed run made the same trials as one never killed
     assert [(t.trial_id, t.hyperparameters, t.epochs) for t in RunStore(uninterrupted).all_trials()] == \
         [(t.trial_id, t.hyperparameters, t.epochs) for t in trials]
