@@ -187,6 +187,13 @@ def test_text_from_run_files_is_never_rendered_as_html_or_markup(runs):
     assert review.md_escape(hostile) in [c.value for c in at.caption]
     for element in [*at.markdown, *at.caption]:  # alerts, tables and headings have no HTML mode at all
         assert not element.proto.allow_html, element.value
+    # A name the reason quotes in backticks shows as code, in the table and in the section's caption.
+    quoting = "Kept: only 2 completed trials have `dropout` active."
+    document["decisions"][0]["reason"] = quoting
+    path.write_text(json.dumps(document))
+    at.run()
+    assert at.table[0].value["reason"][0] == review.md_message(quoting) != review.md_escape(quoting)
+    assert review.md_message(quoting) in [c.value for c in at.caption]
 
 
 def _ov(k: int, i: int, field: str) -> str:

@@ -533,6 +533,7 @@ def _decisions(view: review.RunView, r: review.RoundView) -> None:
     names = r.space.names if r.space is not None else []
     shown = frame.drop(columns=[c for c in ("flag", "refiner proposed", "override", "audit") if not frame[c].any()])
     shown = shown.map(esc)  # every cell is text from the run folder: Markdown-inert
+    shown["reason"] = [review.md_message(reason) for reason in frame["reason"]]  # quoted names as code
     shown["parameter"] = [
         f"[{esc(n)}](#{_anchor(r.k, names.index(n))})" if n in names else esc(n) for n in frame["parameter"]]
     flags = list(frame["flag"])
