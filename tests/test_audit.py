@@ -187,4 +187,6 @@ def test_a_persons_wrong_cut_is_caught_by_the_audit_and_re_opened(tmp_path, monk
     table = at.table[0].value
     verdicts = dict(zip((p.split("]")[0].lstrip("[") for p in table["parameter"]), table["audit"]))
     assert verdicts["x"].replace("\\", "") == "wrong (re-opened)"
+    at.toggle(key="plots-all-0").set_value(True).run()  # the audit's reason is in each parameter's section
+    assert not at.exception, [e.value for e in at.exception]
     assert any("Audit (high piece): Wrong" in e.value.replace("\\", "") for e in at.error)
