@@ -327,18 +327,16 @@ def set_trial_attrs(storage: Any, trial_id: int, attrs: Mapping[str, Any]) -> No
     or none; any other storage (in memory), or an Optuna without that step, gets them one by one.
     """
     backend = getattr(storage, "_backend", storage)  # study._storage wraps the RDB storage in a cache
-    write = getattr(backend, "_set_trial_attr_without_commit", None)
-    if write is not None and hasattr(backend, "scoped_session"):
-        try:
-            from optuna.storages._rdb import models
-            from optuna.storages._rdb.storage import _create_scoped_session
-        except ImportError:
-            write = None
-    if write is None or not hasattr(backend, "scoped_session"):
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        write, sessions = backend._set_trial_attr_without_commit, backend.scoped_session
+    except (ImportError, AttributeError):  # an in-memory storage, or an Optuna without those steps
         for name, value in attrs.items():
             storage.set_trial_user_attr(trial_id, name, value)
         return
-    with _create_scoped_session(backend.scoped_session, True) as session:
+    with _create_scoped_session(sessions, True) as session:
         for name, value in attrs.items():
             write(session, models.TrialUserAttributeModel, trial_id, name, value)
 
