@@ -11,7 +11,8 @@ headless Chromium (Debian's /usr/bin/chromium, as in tests/test_app_browser.py).
 one of each checkout in a round, so a machine whose load changes affects every checkout alike; the
 load average is printed with every load. "first" is the run's title and a metric on screen; "full"
 is what the browser test waits for: the script done, no placeholder left, the decisions table, and
-every chart the page shows by default drawn by Plotly. Without --runs the run is built in a
+every chart the page shows by default drawn (Vega-Lite since the page drew them that way, Plotly before).
+The server is started as `refiner app` starts it (no source-file watcher; --file-watcher for Streamlit's default). Without --runs the run is built in a
 temporary folder first (about a minute: 200 trials of a cheap function on the Optuna engine).
 """
 
@@ -29,8 +30,8 @@ import urllib.request
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
-DRAWN = """n => { const c = document.querySelectorAll('[data-testid=stPlotlyChart]');
-    return c.length >= n && Array.from(c).every(x => x.querySelector('.js-plotly-plot .main-svg')); }"""
+DRAWN = """n => { const c = document.querySelectorAll('[data-testid=stVegaLiteChart], [data-testid=stPlotlyChart]');
+    return c.length >= n && Array.from(c).every(x => x.querySelector('svg.marks, .js-plotly-plot .main-svg')); }"""
 
 
 def build_run(runs: Path) -> None:
@@ -44,14 +45,15 @@ def build_run(runs: Path) -> None:
                     narrowing={"min_trials": 8}).search()
 
 
-def serve(checkout: Path, runs: Path) -> tuple[str, subprocess.Popen]:
+def serve(checkout: Path, runs: Path, watcher: bool = False) -> tuple[str, subprocess.Popen]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(checkout / "app.py"), "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--", "--runs", str(runs)],
+         # As `refiner app` starts it, unless asked for Streamlit's default source watcher.
+         "--server.fileWatcherType", "auto" if watcher else "none", "--", "--runs", str(runs)],
         env=dict(os.environ, PYTHONPATH=str(checkout)), cwd=tempfile.gettempdir(),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -86,13 +88,15 @@ def main() -> None:
     parser.add_argument("checkouts", nargs="+", type=Path)
     parser.add_argument("--loads", type=int, default=6)
     parser.add_argument("--runs", type=Path, default=None, help="a runs folder holding the run 'big' (built if missing)")
+    parser.add_argument("--file-watcher", action="store_true",
+                        help="start Streamlit with its default source-file watcher (as before `refiner app` turned it off)")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     runs = args.runs or Path(tempfile.mkdtemp(prefix="app-load-times-")) / "runs"
     if not (runs / "big").exists():
         build_run(runs)
-    servers = [(checkout.resolve(), *serve(checkout.resolve(), runs)) for checkout in args.checkouts]
+    servers = [(checkout.resolve(), *serve(checkout.resolve(), runs, args.file_watcher)) for checkout in args.checkouts]
     times: dict[Path, list[tuple[float, float]]] = {c: [] for c, _, _ in servers}
     try:
         with sync_playwright() as pw:

@@ -371,6 +371,10 @@ def _app(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_file),
            "--server.address", args.address, "--server.port", str(args.port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+           # No source watching: Streamlit's watcher walks every loaded module's folder for each new
+           # browser tab (0.5-0.8 s of a page load where a virtual environment sits beside the code),
+           # to offer reruns on edits that a review app never needs.
+           "--server.fileWatcherType", "none",
            "--", "--runs", str(runs), *extra]
     print(f"refiner review app: http://{args.address}:{args.port}  (runs folder {runs}; Ctrl+C stops it)",
           file=sys.stderr, flush=True)

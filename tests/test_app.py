@@ -81,6 +81,12 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text)
 
 
+def _chart_titles(at: AppTest) -> list[str]:
+    """Every chart's title: the Vega-Lite charts each load draws, then the Plotly ones drawn on demand."""
+    return [json.loads(c.proto.spec)["title"] for c in at.get("vega_lite_chart")] + [
+        json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
 def _no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
@@ -94,7 +100,7 @@ def test_picks_a_run_from_the_sidebar_and_shows_status_best_and_charts(runs):
     assert metrics["Status"] == "finished" and metrics["Trials"] == "16 / 16"
     best = RunStore(runs / "alpha").read_run()["state"]["best"]
     assert metrics["Best loss (min)"] == review.fmt(best["score"])
-    charts = {c.proto.spec and json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")}
+    charts = set(_chart_titles(at))
     assert "Incumbent curve: did each narrowing help?" in charts
     assert any(t.startswith("Round 1 against earlier rounds") for t in charts)
     assert any(t.startswith("Importance") for t in charts)
@@ -102,10 +108,11 @@ def test_picks_a_run_from_the_sidebar_and_shows_status_best_and_charts(runs):
     # (issue 14, defect 12 and its speed target).
     assert "Score against units" not in charts and not any(t.startswith("One line per trial") for t in charts)
     assert not any(t.endswith("trials per round") for t in charts)
-    assert len(at.get("plotly_chart")) == 3  # incumbent, distribution, importance
+    # incumbent, distribution, importance: Vega-Lite, which the browser draws far sooner than Plotly
+    assert len(at.get("vega_lite_chart")) == 3 and not at.get("plotly_chart")
     at.session_state["param-1-1"] = True  # open units' section
     at.toggle(key="parcoords-1-on").set_value(True).run()
-    charts = {json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")}
+    charts = set(_chart_titles(at))
     assert "Score against units" in charts and any(t.startswith("Partial dependence of units") for t in charts)
     assert any(t.startswith("One line per trial") for t in charts)
     assert len(at.get("download_button")) == 4  # JSON, KerasTuner, Optuna, the round's CSV
@@ -147,20 +154,20 @@ def test_a_parameters_section_is_built_only_while_it_is_open(runs):
                for m in at.markdown)
     assert not any(t.key and t.key.startswith("ov-") for t in at.toggle)
     assert not any(" ".join(d["reason"].split()) in _unescape(c.value) for d in decisions for c in at.caption)
-    assert len(at.get("plotly_chart")) == 3
+    assert len(_chart_titles(at)) == 3
     at.session_state["param-1-1"] = True
     at.run()
     _no_exception(at)
     assert [t.key for t in at.toggle if t.key and t.key.startswith("ov-")] == ["ov-alpha-1-1-open"]
     assert any(_unescape(c.value) == " ".join(decisions[1]["reason"].split()) for c in at.caption)
-    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    titles = _chart_titles(at)
     assert len(titles) == 5 and "Score against units" in titles
     at.toggle(key="plots-all-1").set_value(True).run()
     _no_exception(at)
     assert all(at.session_state[f"param-1-{i}"] for i in range(len(decisions)))
     assert len([t for t in at.toggle if t.key and t.key.startswith("ov-")]) == len(decisions)
     at.toggle(key="plots-all-1").set_value(False).run()
-    assert not any(t.key and t.key.startswith("ov-") for t in at.toggle) and len(at.get("plotly_chart")) == 3
+    assert not any(t.key and t.key.startswith("ov-") for t in at.toggle) and len(_chart_titles(at)) == 3
 
 
 def test_a_flagged_bound_stands_out(runs):
@@ -349,10 +356,10 @@ def test_a_corrupt_run_shows_its_problem_and_the_others_stay_usable(runs):
     message = _unescape(error.value)
     assert message.startswith("This run cannot be shown:")
     assert "rounds/1/trials.jsonl: line 3" in message and "exploded" in message
-    assert not at.get("plotly_chart")
+    assert not _chart_titles(at)
     at.selectbox(key="run").set_value("alpha").run()
     _no_exception(at)
-    assert not at.error and at.title[0].value == "Run alpha" and at.get("plotly_chart")
+    assert not at.error and at.title[0].value == "Run alpha" and _chart_titles(at)
 
 
 def test_the_page_rereads_a_run_when_its_files_change(runs):
@@ -483,7 +490,7 @@ def test_an_untrusted_surrogates_importance_is_marked(runs):
     document["trusted"] = False
     path.write_text(json.dumps(document))
     at = _app("alpha")
-    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    titles = _chart_titles(at)
     assert any(t.startswith("Importance") and t.endswith("NOT TRUSTED: ranges kept") for t in titles), titles
 
 
@@ -502,7 +509,7 @@ def test_the_page_serves_nothing_off_loopback_unless_allowed(runs, monkeypatch, 
     else:
         [error] = at.error
         assert _unescape(error.value).startswith("Not served: this server listens on")
-        assert [t.value for t in at.title] == ["refiner review"] and not at.get("plotly_chart")
+        assert [t.value for t in at.title] == ["refiner review"] and not _chart_titles(at)
 
 
 def test_read_only_switches_overrides_and_approval_off(runs, monkeypatch):
@@ -510,7 +517,7 @@ def test_read_only_switches_overrides_and_approval_off(runs, monkeypatch):
     at = _app("alpha")
     at.toggle(key="plots-all-1").set_value(True).run()  # every section open: still nothing to edit
     _no_exception(at)
-    assert len(at.get("plotly_chart")) > 3
+    assert len(_chart_titles(at)) > 3
     assert not [w for w in at.toggle if w.key and w.key.startswith("ov-")]
     assert not [b for b in at.button if b.key and (b.key.startswith("ov-") or b.key.startswith("approve"))]
     assert any("Read-only" in _unescape(i.value) for i in at.sidebar.info)
@@ -528,6 +535,7 @@ def test_refiner_app_refuses_another_address_without_allow_remote(capsys, monkey
     with pytest.raises(SystemExit):
         main(["app", "--runs", str(tmp_path), "--address", "0.0.0.0", "--allow-remote", "--read-only"])
     assert calls[0][-2:] == ["--read-only", "--allow-remote"]
+    assert calls[0][calls[0].index("--server.fileWatcherType") + 1] == "none"  # new tabs load faster
 
 
 def test_runs_overview_lists_status_engine_best_and_trials(runs):
@@ -545,7 +553,7 @@ def test_across_rounds_shows_one_chart_at_a_time_ranges_contour_or_parallel(runs
     at = _app("alpha")
 
     def titles() -> list[str]:
-        return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+        return _chart_titles(at)
 
     assert at.radio(key="across").value is None and len(titles()) == 3  # none until one is picked
     at.radio(key="across").set_value("Ranges").run()

@@ -69,7 +69,7 @@ def server(tmp_path_factory):
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "127.0.0.1",
              "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-             "--", "--runs", str(runs)],
+             "--server.fileWatcherType", "none", "--", "--runs", str(runs)],  # as `refiner app` starts it
             stdout=out, stderr=subprocess.STDOUT, cwd=base)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -89,9 +89,12 @@ def _wait_rendered(page) -> None:
     page.wait_for_function("document.querySelectorAll('[data-testid=stSkeleton]').length === 0", timeout=60_000)
 
 
-# At least `arg` charts on the page, and every one of them drawn by Plotly (not just announced).
-_EVERY_CHART_DRAWN = """n => { const charts = document.querySelectorAll('[data-testid=stPlotlyChart]');
-    return charts.length >= n && Array.from(charts).every(c => c.querySelector('.js-plotly-plot .main-svg')); }"""
+# At least `arg` charts on the page, and every one of them drawn (not just announced): Vega-Lite's
+# (the charts every load shows) as an SVG of marks, Plotly's (drawn on demand) as its main SVG.
+_CHARTS = "[data-testid=stVegaLiteChart], [data-testid=stPlotlyChart]"
+_EVERY_CHART_DRAWN = """n => { const charts = document.querySelectorAll('%s');
+    return charts.length >= n && Array.from(charts).every(c => c.querySelector('svg.marks, .js-plotly-plot .main-svg')); }
+""" % _CHARTS
 
 
 def _full_page_screenshot(page, path: Path) -> None:
@@ -119,7 +122,7 @@ def test_the_app_renders_a_run_in_a_real_browser_and_exports_it(server, tmp_path
             page.goto(f"{url}/?run=mixed", wait_until="domcontentloaded")
             _wait_rendered(page)
             page.wait_for_selector("[data-testid=stTable] a[href='#r1-p0']", timeout=60_000)
-            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
+            page.wait_for_function(_EVERY_CHART_DRAWN, arg=1, timeout=60_000)
 
             assert page.locator("[data-testid=stException]").count() == 0
             assert page.locator("h1", has_text="Run mixed").count() == 1
@@ -130,7 +133,8 @@ def test_the_app_renders_a_run_in_a_real_browser_and_exports_it(server, tmp_path
                 assert page.locator(f"[id='r1-p{i}']").count() == 1
             # Incumbent, the round's distribution and importance; the rest on demand.
             page.wait_for_function(_EVERY_CHART_DRAWN, arg=3, timeout=60_000)
-            assert page.locator("[data-testid=stPlotlyChart]").count() == 3
+            assert page.locator("[data-testid=stVegaLiteChart]").count() == 3  # no Plotly until asked for
+            assert page.locator("[data-testid=stPlotlyChart]").count() == 0
 
             with page.expect_download() as info:
                 page.locator("[data-testid=stDownloadButton] button", has_text="JSON").first.click()
@@ -372,7 +376,7 @@ def test_a_200_trial_8_parameter_run_loads_fast_in_the_browser(server, tmp_path)
 
 
 def _chart_shot(page, tmp_path: Path, title: str, name: str) -> None:
-    chart = page.locator("[data-testid=stPlotlyChart]", has_text=title).first
+    chart = page.locator(_CHARTS, has_text=title).first
     chart.wait_for(timeout=60_000)
     chart.scroll_into_view_if_needed()
     page.wait_for_timeout(800)  # Plotly's transitions

@@ -249,14 +249,18 @@ def test_a_message_shows_quoted_names_as_code_and_nothing_else_as_markup():
 
 
 # -- figures --------------------------------------------------------------------------------------
-def test_incumbent_figure_colours_by_round_and_draws_the_best_so_far(runs):
+def test_incumbent_chart_colours_by_round_and_draws_the_best_so_far(runs):
     view = review.load_run(runs, "mixed")
-    fig = review.incumbent_figure(view.trials, view.objective)
-    names = [t.name for t in fig.data]
-    assert names == ["round 0", "round 1", "best so far"]
-    assert fig.data[0].marker.color != fig.data[1].marker.color
-    assert sum(len(t.x) for t in fig.data[:2]) == len(view.trials)
-    assert fig.data[2].line.shape == "hv"
+    spec = review.incumbent_chart(view.trials, view.objective).to_dict()
+    dots, line = spec["layer"]
+    scale = dots["encoding"]["color"]["scale"]
+    assert scale["domain"] == ["round 0", "round 1", "best so far"]
+    assert scale["range"] == [review.round_color(0), review.round_color(1), "black"]  # a round keeps its colour
+    points = spec["datasets"][dots["data"]["name"]]
+    assert len(points) == len(view.trials) and {p["series"] for p in points} == {"round 0", "round 1"}
+    best = [p["score"] for p in spec["datasets"][line["data"]["name"]]]
+    assert best == sorted(best, reverse=True) and best[-1] == min(p["score"] for p in points)  # loss: falls
+    assert line["mark"]["interpolate"] == "step-after"
 
 
 def test_scatter_of_a_log_parameter_has_a_log_axis_and_the_before_after_ranges(runs):
@@ -349,15 +353,23 @@ def test_tiny_values_are_labelled_by_fmt_on_every_numeric_axis():
 # -- views: scores' distribution, contour, compare --------------------------------------------------
 def test_score_distribution_is_one_ecdf_line_per_round_up_to_k(runs):
     view = review.load_run(runs, "mixed")
-    fig = review.score_distribution_figure(view.rounds, 1, view.objective)
-    assert [t.name for t in fig.data] == ["round 0 (8 trials)", "round 1 (8 trials)"]
-    for r, line in zip(view.rounds, fig.data, strict=True):
+
+    def lines(chart) -> dict[str, list[dict]]:
+        spec = chart.to_dict()
+        rows = spec["datasets"][spec["data"]["name"]]
+        return {label: [r for r in rows if r["series"] == label] for label in dict.fromkeys(r["series"] for r in rows)}
+
+    shown = lines(review.score_distribution_chart(view.rounds, 1, view.objective))
+    assert list(shown) == ["round 0 (8 trials)", "round 1 (8 trials)"]
+    for r, line in zip(view.rounds, shown.values(), strict=True):
         scores = sorted(t.score for t in r.trials if t.ok)
-        assert list(line.x) == scores and line.y[-1] == 1.0 and line.y[0] == 1 / len(scores)
-    assert fig.data[1].line.width > fig.data[0].line.width  # the round under review stands out
-    assert len(review.score_distribution_figure(view.rounds, 0, view.objective).data) == 1
-    high = review.score_distribution_figure(view.rounds, 1, Objective("loss", "max"))
-    assert list(high.data[0].x) == sorted(high.data[0].x, reverse=True)  # better first either way
+        assert [p["score"] for p in line] == scores and line[-1]["share"] == 1.0 and line[0]["share"] == 1 / len(scores)
+    assert shown["round 1 (8 trials)"][0]["width"] > shown["round 0 (8 trials)"][0]["width"]  # the round under review
+    assert len(lines(review.score_distribution_chart(view.rounds, 0, view.objective))) == 1
+    high = review.score_distribution_chart(view.rounds, 1, Objective("loss", "max"))
+    first = next(iter(lines(high).values()))
+    assert [p["score"] for p in first] == sorted((p["score"] for p in first), reverse=True)  # better first either way
+    assert high.to_dict()["encoding"]["x"]["scale"]["reverse"] is True  # and on the left
 
 
 def test_contour_uses_the_two_most_important_numeric_parameters(runs):
@@ -406,12 +418,17 @@ def test_partial_dependence_has_an_uncertainty_band(runs):
     assert review.partial_dependence_figure(r.space["learning_rate"], r.surrogate).layout.xaxis.type == "log"
 
 
-def test_importance_bars_are_sorted_largest_on_top(runs):
+def test_importance_bars_are_sorted_largest_on_top_and_grey_when_not_trusted(runs):
     r = review.load_run(runs, "mixed").round(1)
-    fig = review.importance_figure(r.surrogate)
-    values = list(fig.data[0].x)
-    assert values == sorted(values) and set(fig.data[0].y) == set(r.surrogate["importances"])
-    assert review.importance_figure(None) is None
+    spec = review.importance_chart(r.surrogate).to_dict()
+    bars = spec["layer"][0]
+    rows = spec["datasets"][spec["data"]["name"]]
+    assert [row["importance"] for row in rows] == sorted(r.surrogate["importances"].values(), reverse=True)
+    assert bars["encoding"]["y"]["sort"] == [row["parameter"] for row in rows]  # largest on top
+    assert "NOT TRUSTED" not in spec["title"] and bars["mark"]["color"] != "#bbbbbb"
+    untrusted = review.importance_chart({**r.surrogate, "trusted": False}).to_dict()
+    assert untrusted["title"].endswith("NOT TRUSTED: ranges kept") and untrusted["layer"][0]["mark"]["color"] == "#bbbbbb"
+    assert review.importance_chart(None) is None
 
 
 def test_parallel_coordinates_has_every_tunable_parameter_and_the_score(runs):
@@ -481,12 +498,15 @@ def test_a_fidelity_runs_learning_curves_show_which_trials_stopped(tmp_path):
                     trials_per_round=9, fidelity={"max": 9}, directory=tmp_path, project_name="mf", verbose=0).search()
     view = review.load_run(tmp_path, "mf")
     [r] = view.rounds
-    fig = review.learning_curves_figure(r, Objective("loss", "min"))
-    lines = [t for t in fig.data if t.x[0] is not None]
+    spec = review.learning_curves_chart(r, Objective("loss", "min")).to_dict()
+    rows = spec["datasets"][spec["data"]["name"]]
+    lines = {trial: [row for row in rows if row["trial"] == trial] for trial in dict.fromkeys(row["trial"] for row in rows)}
     assert len(lines) == 9  # one line per trial
-    stopped = [t for t in lines if t.line.dash == "dot"]
+    stopped = [line for line in lines.values() if line[0]["status"] == "stopped at a rung"]
     assert stopped and len(stopped) == sum(1 for t in r.trials if not t.ok)
-    assert all(max(t.x) < 9 for t in stopped) and all(max(t.x) == 9 for t in lines if t.line.dash != "dot")
-    assert f"{sum(t.fidelity for t in r.trials)} of 81 epochs spent" in fig.layout.title.text
+    assert all(max(p["epoch"] for p in line) < 9 for line in stopped)
+    assert all(max(p["epoch"] for p in line) == 9 for line in lines.values() if line[0]["status"] == "trained to the end")
+    assert spec["encoding"]["strokeDash"]["scale"]["range"][0] == [2, 2]  # stopped: dotted
+    assert f"{sum(t.fidelity for t in r.trials)} of 81 epochs spent" in spec["title"]
     no_curves = dataclasses.replace(r, trials=tuple(dataclasses.replace(t, curve=None) for t in r.trials))
-    assert review.learning_curves_figure(no_curves, Objective("loss", "min")) is None  # a run without a fidelity
+    assert review.learning_curves_chart(no_curves, Objective("loss", "min")) is None  # a run without a fidelity

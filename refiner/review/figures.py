@@ -1,6 +1,9 @@
-"""The app's Plotly figures: incumbent curve, scores, per-parameter ranges, importances, parallel coordinates.
+"""The app's Plotly figures, drawn on demand: per-parameter ranges and evidence, ranges across
+rounds, contour, parallel coordinates, and the runs compare view.
 
-A round keeps its colour in every figure (:func:`round_color`).
+The charts every load draws (incumbent curve, scores' distribution, importances, learning curves)
+are Vega-Lite, in :mod:`~refiner.review.summary_charts`: the browser loads and draws Plotly's
+4.7 MB far more slowly. Both take colours and axes from :mod:`~refiner.review.chart_style`.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import plotly.graph_objects as go
 
+from refiner.review.chart_style import log_ticks, round_color, score_title, tick_values, wants_log
 from refiner.review.runs import RoundView
 from refiner.review.tables import incumbent_frame
 from refiner.space import Fixed, Float, Int, Parameter, SearchSpace, discrete_values, parameter_from_dict
@@ -17,70 +21,27 @@ from refiner.text import fmt
 from refiner.trial import Objective, Trial, best_trial
 
 __all__ = [
-    "round_color", "incumbent_figure", "score_distribution_figure", "param_scatter_figure",
-    "partial_dependence_figure", "importance_figure", "parallel_coordinates_figure", "range_history_figure",
-    "parallel_all_rounds_figure", "contour_figure", "compare_figure", "learning_curves_figure",
+    "param_scatter_figure", "partial_dependence_figure", "parallel_coordinates_figure", "range_history_figure",
+    "parallel_all_rounds_figure", "contour_figure", "compare_figure",
 ]
 
 
-# Plotly's default qualitative palette; a round keeps its colour in every figure.
-_PALETTE = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880",
-            "#FF97FF", "#FECB52")
 _BEFORE_FILL = "rgba(120, 120, 120, 0.16)"
 _AFTER_FILL = "rgba(0, 170, 90, 0.13)"
 _DROPPED_FILL = "rgba(220, 50, 50, 0.2)"
 _FLAG_COLOR = "#d62728"
 
 
-def round_color(k: int) -> str:
-    return _PALETTE[k % len(_PALETTE)]
-
-
-def _score_title(objective: Objective) -> str:
-    return f"{objective.name} ({'lower' if objective.direction == 'min' else 'higher'} is better)"
-
-
-def _wants_log(values: Iterable[float | None]) -> bool:
-    # Losses often span decades (Branin: 0.4 to 300); on a linear axis the gains of the later,
-    # narrowed rounds are invisible.
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return bool(finite) and min(finite) > 0 and max(finite) / min(finite) >= 100
-
-
 def _axis(log: bool, values: Iterable[Any] = ()) -> dict[str, Any]:
     """A linear axis, or a log axis labelled 1-2-5 (decades only when wide): Plotly's default
     small "2 3 4 5" labels between decades read like values."""
-    if not log:
-        # Labels written by fmt, like everywhere else: Plotly's own format turns 0.00001 into "10µ"
-        # or a cut-off ".00001" (issue 14, defect 7).
-        numbers = [float(v) for v in values
-                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
-        if not numbers:
-            return {"type": "linear"}
-        ticks = _linear_ticks(min(numbers), max(numbers))
-        return {"type": "linear", "tickmode": "array", "tickvals": ticks, "ticktext": [fmt(t) for t in ticks]}
-    finite = [float(v) for v in values
-              if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0]
-    if not finite:
-        return {"type": "log"}
-    lo, hi = math.log10(min(finite)), math.log10(max(finite))
-    pad = 0.06 * (hi - lo)  # about what Plotly's autorange adds, so the outer decades get labels too
-    ticks = _log_ticks(10 ** (lo - pad), 10 ** (hi + pad))
-    return {"type": "log", "tickmode": "array", "tickvals": ticks, "ticktext": [fmt(t) for t in ticks]}
-
-
-def _linear_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """About ``n`` round ticks (1-2-5 steps) covering [lo, hi], a little beyond as Plotly pads."""
-    if hi <= lo:
-        return [lo]
-    raw = (hi - lo) / n
-    mag = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
-    first = math.floor(lo / step) * step
-    ticks = [first + i * step for i in range(int(round((hi - first) / step)) + 2)]
-    # Rounded to the step's precision, so 0.30000000000000004 is written 0.3.
-    digits = max(0, -math.floor(math.log10(step)) + 1)
-    return [round(t, digits) for t in ticks if lo - step <= t <= hi + step]
+    # Labels written by fmt, like everywhere else: Plotly's own format turns 0.00001 into "10µ"
+    # or a cut-off ".00001" (issue 14, defect 7).
+    ticks = tick_values(log, values)
+    if not ticks:
+        return {"type": "log" if log else "linear"}
+    return {"type": "log" if log else "linear", "tickmode": "array", "tickvals": ticks,
+            "ticktext": [fmt(t) for t in ticks]}
 
 
 def _bounds(*params: Parameter | None) -> list[float]:
@@ -97,81 +58,6 @@ def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
 def _hover(t: Trial) -> str:
     hps = ", ".join(f"{k}={fmt(v)}" for k, v in t.hyperparameters.items())
     return f"trial {t.trial_id}<br>{hps}"
-
-
-def incumbent_figure(trials: Sequence[Trial], objective: Objective) -> go.Figure:
-    """Every usable trial's score in run order, coloured by round, with the best-so-far line."""
-    frame = incumbent_frame(trials, objective)
-    fig = go.Figure()
-    ok = [(n, t) for n, t in enumerate(trials, start=1) if t.ok]
-    for k in sorted({t.round for t in trials}):
-        points = [(n, t) for n, t in ok if t.round == k]
-        fig.add_trace(go.Scatter(
-            x=[n for n, _ in points], y=[t.score for _, t in points], mode="markers", name=f"round {k}",
-            marker=dict(color=round_color(k), size=8), text=[_hover(t) for _, t in points],
-            hovertemplate="%{text}<br>score %{y:.4g}<extra>round " + str(k) + "</extra>"))
-    fig.add_trace(go.Scatter(x=frame["n"], y=frame["best so far"], mode="lines", name="best so far",
-                             line=dict(color="black", shape="hv", width=2)))
-    fig.update_xaxes(title="trial (in run order)")
-    fig.update_yaxes(title=_score_title(objective), **_axis(_wants_log(frame["score"]), frame["score"].dropna()))
-    return _layout(fig, "Incumbent curve: did each narrowing help?")
-
-
-def learning_curves_figure(round_view: RoundView, objective: Objective) -> go.Figure | None:
-    """A fidelity run's learning curves for one round: the objective after each epoch (or rung),
-    one line per trial. Trials a rung stopped are grey and dotted, so the epochs they saved show;
-    ``None`` when the round's trials have no curves (a run without a fidelity)."""
-    with_curves = [t for t in round_view.trials if t.curve]
-    if not with_curves:
-        return None
-    fig = go.Figure()
-    for stopped in (True, False):  # finished trials drawn last, on top
-        for t in with_curves:
-            if (not t.ok) != stopped:
-                continue
-            budgets, values = zip(*t.curve)  # type: ignore[misc]
-            fig.add_trace(go.Scatter(
-                x=budgets, y=values, mode="lines+markers", showlegend=False,
-                line=dict(color="#9e9e9e" if stopped else round_color(round_view.k), width=1 if stopped else 2,
-                          dash="dot" if stopped else "solid"),
-                marker=dict(size=4), opacity=0.7 if stopped else 1.0,
-                hovertemplate=f"trial {t.trial_id} ({'stopped' if stopped else 'finished'})<br>"
-                              "epoch %{x}: %{y:.4g}<extra></extra>"))
-    for label, dash, color in (("stopped at a rung", "dot", "#9e9e9e"), ("trained to the end", "solid", round_color(round_view.k))):
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label, line=dict(color=color, dash=dash)))
-    spent = sum(t.fidelity or 0 for t in with_curves)
-    most = max((t.fidelity or 0 for t in with_curves), default=0)
-    fig.update_xaxes(title="epochs")
-    fig.update_yaxes(title=_score_title(objective))
-    return _layout(fig, f"Round {round_view.k}: learning curves ({spent} of {most * len(with_curves)} epochs spent)")
-
-
-def score_distribution_figure(rounds: Sequence[RoundView], k: int, objective: Objective) -> go.Figure:
-    """Empirical distribution (ECDF) of the scores of round ``k`` and every earlier round.
-
-    One step line per round: at score s, the share of the round's usable trials scoring s or
-    better. A narrowing that helped moves the later round's line towards the better end. Lines,
-    not a box with every point: one path per round is far less for the browser to draw.
-    """
-    fig = go.Figure()
-    scores: list[float] = []
-    for r in rounds:
-        if r.k > k:
-            continue
-        ys = sorted((float(t.score) for t in r.trials if t.ok), reverse=objective.direction == "max")  # type: ignore[arg-type]
-        if not ys:
-            continue
-        scores += ys
-        share = [(i + 1) / len(ys) for i in range(len(ys))]
-        fig.add_trace(go.Scatter(
-            x=ys, y=share, mode="lines", line=dict(shape="hv", color=round_color(r.k), width=3 if r.k == k else 1.5),
-            opacity=1.0 if r.k == k else 0.6, name=f"round {r.k} ({len(ys)} trials)",
-            hovertemplate="%{y:.0%} of the round scored %{x:.4g} or better<extra>round " + str(r.k) + "</extra>"))
-    fig.update_xaxes(title=_score_title(objective), **_axis(_wants_log(scores), scores))
-    if objective.direction == "max":
-        fig.update_xaxes(autorange="reversed")  # better to the left, whatever the direction
-    fig.update_yaxes(title="share of the round's trials at least this good", range=[0, 1.02], tickformat=".0%")
-    return _layout(fig, f"Round {k} against earlier rounds: scores' empirical distribution")
 
 
 def contour_figure(trials: Sequence[Trial], space: SearchSpace, surrogate: Mapping[str, Any] | None,
@@ -203,7 +89,7 @@ def contour_figure(trials: Sequence[Trial], space: SearchSpace, surrogate: Mappi
     xs = [scale(px, t.hyperparameters[px.name]) for t in used]
     ys = [scale(py, t.hyperparameters[py.name]) for t in used]
     raw = [float(t.score) for t in used]  # type: ignore[arg-type]
-    log_z = _wants_log(raw)
+    log_z = wants_log(raw)
     zs = [math.log10(v) for v in raw] if log_z else raw
     (x0, x1), (y0, y1) = (min(xs), max(xs)), (min(ys), max(ys))
     sx, sy = (x1 - x0) or 1.0, (y1 - y0) or 1.0
@@ -234,7 +120,7 @@ def contour_figure(trials: Sequence[Trial], space: SearchSpace, surrogate: Mappi
                              marker=dict(size=6, color="white", line=dict(color="black", width=1))))
     for p, axis, grid_values in ((px, fig.update_xaxes, gx), (py, fig.update_yaxes, gy)):
         if getattr(p, "log", False):
-            ticks = _log_ticks(10 ** min(grid_values), 10 ** max(grid_values))
+            ticks = log_ticks(10 ** min(grid_values), 10 ** max(grid_values))
             axis(title=f"{p.name} (log)", tickmode="array", tickvals=[math.log10(t) for t in ticks],
                  ticktext=[fmt(t) for t in ticks])
         else:
@@ -255,9 +141,9 @@ def compare_figure(runs: Sequence[tuple[str, Sequence[Trial]]], objective: Objec
         ys = list(frame["best so far"])
         values += [float(v) for v in ys if v is not None and v == v]
         fig.add_trace(go.Scatter(x=list(frame["n"]), y=ys, mode="lines", name=name,
-                                 line=dict(shape="hv", width=2, color=_PALETTE[i % len(_PALETTE)])))
+                                 line=dict(shape="hv", width=2, color=round_color(i))))
     fig.update_xaxes(title="trial (in run order)")
-    fig.update_yaxes(title=f"best {_score_title(objective)} so far", **_axis(_wants_log(values), values))
+    fig.update_yaxes(title=f"best {score_title(objective)} so far", **_axis(wants_log(values), values))
     return _layout(fig, "Best so far, run against run", height=420)
 
 
@@ -380,8 +266,8 @@ def param_scatter_figure(param: Parameter, trials: Sequence[Trial], objective: O
         _categorical_bands(fig, before, after, labels)
         fig.update_layout(boxmode="group")
     fig.update_xaxes(title=param.name)
-    fig.update_yaxes(title=_score_title(objective),
-                     **_axis(_wants_log([t.score for t in used]), [t.score for t in used]))
+    fig.update_yaxes(title=score_title(objective),
+                     **_axis(wants_log([t.score for t in used]), [t.score for t in used]))
     return _layout(fig, f"Score against {param.name}")
 
 
@@ -414,30 +300,10 @@ def partial_dependence_figure(param: Parameter, surrogate: Mapping[str, Any] | N
         fig.update_xaxes(type="category")
     trusted = "" if surrogate.get("trusted") else " (surrogate not trusted)"
     fig.update_xaxes(title=param.name)
-    fig.update_yaxes(title=f"predicted {_score_title(objective)}",
+    fig.update_yaxes(title=f"predicted {score_title(objective)}",
                      **_axis(False, [m + k * sd for m, sd in zip(mean, std, strict=True) for k in (-1, 1)]))
     fig.update_layout(showlegend=False)
     return _layout(fig, f"Partial dependence of {param.name}{trusted}")
-
-
-def importance_figure(surrogate: Mapping[str, Any] | None) -> go.Figure | None:
-    """The surrogate's importances as horizontal bars, largest on top (None if there are none)."""
-    importances = (surrogate or {}).get("importances") or {}
-    if not importances:
-        return None
-    items = sorted(importances.items(), key=lambda kv: kv[1])
-    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[n for n, _ in items], orientation="h",
-                           marker_color="#00CC96", text=[f"{v:.2f}" for _, v in items], textposition="auto"))
-    fig.update_xaxes(title="importance (share of partial-dependence variance)", range=[0, 1])
-    fig.update_yaxes(type="category")
-    assert surrogate is not None
-    model = surrogate.get("model") or "none"
-    cv = surrogate.get("cv_score")
-    cv_text = "-" if cv is None else f"{cv:.2f}"
-    trusted = "" if surrogate.get("trusted") else " - NOT TRUSTED: ranges kept"
-    if not surrogate.get("trusted"):
-        fig.update_traces(marker_color="#bbbbbb")  # grey: these bars decided nothing
-    return _layout(fig, f"Importance ({model}, CV Spearman {cv_text}){trusted}", height=max(360, 80 + 36 * len(items)))
 
 
 def parallel_coordinates_figure(trials: Sequence[Trial], space: SearchSpace | None,
@@ -473,7 +339,7 @@ def parallel_coordinates_figure(trials: Sequence[Trial], space: SearchSpace | No
             dim: dict[str, Any] = dict(label=p.name + (" (log)" if p.log else ""), values=shown,
                                        range=[inactive if None in tr else lo_t, hi_t])
             if p.log:
-                ticks = _log_ticks(lo, hi)
+                ticks = log_ticks(lo, hi)
                 dim["tickvals"] = [math.log10(v) for v in ticks] + ([inactive] if None in tr else [])
                 dim["ticktext"] = [fmt(v) for v in ticks] + (["inactive"] if None in tr else [])
             else:
@@ -494,8 +360,8 @@ def parallel_coordinates_figure(trials: Sequence[Trial], space: SearchSpace | No
             dims.append(dict(label=p.name, values=codes, tickvals=list(range(len(labels))), ticktext=labels,
                              range=[-0.2, len(labels) - 0.8] if len(labels) > 1 else [-1, 1]))
     scores = [float(t.score) for t in used]  # type: ignore[arg-type]
-    if _wants_log(scores):
-        ticks = _log_ticks(min(scores), max(scores))
+    if wants_log(scores):
+        ticks = log_ticks(min(scores), max(scores))
         dims.append(dict(label=f"{objective.name} (log)", values=[math.log10(v) for v in scores],
                          tickvals=[math.log10(v) for v in ticks], ticktext=[fmt(v) for v in ticks]))
     else:
@@ -511,15 +377,6 @@ def parallel_coordinates_figure(trials: Sequence[Trial], space: SearchSpace | No
     # Room above the axes for their names, which Plotly draws above the plot area.
     fig.update_layout(margin=dict(l=60, r=30, t=100, b=30))
     return fig
-
-
-def _log_ticks(lo: float, hi: float) -> list[float]:
-    """1-2-5 ticks between ``lo`` and ``hi`` (positive), or the two ends if fewer than two fit."""
-    ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-             for m in (1, 2, 5) if lo <= m * 10.0 ** e <= hi]
-    if len(ticks) > 8:
-        ticks = [t for t in ticks if f"{t:e}".startswith("1")] or ticks
-    return ticks if len(ticks) >= 2 else [lo, hi]
 
 
 def _region_bars(fig: go.Figure, k: int, space: SearchSpace, name: str) -> None:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import altair as alt
 import streamlit as st
 
 from refiner import console, review
@@ -113,11 +114,15 @@ def _figure(root: str, signature: tuple, what: tuple, _build: Callable[[], Any])
 
 
 def _chart(view: review.RunView, what: tuple, build: Callable[[], Any], key: str) -> bool:
-    """Draw the cached figure ``build()`` (False, drawing nothing, when it is None)."""
+    """Draw the cached chart ``build()``, a Vega-Lite (Altair) chart or a Plotly figure (False,
+    drawing nothing, when it is None)."""
     fig = _figure(str(view.root), view.signature, what, build)
     if fig is None:
         return False
-    st.plotly_chart(fig, key=key)
+    if isinstance(fig, alt.TopLevelMixin):
+        st.altair_chart(fig, width="stretch", key=key)
+    else:
+        st.plotly_chart(fig, key=key)
     return True
 
 
@@ -260,7 +265,7 @@ def _page(view: review.RunView, stopped: str | None, sidebar: Callable[[], None]
         time.sleep(FIRST_PAINT_PAUSE)
     sidebar()
     _switches(view, switches)
-    _chart(view, ("incumbent",), lambda: review.incumbent_figure(view.trials, view.objective), key="incumbent")
+    _chart(view, ("incumbent",), lambda: review.incumbent_chart(view.trials, view.objective), key="incumbent")
     _across_rounds(view)
     _imported(view)
     _export(view)
@@ -457,15 +462,15 @@ def _round(view: review.RunView, r: review.RoundView) -> None:
                        mime="text/csv", key=f"csv-{r.k}", on_click="ignore", icon=":material/download:")
     left, right = st.columns(2)
     with left:
-        _chart(view, ("dist", r.k), lambda: review.score_distribution_figure(view.rounds, r.k, objective),
+        _chart(view, ("dist", r.k), lambda: review.score_distribution_chart(view.rounds, r.k, objective),
                key=f"dist-{r.k}")
     with right:
-        if not _chart(view, ("importance", r.k), lambda: review.importance_figure(r.surrogate),
+        if not _chart(view, ("importance", r.k), lambda: review.importance_chart(r.surrogate),
                       key=f"importance-{r.k}"):
             st.info("No importances yet: the surrogate is fitted when the round's trials have finished.")
 
     if any(t.curve for t in r.trials):  # a fidelity run: how the trials trained, and which ones stopped
-        _chart(view, ("curves", r.k), lambda: review.learning_curves_figure(r, objective), key=f"curves-{r.k}")
+        _chart(view, ("curves", r.k), lambda: review.learning_curves_chart(r, objective), key=f"curves-{r.k}")
 
     st.subheader("Per hyperparameter")
     if r.space is None:
