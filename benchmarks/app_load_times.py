@@ -1,6 +1,6 @@
 """Review app load times of the 200-trial, 8-parameter run, for several checkouts, loads interleaved.
 
-    python benchmarks/app_load_times.py [--loads 6] [--runs DIR] CHECKOUT [CHECKOUT ...]
+    python benchmarks/app_load_times.py [--loads 6] [--runs DIR] [--cold] [--file-watcher] CHECKOUT [CHECKOUT ...]
 
     # e.g. the code before and after a change, on the same machine at the same time:
     git worktree add /tmp/before main
@@ -90,6 +90,9 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=None, help="a runs folder holding the run 'big' (built if missing)")
     parser.add_argument("--file-watcher", action="store_true",
                         help="start Streamlit with its default source-file watcher (as before `refiner app` turned it off)")
+    parser.add_argument("--cold", action="store_true",
+                        help="each load in a new browser context (empty cache), as a first visit: the browser "
+                             "downloads and compiles every bundle again")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -109,8 +112,13 @@ def main() -> None:
                 load(pages[checkout], url)
             for i in range(args.loads):
                 for checkout, url, _ in servers:
-                    pages[checkout].bring_to_front()
-                    first, full, elements = load(pages[checkout], url)
+                    if args.cold:
+                        context = browser.new_context(viewport={"width": 1400, "height": 900})
+                        first, full, elements = load(context.new_page(), url)
+                        context.close()
+                    else:
+                        pages[checkout].bring_to_front()
+                        first, full, elements = load(pages[checkout], url)
                     times[checkout].append((first, full))
                     print(f"{i} {checkout}: first {first:.2f} s, full {full:.2f} s, {elements} elements, "
                           f"load average {os.getloadavg()[0]:.2f}", flush=True)

@@ -1,11 +1,12 @@
 """The charts every page load draws, in Vega-Lite (Altair): incumbent curve, scores' distribution,
 the surrogate's importances, and a fidelity round's learning curves.
 
-Why not Plotly, as the on-demand figures (:mod:`~refiner.review.figures`)? In Chromium on a 2-core
-machine, a 200-trial run's page with these charts in Plotly reached its full view in 3.7-4.0 s,
-and its first content in 1.9-2.4 s: the browser loads, compiles and runs Plotly's 4.7 MB before it
-draws the rest. The same page with them in Vega-Lite (0.8 MB) took 1.9-2.6 s and 0.5-0.7 s
-(issue 14's targets are 3 s and 1.5 s). Colours and axes come from :mod:`~refiner.review.chart_style`.
+Why not Plotly, as the on-demand figures (:mod:`~refiner.review.figures`)? A first visit (a new
+browser tab with an empty cache) must download and compile the charting library before the charts
+show: for a 200-trial run in headless Chromium on a 2-core machine the full page took 6.2 s with
+these charts in Plotly (4.7 MB) and 4.5 s in Vega-Lite (0.8 MB), medians of 6 loads interleaved
+(benchmarks/app_load_times.py --cold). Once the browser has the code cached the two are level.
+Colours and axes come from :mod:`~refiner.review.chart_style`.
 
 Each chart is built from a small frame with plain column names; Vega-Lite writes numbers with the
 d3 format below, the counterpart of :func:`refiner.text.fmt` (4 significant digits).
@@ -13,12 +14,13 @@ d3 format below, the counterpart of :func:`refiner.text.fmt` (4 significant digi
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import altair as alt
 import pandas as pd
 
-from refiner.review.chart_style import round_color, score_title, tick_values, wants_log
+from refiner.review.chart_style import numbers, round_color, score_title, tick_values, wants_log
 from refiner.review.runs import RoundView
 from refiner.review.tables import incumbent_frame
 from refiner.text import fmt
@@ -33,9 +35,10 @@ _UNTRUSTED = "#bbbbbb"  # grey: these bars decided nothing
 _STOPPED = "#9e9e9e"
 
 
-def _legend() -> alt.Legend:
-    # Below the plot: beside the title it crowds a half-width chart.
-    return alt.Legend(orient="bottom", title=None)
+def _legend(columns: int | None = None) -> alt.Legend:
+    # Below the plot: beside the title it crowds a half-width chart. Vega clips a legend row wider
+    # than the chart, so a half-width chart's long labels go ``columns`` to a row.
+    return alt.Legend(orient="bottom", title=None, **({"columns": columns} if columns else {}))
 
 
 def _series(labels: Sequence[str], colors: Sequence[str]) -> alt.Scale:
@@ -43,11 +46,24 @@ def _series(labels: Sequence[str], colors: Sequence[str]) -> alt.Scale:
 
 
 def _score_axis(values: Sequence[float], title: str, reverse: bool = False) -> dict[str, Any]:
-    """Scale and axis for scores: log when they span decades, round ticks either way."""
+    """Scale and axis for scores: log when they span decades, round ticks either way, and a little
+    room beyond the extreme scores (as Plotly leaves) so the outer ticks and points show whole."""
     log = wants_log(values)
     ticks = tick_values(log, values)
-    return dict(scale=alt.Scale(type="log" if log else "linear", zero=False, reverse=reverse, nice=False),
-                axis=alt.Axis(title=title, format=NUMBER, **({"values": ticks} if ticks else {})))
+    scale: dict[str, Any] = {"type": "log" if log else "linear", "zero": False, "reverse": reverse, "nice": False}
+    found = numbers(values, positive=log)
+    if found and max(found) > min(found):
+        lo, hi = (math.log10(min(found)), math.log10(max(found))) if log else (min(found), max(found))
+        pad = 0.06 * (hi - lo)
+        scale["domain"] = [10 ** (lo - pad), 10 ** (hi + pad)] if log else [lo - pad, hi + pad]
+        ticks = [t for t in ticks if scale["domain"][0] <= t <= scale["domain"][1]]
+    return dict(scale=alt.Scale(**scale), axis=alt.Axis(title=title, format=NUMBER, **({"values": ticks} if ticks else {})))
+
+
+def _run_order(n: int) -> alt.X:
+    """Trials 1..n in run order, without Vega's rounding of the axis out to the next nice number."""
+    return alt.X("n:Q", title="trial (in run order)", scale=alt.Scale(domain=[0, n + 1], nice=False),
+                 axis=alt.Axis(format="d", tickMinStep=1))
 
 
 def _params(t: Trial) -> str:
@@ -64,7 +80,7 @@ def incumbent_chart(trials: Sequence[Trial], objective: Objective) -> alt.LayerC
     best = pd.DataFrame({"n": frame["n"], "series": "best so far", "score": frame["best so far"]}).dropna()
     rounds = sorted({t.round for t in trials})
     colors = _series([f"round {k}" for k in rounds] + ["best so far"], [round_color(k) for k in rounds] + ["black"])
-    x = alt.X("n:Q", title="trial (in run order)", axis=alt.Axis(format="d", tickMinStep=1))
+    x = _run_order(len(trials))
     y = alt.Y("score:Q", **_score_axis(list(frame["score"].dropna()), score_title(objective)))
     color = alt.Color("series:N", scale=colors, legend=_legend())
     dots = alt.Chart(points).mark_circle(size=60, opacity=0.85).encode(
@@ -96,7 +112,7 @@ def score_distribution_chart(rounds: Sequence[RoundView], k: int, objective: Obj
                                          reverse=objective.direction == "max")),
         y=alt.Y("share:Q", scale=alt.Scale(domain=[0, 1.02], nice=False),
                 axis=alt.Axis(title="share of trials at least this good", format=".0%")),
-        color=alt.Color("series:N", scale=_series(labels, colors), legend=_legend()),
+        color=alt.Color("series:N", scale=_series(labels, colors), legend=_legend(columns=2)),
         # In share order, each step runs from a score to the next worse one (step-after).
         order=alt.Order("share:Q"),
         strokeWidth=alt.StrokeWidth("width:Q", scale=None),  # the round under review stands out
