@@ -19,9 +19,10 @@ this simpler reading is measured in the README).
 **An epoch budget.** ``Fidelity(..., total=N)`` caps what the whole run trains: the loop spreads
 ``N`` over the rounds as it spreads trials (:class:`EpochBudget`), and a new trial starts only
 while the epochs recorded so far plus those committed to trials still running stay below the
-round's cumulative share. Trials run one at a time in the loop's process, so every trial starts
-with at most ``N - 1`` epochs spent and the run ends with at most ``N - 1 + M`` epochs recorded,
-``M`` being one trial's most (``max * executions_per_trial * (1 + trial_retries)``).
+round's cumulative share. Every trial starts with at most ``N - 1`` epochs spent (committed ones
+included), so the run ends with at most ``N - 1 + M`` epochs recorded, ``M`` being one trial's most
+(``max * executions_per_trial * (1 + trial_retries)``). ``refiner worker`` processes are held by the
+same rule (:class:`EpochAllowance`), checked under the claims lock of the round they share.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["Fidelity", "StoppingRule", "EpochBudget", "MIN_PEERS", "trial_epochs"]
+__all__ = ["Fidelity", "StoppingRule", "EpochBudget", "EpochAllowance", "MIN_PEERS", "trial_epochs"]
 
 MIN_PEERS = 3
 """A rung judges a trial only once this many trials (itself included) have reached it: with fewer,
@@ -140,11 +141,45 @@ class StoppingRule:
 
 def trial_epochs(trial: Any) -> int:
     """The epochs a recorded trial trained: its ``epochs`` (every execution and retry, failed trials
-    too), or for a record made before that field existed the fidelity it reached."""
-    epochs = getattr(trial, "epochs", None)
-    if epochs is not None:
-        return int(epochs)
-    return int(getattr(trial, "fidelity", None) or 0)
+    too), or for a record made before that field existed the fidelity it reached. ``trial``: a
+    :class:`~refiner.trial.Trial` or its record as a dict (a ``trials.jsonl`` line)."""
+    if isinstance(trial, Mapping):
+        epochs, fidelity = trial.get("epochs"), trial.get("fidelity")
+    else:
+        epochs, fidelity = getattr(trial, "epochs", None), getattr(trial, "fidelity", None)
+    return int(epochs) if epochs is not None else int(fidelity or 0)
+
+
+@dataclass(frozen=True)
+class EpochAllowance:
+    """What one part of a round may spend, as every participant in it applies the rule.
+
+    ``limit``: the run's cumulative share by the end of the part; ``spent``: the run's epochs
+    recorded when the part opened; ``per_trial``: one trial's most. :meth:`may_start` is *the*
+    rule of the epoch budget: the loop's :class:`EpochBudget` asks it with the epochs it has
+    recorded since (nothing, as it folds them into ``spent``), and every claim in an Optuna round,
+    the coordinator's and each ``refiner worker``'s, with the epochs of the results stored in the
+    round's shared study and the claimed trials still running there, under the claims lock
+    (:func:`refiner.engines.optuna.shared_study.may_start`).
+    """
+
+    limit: int
+    spent: int
+    per_trial: int
+
+    def may_start(self, running: int = 0, recorded: int = 0) -> bool:
+        """Whether a new trial may start with ``recorded`` epochs recorded since the part opened and
+        ``running`` trials still training (each may train ``per_trial`` epochs)."""
+        return self.spent + int(recorded) + max(0, int(running)) * self.per_trial < self.limit
+
+    def to_dict(self) -> dict[str, int]:
+        return {"limit": self.limit, "spent": self.spent, "per_trial": self.per_trial}
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any] | None) -> "EpochAllowance | None":
+        if not value:
+            return None
+        return cls(int(value["limit"]), int(value["spent"]), int(value["per_trial"]))
 
 
 class EpochBudget:
@@ -159,12 +194,15 @@ class EpochBudget:
     train. Because cumulative limits are compared with the run's whole spend, an overshoot in one
     round is taken out of the next, and the last round's limit is ``total`` itself.
 
-    The guarantee, with trials run by the loop's process (one at a time): a trial starts with at
-    most ``total - 1`` epochs recorded, so the run records at most ``total - 1 + per_trial`` epochs,
-    ``per_trial`` being one trial's most (``max * executions_per_trial * (1 + trial_retries)``).
-    A trial killed with its process is not recorded and its epochs are not counted: the resumed run
-    trains it again. ``refiner worker`` processes do not ask before they start a trial; their
-    trials are counted when recorded, so with workers only the coordinator's own starts are held.
+    The guarantee: a trial starts only while the epochs recorded plus ``per_trial`` for every trial
+    still running stay at most ``total - 1``, so the run records at most ``total - 1 + per_trial``
+    epochs, ``per_trial`` being one trial's most (``max * executions_per_trial * (1 +
+    trial_retries)``). With ``refiner worker`` processes the same holds: the Optuna engine writes
+    the part's :meth:`allowance` into the round's shared study, and every participant, coordinator
+    and workers alike, asks :meth:`EpochAllowance.may_start` with the epochs of the results stored
+    there and the claimed trials still running there, under the claims lock that also guards the
+    trial budget, so two cannot both take the last epochs. A trial killed with its process is not
+    recorded and its epochs are not counted: the resumed run trains it again.
     """
 
     def __init__(self, total: int, weights: Sequence[int], per_trial: int):
@@ -198,6 +236,10 @@ class EpochBudget:
         """A trial was recorded after training ``epochs``."""
         self.spent += int(epochs)
 
+    def allowance(self) -> EpochAllowance:
+        """The current part's limit and the epochs spent so far, for processes that share the part."""
+        return EpochAllowance(self.limit, self.spent, self.per_trial)
+
     def may_start(self, running: int = 0) -> bool:
         """Whether a new trial may start, with ``running`` trials still training elsewhere."""
-        return self.spent + max(0, int(running)) * self.per_trial < self.limit
+        return self.allowance().may_start(running)

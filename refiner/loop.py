@@ -522,7 +522,7 @@ class Refiner(KerasTunerCalls):
             budget=remaining, evaluation=self._evaluation, workdir=store.kt_dir(k, reserve=reserve), seed=self.seed,
             warm_trials=earlier, done_trials=done, reserve=reserve, exclude=box if reserve else None,
             check_objective=not any(t.evidence for t in self._trials),
-            may_start=None if epochs is None else epochs.may_start,
+            epochs=epochs,
         )
         self._engine.run_round(spec, on_trial)
 

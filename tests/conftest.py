@@ -81,6 +81,7 @@ EXPECTED_S = {
     "test_gate.py::test_killed_while_waiting_the_run_is_seen_stopped_and_resumes_waiting": 39,
     "test_loop.py::test_two_round_keras_run_on_a_tiny_model": 38,
     "test_scaleout.py::test_coordinator_and_three_workers_on_postgres_survive_a_killed_worker": 38,
+    "test_scaleout.py::test_workers_on_postgres_keep_to_the_epoch_budget_and_stop_claiming_once_the_share_is_spent": 36,
     "test_fidelity.py::test_workers_of_a_fidelity_run_call_the_function_with_its_budget_and_stop_lagging_trials": 38,
     "test_bench.py::test_reuse_runs_only_refiner_again_and_keeps_the_competitors_runs": 36,
     "test_lock.py::test_a_lock_left_by_a_sigkilled_run_is_taken_over_and_the_run_completes": 35,

@@ -248,7 +248,7 @@ def test_workers_of_a_fidelity_run_call_the_function_with_its_budget_and_stop_la
 
 # -- the epoch budget (fidelity.total) ----------------------------------------------------------------
 def test_an_epoch_budget_spreads_over_the_rounds_and_starts_trials_below_the_share():
-    from refiner.fidelity import EpochBudget
+    from refiner.fidelity import EpochAllowance, EpochBudget, trial_epochs
 
     budget = EpochBudget(600, [24, 48, 48], per_trial=27)
     assert [budget.cumulative(k) for k in range(3)] == [120, 360, 600]
@@ -259,6 +259,13 @@ def test_an_epoch_budget_spreads_over_the_rounds_and_starts_trials_below_the_sha
     assert not budget.may_start()  # at the share: no new trial
     budget.open(2, spent=500)
     assert budget.may_start(running=3) and not budget.may_start(running=4)  # 500 + 4 x 27 >= 600: committed
+    # What workers get (through the round's study): the same rule, with the epochs recorded since.
+    allowance = budget.allowance()
+    assert allowance == EpochAllowance(limit=600, spent=500, per_trial=27)
+    assert EpochAllowance.from_dict(json.loads(json.dumps(allowance.to_dict()))) == allowance
+    assert EpochAllowance.from_dict(None) is None
+    assert allowance.may_start(running=3, recorded=18) and not allowance.may_start(running=3, recorded=19)
+    assert trial_epochs({"epochs": 7, "fidelity": 3}) == 7 and trial_epochs({"fidelity": 3}) == 3  # a stored record
 
 
 @pytest.mark.parametrize("kwargs, message", [

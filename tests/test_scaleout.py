@@ -360,3 +360,127 @@ def test_a_coordinator_that_runs_no_trials_learns_from_a_worker_that_the_space_i
     assert _finish(worker, timeout=60) and worker.returncode == 0
     trials = RunStore(run_dir).read_trials(0)
     assert len(trials) == 4 and len({json.dumps(t.hyperparameters, sort_keys=True) for t in trials}) == 4
+
+
+# -- the epoch budget (fidelity.total) with workers ----------------------------------------------------
+PAID_OBJECTIVE = '''
+import time
+
+
+def bowl(p, budget):
+    time.sleep(0.05 * budget)  # trials overlap across workers, longer the further they train
+    return (p["x"] - 1.0) ** 2 + (p["y"] + 2.0) ** 2 + 2.0 / budget
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("coordinator_trials", [False, True], ids=["workers-only", "with-coordinator"])
+def test_workers_on_postgres_keep_to_the_epoch_budget_and_stop_claiming_once_the_share_is_spent(
+        tmp_path, postgres_url, coordinator_trials):
+    from refiner.fidelity import EpochBudget, trial_epochs
+
+    total, most, per_round = 60, 9, 12
+    name = f"paid{os.getpid()}{'c' if coordinator_trials else 'w'}"
+    config = _project(tmp_path, name, 0.0, budget=per_round, objective=PAID_OBJECTIVE)
+    config.write_text(config.read_text() + f"\n[fidelity]\nmax = {most}\ntotal = {total}\n")
+    coordinator = _refiner("run", str(config), "--storage", postgres_url, "--heartbeat", "1",
+                           *(() if coordinator_trials else ("--no-trials",)), cwd=tmp_path)
+    run_dir = tmp_path / "runs" / name
+    deadline = time.monotonic() + 60
+    while not (run_dir / "run.json").exists():
+        assert coordinator.poll() is None and time.monotonic() < deadline, _finish(coordinator)
+        time.sleep(0.1)
+    workers = [_refiner("worker", str(run_dir), "--storage", postgres_url, "--wait", "60", cwd=tmp_path)
+               for _ in range(3)]
+    out = _finish(coordinator)
+    assert coordinator.returncode == 0, out
+    for worker in workers:
+        worker_out = _finish(worker, timeout=60)
+        assert worker.returncode == 0, worker_out
+
+    store = RunStore(run_dir)
+    trials = store.all_trials()
+    spent = sum(trial_epochs(t) for t in trials)
+    # The guarantee: every trial started with at most total - 1 epochs committed (recorded, plus
+    # `most` for each trial running anywhere), so at most one trial's most beyond; and the run
+    # spent its budget rather than stopping short.
+    assert total <= spent <= total + most - 1, f"{spent} epochs recorded for total = {total}"
+    check_run(store)
+    budget = EpochBudget(total, [per_round] * ROUNDS, most)
+    storage = shared.open_storage(postgres_url)
+    studies = [s.study_name for s in storage.get_all_studies()]
+    so_far = 0
+    for k in range(ROUNDS):
+        recorded = store.read_trials(k)
+        so_far += sum(trial_epochs(t) for t in recorded)
+        assert so_far <= budget.cumulative(k) + most - 1, f"round {k} overshot its cumulative share"
+        claimed = [t for study_name in studies if study_name.startswith(f"{name}-round-{k}")
+                   for t in optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False)
+                   if t.user_attrs.get(shared.CLAIMED)]
+        # Workers stopped claiming once the share was spent: slots were left free, and every claim
+        # made was recorded (none ran beyond the round's end).
+        assert len(claimed) == len(recorded) < per_round, (k, len(claimed), len(recorded))
+    assert len(trials) < ROUNDS * per_round  # the epochs, not the trial caps, ended the rounds
+    runners = {str(t.user_attrs[shared.CLAIMED]).rsplit(":", 1)[-1] for study_name in studies
+               if study_name.startswith(f"{name}-round-")
+               for t in optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False)
+               if shared.RECORD in t.user_attrs}
+    assert runners & {str(w.pid) for w in workers}, "no worker ran a trial"
+
+
+def test_an_epoch_allowance_is_checked_with_the_claim_counting_results_and_running_trials():
+    from refiner.fidelity import EpochAllowance
+
+    study = optuna.create_study()
+    allowance = EpochAllowance(limit=17, spent=5, per_trial=4)  # 5 + recorded + 4 x running < 17
+
+    def take(trial):
+        return shared.take_slot(study._storage, study, trial, 10, epochs=allowance)[0]
+
+    asked = [study.ask() for _ in range(6)]
+    assert [take(t) for t in asked[:4]] == ["claimed"] * 3 + ["spent"]  # 5 + 2 x 4 = 13 < 17; 5 + 3 x 4 is not
+    asked[0].set_user_attr(shared.RECORD, json.dumps({"trial_id": "0-o1", "epochs": 1}))  # stopped at its first rung
+    study.tell(asked[0], 1.0)
+    assert take(asked[4]) == "claimed"  # 5 + 1 + 2 x 4 = 14 < 17
+    assert take(asked[5]) == "spent"
+    assert shared.take_slot(study._storage, study, study.ask(), 10)[0] == "claimed"  # no allowance: no check
+
+
+def test_concurrent_proposals_on_postgres_never_pass_the_epoch_allowance_together(postgres_url, tmp_path):
+    """Six participants propose at once under an allowance that lets two trials run (the claims
+    pause between counting and claiming): checked outside the claims lock, all six would start."""
+    from refiner.fidelity import EpochAllowance
+
+    name = f"epochrace-{os.getpid()}-{time.time_ns()}"
+    release, outcomes = threading.Event(), []
+
+    def f(p):
+        release.wait(60)  # the claimed trials keep running until every participant has proposed
+        return (p["x"] - 1.0) ** 2
+
+    spec = round_spec(tmp_path, SearchSpace([Float("x", -5.0, 5.0)]), f, 6)
+    optuna.create_study(study_name=name, storage=shared.open_storage(postgres_url))
+    start = threading.Barrier(6)
+
+    def participant(i: int) -> None:
+        storage = shared.open_storage(postgres_url)
+        worker = Participant(optuna.load_study(study_name=name, storage=storage), storage, spec, 6, None,
+                             token=str(i), epochs=EpochAllowance(limit=19, spent=1, per_trial=9))  # 1 + 9 < 19; 1 + 2 x 9 is not
+        start.wait()
+        outcomes.append(worker.step())
+
+    failpoints.set_pause("claim", 0.2)
+    try:
+        threads = [threading.Thread(target=participant, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while outcomes.count("spent") < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        release.set()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        failpoints.set_pause("claim", 0)
+        release.set()
+    assert sorted(outcomes) == ["ran", "ran", "spent", "spent", "spent", "spent"], outcomes

@@ -24,6 +24,7 @@ from refiner.trial import Objective, Trial
 
 if TYPE_CHECKING:  # the evaluation is built by the loop; engines only call it
     from refiner.engines.evaluation import Evaluation
+    from refiner.fidelity import EpochBudget
 
 __all__ = ["Engine", "RoundSpec", "RunContext", "TrialCallback", "ROUND_KINDS"]
 
@@ -67,11 +68,13 @@ class RoundSpec:
     # Check the first result for the objective and stop the run if it is missing (set while the
     # run has no completed trial: later, the objective is known to be logged).
     check_objective: bool = False
-    # With an epoch budget (fidelity.total, refiner.fidelity.EpochBudget): whether a new trial may
-    # start, given how many of the round's trials are still running in other processes. The loop
-    # sets it; every engine asks :meth:`can_start` before each proposal and, at the first False,
-    # proposes nothing more and ends the round once its running trials are in.
-    may_start: Callable[[int], bool] | None = None
+    # With an epoch budget (fidelity.total): the run's budget, opened by the loop for this part of the
+    # round and kept up to date as trials are recorded. Every engine asks :meth:`can_start` before
+    # each proposal; while it says no, it proposes nothing and ends the round once no trial is
+    # running (in one process that is at the first no). An engine whose rounds other processes join
+    # hands them ``epochs.allowance()`` and applies the same rule to their starts (the Optuna engine:
+    # shared_study.take_slot, under the claims lock).
+    epochs: "EpochBudget | None" = None
 
     def __post_init__(self) -> None:
         if self.kind not in ROUND_KINDS:
@@ -79,7 +82,7 @@ class RoundSpec:
 
     def can_start(self, running: int = 0) -> bool:
         """Whether the round may start another trial (always, without an epoch budget)."""
-        return self.may_start is None or self.may_start(running)
+        return self.epochs is None or self.epochs.may_start(running)
 
 
 class Engine(abc.ABC):

@@ -48,6 +48,7 @@ from refiner.engines.base import Engine, RoundSpec, RunContext, TrialCallback
 from refiner.engines.evaluation import derive_seed
 from refiner.engines.optuna import shared_study as shared
 from refiner.failpoints import checkpoint
+from refiner.fidelity import EpochAllowance
 from refiner.space import Fixed, SearchSpace
 from refiner.trial import Trial
 
@@ -197,6 +198,9 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
     study = _study(spec, rdb, study_prefix)
     for record in list(spec.warm_trials) + list(spec.done_trials) + recovered:
         _add(study, record, space, distributions)
+    # The epoch allowance as of now (the recovered results recorded): the study holds no result of
+    # this attempt yet, so every participant counts its results on top of this (shared_study).
+    allowance = None if spec.epochs is None else spec.epochs.allowance()
     study.set_user_attr(shared.ROUND_ATTR, {
         "run_id": run_id, "target": target, "round": spec.round_index, "kind": spec.kind, "budget": budget, "seed": spec.seed,
         "space": space.to_dict(), "objective": spec.objective.to_dict(),
@@ -205,6 +209,7 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
         "trial_retries": spec.evaluation.trial_retries,
         "fidelity": None if spec.evaluation.fidelity is None else spec.evaluation.fidelity.to_dict(),
         "reserve": spec.reserve, "exclude": None if spec.exclude is None else spec.exclude.to_dict(),
+        "epochs": None if allowance is None else allowance.to_dict(),
     })
     shared.write_control(rdb, study_prefix, {"run_id": run_id, "state": "open", "round": spec.round_index,
                                              "study": study.study_name})
@@ -215,8 +220,8 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
         on_trial(record)  # record first: the run folder is what a resume trusts
         recorded.add(record.trial_id)
 
-    participant = Participant(study, rdb, spec, budget, heartbeat_interval, on_result=record_own)
-    exhausted = spent = False
+    participant = Participant(study, rdb, spec, budget, heartbeat_interval, on_result=record_own, epochs=allowance)
+    exhausted = False
     last_note = time.monotonic()
     # A trial is stale after three silent heartbeat intervals, so looking once an interval finds it
     # soon enough; looking on every poll would cost the storage a query twice a second for nothing.
@@ -231,16 +236,17 @@ def run_round(spec: RoundSpec, on_trial: TrialCallback, *, storage: str, study_p
         if len(recorded) >= budget:
             checkpoint("optuna_round_closing")  # the budget is recorded; workers still see the round open
             break
-        running = shared.live_count(trials) - shared.result_count(trials)
+        running = shared.running_count(trials)
         if exhausted and running == 0:
             log.info("round space exhausted: every configuration has been tried")
             break
-        if spent and running == 0:
-            break  # the round's share of the epoch budget is spent (RoundSpec.can_start)
-        if run_trials and not exhausted and not spent and shared.live_count(trials) < budget:
-            spent = not spec.can_start(running)
-            if not spent:
-                exhausted = participant.step(trials) == "exhausted"
+        if running == 0 and not spec.can_start(0):
+            # The round's share of the epoch budget is spent (RoundSpec.can_start) with nothing
+            # running anywhere: with every result recorded, no participant's claim can pass the
+            # same rule any more (shared.take_slot), so the round ends here, whoever runs trials.
+            break
+        if run_trials and not exhausted and shared.live_count(trials) < budget and spec.can_start(running):
+            exhausted = participant.step(trials) == "exhausted"
             continue
         if running == 0:
             exhausted = exhausted or bool(study.user_attrs.get(shared.EXHAUSTED))  # a worker ran out of points
@@ -356,8 +362,10 @@ class Participant:
     """
 
     def __init__(self, study: Any, storage: Any, spec: RoundSpec, budget: int, heartbeat_interval: int | None,
-                 *, on_result: TrialCallback | None = None, token: str | None = None):
+                 *, on_result: TrialCallback | None = None, token: str | None = None,
+                 epochs: EpochAllowance | None = None):
         self.study = study
+        self.epochs = epochs  # the round's epoch allowance, applied with the claim (shared.take_slot)
         self.storage = storage
         self.spec = spec
         self.budget = budget
@@ -375,7 +383,8 @@ class Participant:
     def step(self, trials: Any = None) -> str:
         """Take one trial: ``"ran"``, ``"duplicate"`` (replaced by a fresh point), ``"outside"`` (outside
         the regions, replaced by the nearest point inside), ``"full"`` (no slot
-        left in the budget) or ``"exhausted"`` (every configuration of the space has been tried).
+        left in the budget), ``"spent"`` (the round's epoch allowance lets no trial start now) or
+        ``"exhausted"`` (every configuration of the space has been tried).
         ``trials``: the study's trials if the caller has read them (saves reading them again; only
         their number is used, to seed the sampler). After ``"ran"``, :attr:`last_look` holds the
         trials as the claim saw them, before its own claim."""
@@ -413,7 +422,7 @@ class Participant:
                 outcome = "duplicate"
             else:
                 outcome, look = shared.take_slot(self.storage, study, trial, self.budget, project=spec.run.name, key=key,
-                                                 who=self.who)
+                                                 who=self.who, epochs=self.epochs)
                 self.last_look = look if outcome == "claimed" else None
             if outcome == "duplicate":
                 # The reserve explores outside the round's box; a repeat would waste a slot. Either
@@ -429,11 +438,11 @@ class Participant:
                     return "exhausted"
                 study.enqueue_trial(fresh)
                 return "duplicate"
-            if outcome == "full":
+            if outcome in ("full", "spent"):
                 trial.set_user_attr(shared.SURPLUS, True)
                 with shared.quiet_heartbeat_warnings():
                     shared.tell(study, trial, state=optuna.trial.TrialState.FAIL)
-                return "full"
+                return outcome
             checkpoint("optuna_claimed")  # holds a slot, nothing evaluated: the slot frees when it goes stale
             outcome = spec.evaluation.run(values, space=spec.space, key=(spec.round_index, trial.number),
                                           check_objective=spec.check_objective)

@@ -15,6 +15,15 @@ every rule below is decided from what the storage holds, by each participant on 
   under one lock means two concurrent proposals can never both take the last slot. A process
   that dies holding the lock releases it with its connection (or file). The coordinator still
   records only the first ``budget`` results, as a second guard.
+* **The epoch budget** (``fidelity.total``). The coordinator writes the round's allowance into the
+  round study's attributes when it opens the round (``epochs``: the run's cumulative share by the
+  end of this round or part, the epochs the run had recorded before, one trial's most: see
+  :class:`refiner.fidelity.EpochAllowance`). The claim applies it in the same look, under the same
+  lock, as the trial budget: a trial may claim only while the epochs already recorded plus the
+  epochs of the results stored in the study (:func:`recorded_epochs`) plus one trial's most for
+  every claimed trial still running (:func:`running_count`) stay below that share; otherwise the
+  trial is told as failed, marked ``refiner_surplus``, and the participant waits. Without an
+  allowance nothing is read or counted for it.
 * **No repeats.** A configuration already finished, or running with a claimed slot, is told as
   failed (``refiner_duplicate``) and replaced by a fresh random point. This is checked in the same
   look at the study as the budget, under the claims lock (:func:`take_slot`), and the claim writes
@@ -48,15 +57,19 @@ import warnings
 import weakref
 import zlib
 from collections.abc import Iterator
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from refiner.errors import RefinerError
 from refiner.failpoints import checkpoint, pause
 
+if TYPE_CHECKING:
+    from refiner.fidelity import EpochAllowance
+
 __all__ = [
     "KEY", "RECORD", "KNOWN", "DUPLICATE", "INSIDE_BOX", "OUTSIDE_REGIONS", "SURPLUS", "CLAIMED", "EXHAUSTED",
     "open_storage", "normalise_url", "quiet_heartbeat_warnings", "control_study_name", "read_control", "write_control",
-    "claim", "take_slot", "claims_lock", "set_trial_attrs", "tell", "is_duplicate", "records", "result_count", "live_count", "round_attrs", "Heartbeat",
+    "claim", "take_slot", "claims_lock", "set_trial_attrs", "tell", "is_duplicate", "records", "result_count", "live_count",
+    "running_count", "recorded_epochs", "may_start", "round_attrs", "Heartbeat",
     "CoordinatorBeat", "CoordinatorWatch",
 ]
 
@@ -291,15 +304,18 @@ def claim(storage: Any, study: Any, trial: Any, budget: int, project: str | None
 
 
 def take_slot(storage: Any, study: Any, trial: Any, budget: int, *, project: str | None = None,
-              key: str | None = None, who: str | bool = True) -> tuple[str, list[Any]]:
+              key: str | None = None, who: str | bool = True,
+              epochs: "EpochAllowance | None" = None) -> tuple[str, list[Any]]:
     """:func:`claim`, and with ``key`` the check for a repeat in the same look at the study: returns
-    ``"claimed"``, ``"duplicate"`` (another trial holds ``key``: see :func:`is_duplicate`) or
-    ``"full"`` (no slot left, or the round is no longer open), with the trials it saw.
+    ``"claimed"``, ``"duplicate"`` (another trial holds ``key``: see :func:`is_duplicate`),
+    ``"full"`` (no slot left, or the round is no longer open) or, with ``epochs`` (the round's
+    epoch allowance), ``"spent"`` (:func:`may_start` says no), with the trials it saw.
 
-    Both are decided under :func:`claims_lock`, and a claim writes the key and the slot (marked
+    All are decided under :func:`claims_lock`, and a claim writes the key and the slot (marked
     with ``who``) in one transaction, so of two participants that proposed the same configuration
-    the second to get the lock always sees the first's claim; and the trials are read once per
-    proposal instead of once for each check."""
+    the second to get the lock always sees the first's claim, and two cannot both take the last
+    epochs of the allowance; and the trials are read once per proposal instead of once for each
+    check."""
     with claims_lock(storage, study.study_name):
         if project is not None:
             control = read_control(storage, project)
@@ -312,6 +328,8 @@ def take_slot(storage: Any, study: Any, trial: Any, budget: int, *, project: str
                 return "duplicate", trials
         if live_count(trials) >= budget:
             return "full", trials
+        if not may_start(epochs, trials):
+            return "spent", trials
         pause("claim")  # tests widen the window between counting and claiming here
         checkpoint("optuna_claiming")  # dies holding the claims lock: its connection's end releases it
         set_trial_attrs(storage, trial._trial_id, {CLAIMED: who} if key is None else {KEY: key, CLAIMED: who})
@@ -418,6 +436,24 @@ def result_count(trials: Sequence[Any]) -> int:
 
 def live_count(trials: Sequence[Any]) -> int:
     return sum(1 for t in trials if _is_live(t))
+
+
+def running_count(trials: Sequence[Any]) -> int:
+    """Trials that hold a slot and have no result yet: claimed and still running somewhere."""
+    return live_count(trials) - result_count(trials)
+
+
+def recorded_epochs(trials: Sequence[Any]) -> int:
+    """The epochs of the results stored in a round study (what the coordinator records from it)."""
+    from refiner.fidelity import trial_epochs
+
+    return sum(trial_epochs(record) for record in records(trials))
+
+
+def may_start(epochs: "EpochAllowance | None", trials: Sequence[Any]) -> bool:
+    """Whether the round's epoch allowance lets one more trial start, as the study's trials stand
+    (always without one, at no cost). The rule itself is :meth:`refiner.fidelity.EpochAllowance.may_start`."""
+    return epochs is None or epochs.may_start(running_count(trials), recorded_epochs(trials))
 
 
 # -- heartbeat ----------------------------------------------------------------------------------

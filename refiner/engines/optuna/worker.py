@@ -11,6 +11,10 @@ from the storage (:mod:`refiner.engines.optuna.shared_study`). It keeps going fr
 without restarting, and stops when the run finishes or when no round has opened for ``wait_s``.
 The coordinator alone writes the run folder.
 
+With an epoch budget (``fidelity.total``) the worker starts a trial only while the round's epoch
+allowance, which the coordinator writes into the round study, lets it: the same rule and the same
+lock as the coordinator's own starts (:mod:`refiner.engines.optuna.shared_study`, *The epoch budget*).
+
 If the coordinator dies (its heartbeat silent for three intervals while the run is open), the
 worker finishes the open round's free slots, whose results a resumed coordinator records, and then
 stops with one line (:class:`CoordinatorGoneError`, exit code 1) instead of waiting ``wait_s``.
@@ -32,7 +36,7 @@ from refiner.engines.optuna import shared_study as shared
 from refiner.engines.optuna.engine import Participant, fail_stale
 from refiner.errors import CoordinatorGoneError, RefinerError
 from refiner.failpoints import checkpoint
-from refiner.fidelity import Fidelity, StoppingRule
+from refiner.fidelity import EpochAllowance, Fidelity, StoppingRule
 from refiner.space import SearchSpace
 from refiner.trial import Objective
 
@@ -129,7 +133,11 @@ def _take_part(storage_url: str, study_name: str, token: str, target_name: str,
         seed=attrs.get("seed"), reserve=bool(attrs.get("reserve", False)),
         exclude=None if attrs.get("exclude") is None else SearchSpace.from_dict(attrs["exclude"], source=f"study {study_name}"),
     )
-    participant = Participant(study, rdb, spec, spec.budget, attrs.get("heartbeat_interval"), token=token)
+    # With fidelity.total, the round's epoch allowance: claims pass it under the claims lock
+    # (shared.take_slot), as the coordinator's do; absent (no budget, or an older coordinator): no check.
+    epochs = EpochAllowance.from_dict(attrs.get("epochs"))
+    participant = Participant(study, rdb, spec, spec.budget, attrs.get("heartbeat_interval"), token=token,
+                              epochs=epochs)
     log.info("round %d: joined %s", spec.round_index, study_name)
     ran = 0
     outcome = None
@@ -149,7 +157,10 @@ def _take_part(storage_url: str, study_name: str, token: str, target_name: str,
             trials = study.get_trials(deepcopy=False)
             if shared.result_count(trials) >= spec.budget:
                 return ran
-            if shared.live_count(trials) >= spec.budget:
+            if shared.live_count(trials) >= spec.budget or not shared.may_start(epochs, trials):
+                # No slot, or the round's epochs are committed: wait for a slot or epochs to free up
+                # (a trial that stops early trains less than its share), or for the coordinator to
+                # end the round (it does once nothing runs and the allowance is spent).
                 outcome = None
                 if watch.gone(plain, project) is not None:
                     return ran  # no free slot left and nobody to record the round: the caller says so
