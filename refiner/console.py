@@ -7,6 +7,7 @@ print it, and neither needs to know how it was laid out.
 from __future__ import annotations
 
 import textwrap
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from refiner.overrides import refined_space
@@ -185,9 +186,19 @@ def schedule_words(settings: Mapping[str, Any]) -> str:
     return f"{rounds} rounds: {initial} trials, then {per_round} per round"
 
 
-def epoch_budget_line(settings: Mapping[str, Any], trials_by_round: Mapping[int, Sequence[Trial]]) -> str | None:
-    """``"epochs: 590 spent of fidelity.total = 600; per round spent/share: 0: 130/120, ..."``, or
-    ``None`` for a run without an epoch budget."""
+@dataclass(frozen=True)
+class EpochSpend:
+    """A run's epochs against its epoch budget (``fidelity.total``): in all, and per round against
+    the round's share of it (:meth:`refiner.fidelity.EpochBudget.share`; an overshoot in one round
+    is taken out of the next)."""
+
+    spent: int
+    total: int
+    rounds: tuple[tuple[int, int, int], ...]  # (round, epochs spent in it, its share)
+
+
+def epoch_spend(settings: Mapping[str, Any], trials_by_round: Mapping[int, Sequence[Trial]]) -> EpochSpend | None:
+    """The epochs spent of a run with an epoch budget (``None`` without one), as the run counts them."""
     from refiner.fidelity import EpochBudget, trial_epochs
 
     total = (settings.get("fidelity") or {}).get("total")
@@ -197,8 +208,17 @@ def epoch_budget_line(settings: Mapping[str, Any], trials_by_round: Mapping[int,
     budget = EpochBudget(total, [settings.get("initial_trials", per_round) if k == 0 else per_round
                                  for k in range(rounds)], 0)
     spent = {k: sum(trial_epochs(t) for t in trials) for k, trials in trials_by_round.items() if k >= 0}
-    rounds_text = ", ".join(f"{k}: {spent.get(k, 0)}/{budget.share(k)}" for k in range(rounds))
-    return f"epochs: {sum(spent.values())} spent of fidelity.total = {total}; per round spent/share: {rounds_text}"
+    return EpochSpend(sum(spent.values()), total, tuple((k, spent.get(k, 0), budget.share(k)) for k in range(rounds)))
+
+
+def epoch_budget_line(settings: Mapping[str, Any], trials_by_round: Mapping[int, Sequence[Trial]]) -> str | None:
+    """``"epochs: 590 spent of fidelity.total = 600; per round spent/share: 0: 130/120, ..."``, or
+    ``None`` for a run without an epoch budget."""
+    spend = epoch_spend(settings, trials_by_round)
+    if spend is None:
+        return None
+    rounds_text = ", ".join(f"{k}: {spent}/{share}" for k, spent, share in spend.rounds)
+    return f"epochs: {spend.spent} spent of fidelity.total = {spend.total}; per round spent/share: {rounds_text}"
 
 
 def run_summary(store: Any) -> str:

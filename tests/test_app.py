@@ -98,6 +98,7 @@ def test_picks_a_run_from_the_sidebar_and_shows_status_best_and_charts(runs):
     assert at.selectbox(key="run").options == ["alpha", "beta", "broken"]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Status"] == "finished" and metrics["Trials"] == "16 / 16"
+    assert "Epochs" not in metrics  # only a run with an epoch budget (fidelity.total) shows it
     best = RunStore(runs / "alpha").read_run()["state"]["best"]
     assert metrics["Best loss (min)"] == review.fmt(best["score"])
     charts = set(_chart_titles(at))
@@ -622,3 +623,31 @@ def test_approve_and_continue_lets_a_waiting_run_go_on_and_says_so(tmp_path, mon
     at.radio(key="round").set_value(0).run()
     assert not [b for b in at.button if b.key == "approve-0"]
     assert any(_unescape(c.value).startswith("Approved (app") for c in at.caption)
+
+
+def test_a_run_with_an_epoch_budget_shows_the_epochs_spent_in_all_and_per_round(tmp_path, monkeypatch):
+    # Issue 11: the page says what `refiner show` says: the epochs trained against fidelity.total.
+    import refiner
+    from refiner import console
+    from refiner.fidelity import trial_epochs
+    from refiner.space import Float, SearchSpace
+
+    def curve_loss(p, budget):
+        return (p["x"] - 1.0) ** 2 + 2.0 / budget
+
+    total = 60
+    refiner.Refiner(function=curve_loss, space=SearchSpace([Float("x", -3.0, 3.0)]), objective="loss", rounds=2,
+                    fidelity=refiner.Fidelity("epochs", min=1, max=9, eta=3, total=total), directory=tmp_path / "runs",
+                    project_name="paid", verbose=0, narrowing={"min_trials": 4}).search()
+    store = RunStore(tmp_path / "runs" / "paid")
+    spent = [sum(trial_epochs(t) for t in store.read_trials(k)) for k in (0, 1)]
+    monkeypatch.setenv("REFINER_RUNS", str(tmp_path / "runs"))
+    at = _app("paid")
+    _no_exception(at)
+    assert {m.label: m.value for m in at.metric}["Epochs"] == f"{sum(spent)} / {total}"
+    shares = {k: share for k, _, share in console.epoch_spend(store.read_run()["settings"], {0: [], 1: []}).rounds}
+    assert sum(shares.values()) == total
+    for k in (0, 1):
+        at.radio(key="round").set_value(k).run()
+        assert f"Epochs: {spent[k]} trained in this round, whose share of fidelity.total = {total} is {shares[k]}." in [
+            _unescape(c.value) for c in at.caption]

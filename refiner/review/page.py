@@ -294,7 +294,8 @@ def _summary(view: review.RunView, stopped: str | None) -> Any:
     done, total = len(view.trials), console.planned_trials(settings)
     failed = sum(1 for t in view.trials if not t.ok)
     # Room for "awaiting_review" and for "keras-tuner" untruncated; the round is one or two digits.
-    c = st.columns([2, 1, 1.05, 0.55, 1.5])
+    spend = _epoch_spend(view)
+    c = st.columns([2, 1, 1.05, 0.55, 1.5] + ([1.05] if spend else []))
     status = "stopped (writer gone)" if stopped else state["status"]
     c[0].metric("Status", status)
     c[1].metric(f"Best {objective.name} ({objective.direction})", "-" if best is None else review.fmt(best.score))
@@ -302,6 +303,10 @@ def _summary(view: review.RunView, stopped: str | None) -> Any:
     # Rounds are numbered from 0 everywhere (picker, headers, files, `refiner show`).
     c[3].metric("Round", f"{state['current_round']}", help=f"rounds are numbered 0 to {settings['rounds'] - 1}")
     c[4].metric("Engine", settings.get("engine", "keras-tuner"))
+    if spend:
+        c[5].metric("Epochs", f"{spend.spent} / {spend.total}",
+                    help="epochs trained by every recorded trial (executions and retries included) against "
+                         "fidelity.total; the run starts no trial once it would go past its share")
     if stopped:
         st.error(esc(f"This run is not running any more: {stopped}."))
     elif state["status"] in ACTIVE_STATUSES:
@@ -333,6 +338,10 @@ def _summary(view: review.RunView, stopped: str | None) -> Any:
                    f"{console.schedule_words(settings)}; review {esc(settings.get('review', 'off'))}; seed {esc(settings['seed'])}; "
                    f"started {esc(run['created_at'])}, last update {esc(run['updated_at'])}")
     return right
+
+
+def _epoch_spend(view: review.RunView) -> console.EpochSpend | None:
+    return console.epoch_spend(view.run["settings"], {r.k: r.trials for r in view.rounds})
 
 
 def _switches(view: review.RunView, column: Any) -> None:
@@ -442,6 +451,10 @@ def _round(view: review.RunView, r: review.RoundView) -> None:
     st.caption(f"{len(r.trials)} trials ({len(r.trials) - len(ok)} failed), best this round "
                f"{review.fmt(best.score if best else None)}. Its decisions turn its space into "
                + ("the refined space (this is the last round)." if last else f"round {r.k + 1}'s space."))
+    spend = _epoch_spend(view)
+    if spend:
+        spent, share = next((spent, share) for k, spent, share in spend.rounds if k == r.k)
+        st.caption(f"Epochs: {spent} trained in this round, whose share of fidelity.total = {spend.total} is {share}.")
     if r.surrogate:
         s = r.surrogate
         cv = "-" if s.get("cv_score") is None else f"{s['cv_score']:.2f}"
