@@ -171,6 +171,24 @@ def test_a_parameters_section_is_built_only_while_it_is_open(runs):
     assert not any(t.key and t.key.startswith("ov-") for t in at.toggle) and len(_chart_titles(at)) == 3
 
 
+def test_a_section_left_open_is_open_again_after_looking_at_another_round(runs):
+    at = _app("alpha")
+    at.session_state["param-1-1"] = True  # open units' section
+    at.run()
+    assert "ov-alpha-1-1-open" in [t.key for t in at.toggle]
+    at.radio(key="round").set_value(0).run()
+    _no_exception(at)
+    assert not any(t.key and t.key.startswith("ov-alpha-1-") for t in at.toggle)
+    at.radio(key="round").set_value(1).run()
+    _no_exception(at)
+    assert [t.key for t in at.toggle if t.key and t.key.startswith("ov-")] == ["ov-alpha-1-1-open"]
+    at.session_state["param-1-1"] = False  # closed by the person: stays closed
+    at.run()
+    at.radio(key="round").set_value(0).run()
+    at.radio(key="round").set_value(1).run()
+    assert not any(t.key and t.key.startswith("ov-") for t in at.toggle)
+
+
 def test_a_flagged_bound_stands_out(runs):
     path = runs / "alpha" / "rounds" / "1" / "decisions.json"
     document = json.loads(path.read_text())

@@ -601,7 +601,14 @@ def _parameter(view: review.RunView, r: review.RoundView, i: int, p: Parameter, 
     st.markdown(" · ".join(parts))
     # The label is part of the section's identity in Streamlit: it must not change when a Save
     # changes the decision, or the open section would close (so the decision is in the line above).
-    section = st.expander("Evidence, charts and review", key=_section_key(r.k, i), on_change="rerun")
+    key = _section_key(r.k, i)
+    remembered = st.session_state.setdefault("open_sections", set())
+    if key not in st.session_state and key in remembered:
+        # Streamlit forgets a keyed element's state on a rerun that does not draw it (another round
+        # picked): open again what the person left open when they come back.
+        st.session_state[key] = True
+    section = st.expander("Evidence, charts and review", key=key, on_change="rerun")
+    (remembered.add if section.open else remembered.discard)(key)
     if not section.open:
         return
     with section:
