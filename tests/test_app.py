@@ -663,6 +663,11 @@ def test_a_run_with_an_epoch_budget_shows_the_epochs_spent_in_all_and_per_round(
     at = _app("paid")
     _no_exception(at)
     assert {m.label: m.value for m in at.metric}["Epochs"] == f"{sum(spent)} / {total}"
+    # The trial count is only a cap here, and trials a rung stopped are evidence, not failures.
+    trials = store.all_trials()
+    stopped = sum(1 for t in trials if t.status.value == "stopped")
+    [count] = [m for m in at.metric if m.label == "Trials"]
+    assert stopped and count.value == str(len(trials)) and count.delta == f"{stopped} stopped early"
     shares = {k: share for k, _, share in console.epoch_spend(store.read_run()["settings"], {0: [], 1: []}).rounds}
     assert sum(shares.values()) == total
     for k in (0, 1):

@@ -34,7 +34,7 @@ from refiner.lock import holder
 from refiner.overrides import write_overrides
 from refiner.store import RunStore
 from refiner.space import Boolean, Fixed, Float, Int, Parameter, discrete_values, parameter_from_dict
-from refiner.trial import best_trial
+from refiner.trial import Trial, TrialState, best_trial
 
 __all__ = ["main", "runs_folder", "LIVE_SECONDS"]
 
@@ -292,19 +292,23 @@ def _summary(view: review.RunView, stopped: str | None) -> Any:
     objective = view.objective
     best = view.best
     done, total = len(view.trials), console.planned_trials(settings)
-    failed = sum(1 for t in view.trials if not t.ok)
-    # Room for "awaiting_review" and for "keras-tuner" untruncated; the round is one or two digits.
+    failed, _ = _ended_early(view.trials)
     spend = _epoch_spend(view)
-    c = st.columns([2, 1, 1.05, 0.55, 1.5] + ([1.05] if spend else []))
+    # Room for "stopped (writer gone)" and "keras-tuner" untruncated; the round is one or two digits.
+    c = st.columns([2.3, 1, 1.05, 0.55, 1.4])
     status = "stopped (writer gone)" if stopped else state["status"]
     c[0].metric("Status", status)
     c[1].metric(f"Best {objective.name} ({objective.direction})", "-" if best is None else review.fmt(best.score))
-    c[2].metric("Trials", f"{done} / {total}", delta=f"{failed} failed" if failed else None, delta_color="inverse")
+    # With an epoch budget the trial counts are only caps: the epochs end the run (the last metric).
+    c[2].metric("Trials", f"{done}" if spend else f"{done} / {total}", delta=_ended_early_words(view.trials) or None,
+                delta_color="inverse" if failed else "off",
+                help=f"at most {total}: with fidelity.total the epochs end the run first" if spend else None)
     # Rounds are numbered from 0 everywhere (picker, headers, files, `refiner show`).
     c[3].metric("Round", f"{state['current_round']}", help=f"rounds are numbered 0 to {settings['rounds'] - 1}")
-    c[4].metric("Engine", settings.get("engine", "keras-tuner"))
-    if spend:
-        c[5].metric("Epochs", f"{spend.spent} / {spend.total}",
+    if not spend:
+        c[4].metric("Engine", settings.get("engine", "keras-tuner"))
+    else:  # what such a run pays in; the engine is in the settings below and in each round's title
+        c[4].metric("Epochs", f"{spend.spent} / {spend.total}",
                     help="epochs trained by every recorded trial (executions and retries included) against "
                          "fidelity.total; the run starts no trial once it would go past its share")
     if stopped:
@@ -338,6 +342,18 @@ def _summary(view: review.RunView, stopped: str | None) -> Any:
                    f"{console.schedule_words(settings)}; review {esc(settings.get('review', 'off'))}; seed {esc(settings['seed'])}; "
                    f"started {esc(run['created_at'])}, last update {esc(run['updated_at'])}")
     return right
+
+
+def _ended_early(trials: Sequence[Trial]) -> tuple[int, int]:
+    """How many trials failed (no usable score), and how many a fidelity rung stopped (evidence, not failures)."""
+    stopped = sum(1 for t in trials if t.status is TrialState.STOPPED)
+    return sum(1 for t in trials if not t.ok) - stopped, stopped
+
+
+def _ended_early_words(trials: Sequence[Trial]) -> str:
+    """``"2 failed, 12 stopped early"``, or ``""`` when every trial completed."""
+    failed, stopped = _ended_early(trials)
+    return ", ".join(w for w in (f"{failed} failed" if failed else "", f"{stopped} stopped early" if stopped else "") if w)
 
 
 def _epoch_spend(view: review.RunView) -> console.EpochSpend | None:
@@ -448,7 +464,7 @@ def _round(view: review.RunView, r: review.RoundView) -> None:
     engine = view.run["settings"].get("engine", "keras-tuner")
     st.header(f"Round {r.k}: {review.round_label(engine, r.k)}", anchor=f"round-{r.k}")
     last = r.k == view.run["settings"]["rounds"] - 1
-    st.caption(f"{len(r.trials)} trials ({len(r.trials) - len(ok)} failed), best this round "
+    st.caption(f"{len(r.trials)} trials ({_ended_early_words(r.trials) or '0 failed'}), best this round "
                f"{review.fmt(best.score if best else None)}. Its decisions turn its space into "
                + ("the refined space (this is the last round)." if last else f"round {r.k + 1}'s space."))
     spend = _epoch_spend(view)
