@@ -468,8 +468,9 @@ def _round(view: review.RunView, r: review.RoundView) -> None:
                f"{review.fmt(best.score if best else None)}. Its decisions turn its space into "
                + ("the refined space (this is the last round)." if last else f"round {r.k + 1}'s space."))
     spend = _epoch_spend(view)
-    if spend:
-        spent, share = next((spent, share) for k, spent, share in spend.rounds if k == r.k)
+    by_round = {k: (spent, share) for k, spent, share in spend.rounds} if spend else {}
+    if spend and r.k in by_round:  # a round folder beyond the settings' rounds has no share
+        spent, share = by_round[r.k]
         st.caption(f"Epochs: {spent} trained in this round, whose share of fidelity.total = {spend.total} is {share}.")
     if r.surrogate:
         s = r.surrogate
@@ -619,12 +620,13 @@ def _parameter(view: review.RunView, r: review.RoundView, i: int, p: Parameter, 
     # changes the decision, or the open section would close (so the decision is in the line above).
     key = _section_key(r.k, i)
     remembered = st.session_state.setdefault("open_sections", set())
-    if key not in st.session_state and key in remembered:
+    mine = (view.name, key)  # per run: another run's parameter at the same index is another parameter
+    if key not in st.session_state and mine in remembered:
         # Streamlit forgets a keyed element's state on a rerun that does not draw it (another round
         # picked): open again what the person left open when they come back.
         st.session_state[key] = True
     section = st.expander("Evidence, charts and review", key=key, on_change="rerun")
-    (remembered.add if section.open else remembered.discard)(key)
+    (remembered.add if section.open else remembered.discard)(mine)
     if not section.open:
         return
     with section:

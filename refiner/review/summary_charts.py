@@ -9,7 +9,8 @@ these charts in Plotly (4.7 MB) and 4.5 s in Vega-Lite (0.8 MB), medians of 6 lo
 Colours and axes come from :mod:`~refiner.review.chart_style`.
 
 Each chart is built from a small frame with plain column names; Vega-Lite writes numbers with the
-d3 format below, the counterpart of :func:`refiner.text.fmt` (4 significant digits).
+d3 format below: 4 significant digits as :func:`refiner.text.fmt`, but written out where fmt uses an
+exponent below 1e-4 (0.00002 for fmt's 2e-05), and 1.235e+5 where fmt writes 1.235e+05.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from refiner.review.chart_style import numbers, round_color, score_title, tick_v
 from refiner.review.runs import RoundView
 from refiner.review.tables import incumbent_frame
 from refiner.text import fmt
-from refiner.trial import Objective, Trial
+from refiner.trial import Objective, Trial, TrialState
 
 __all__ = ["incumbent_chart", "score_distribution_chart", "importance_chart", "learning_curves_chart"]
 
-NUMBER = ".4~g"  # d3's 4 significant digits, trailing zeros dropped: what fmt writes
+NUMBER = ".4~g"  # d3's 4 significant digits, trailing zeros dropped (fmt's precision; see above)
 HEIGHT = 360
 _IMPORTANT = "#00CC96"
 _UNTRUSTED = "#bbbbbb"  # grey: these bars decided nothing
@@ -152,7 +153,8 @@ def learning_curves_chart(round_view: RoundView, objective: Objective) -> alt.Ch
         return None
     stopped, finished = "stopped at a rung", "trained to the end"
     frame = pd.DataFrame(
-        [{"trial": t.trial_id, "epoch": budget, "value": value, "status": finished if t.ok else stopped}
+        [{"trial": t.trial_id, "epoch": budget, "value": value,
+          "status": stopped if t.status is TrialState.STOPPED else finished}
          for t in with_curves for budget, value in t.curve],  # type: ignore[union-attr]
         columns=["trial", "epoch", "value", "status"])
     frame = frame.sort_values("status", key=lambda s: s == finished, kind="stable")  # finished lines on top
