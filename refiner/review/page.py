@@ -469,7 +469,7 @@ def _round(view: review.RunView, r: review.RoundView) -> None:
                + ("the refined space (this is the last round)." if last else f"round {r.k + 1}'s space."))
     spend = _epoch_spend(view)
     by_round = {k: (spent, share) for k, spent, share in spend.rounds} if spend else {}
-    if spend and r.k in by_round:  # a round folder beyond the settings' rounds has no share
+    if r.k in by_round:  # an epoch budget; a round folder beyond the settings' rounds has no share
         spent, share = by_round[r.k]
         st.caption(f"Epochs: {spent} trained in this round, whose share of fidelity.total = {spend.total} is {share}.")
     if r.surrogate:
