@@ -136,6 +136,27 @@ def test_volume_fraction_of_mixed_spaces():
     assert not contains_any(refined, [{"a": 0.9, "lr": 0.01, "n": 2, "c": "x", "b": True}])
 
 
+def test_the_volume_target_is_20_percent_at_30_trials_and_10_percent_at_60():
+    from refiner.bench.summary import check_targets
+
+    def summary(volume: float) -> dict:
+        narrowing = {"contains_optimum_share": 1.0, "near_optimum_share": 1.0, "runs_with_known_optimum": 5,
+                     "volume_fraction_median": volume, "volume_at_most_10pct_share": 0.0}
+        per_budget = lambda value: {b: value for b in ("30", "60")}  # noqa: E731
+        return {"mean_rank": per_budget({}), "per_problem": per_budget({}),
+                "refiner_narrowing": per_budget(narrowing),
+                "orchestration": per_budget({"refiner_over_kt_bayes_geomean": None, "refiner_over_kt_bayes": {}})}
+
+    def volume_lines(volume: float) -> dict[str, bool | None]:
+        return {t["target"]: t["met"] for t in check_targets(summary(volume), None, (30, 60)) if "volume" in t["target"]}
+
+    assert volume_lines(0.15) == {"refined volume <= 20% of the original at budget 30": True,
+                                  "refined volume <= 10% of the original at budget 60": False}
+    assert volume_lines(0.25) == {"refined volume <= 20% of the original at budget 30": False,
+                                  "refined volume <= 10% of the original at budget 60": False}
+    assert set(volume_lines(0.05).values()) == {True}
+
+
 def test_settings_are_validated():
     from refiner.bench.benchmark import BenchSettings
 

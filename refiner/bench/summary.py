@@ -27,6 +27,16 @@ __all__ = ["summarise", "check_targets", "STUCK_BASELINE", "BO_BASELINE"]
 
 STUCK_BASELINE = "kt_random"  # "worse than random search's median": KerasTuner's RandomSearch
 BO_BASELINE = "kt_bayes"
+# Issue 12's volume targets: a median refined volume of at most 20 % of the original at a budget of
+# 30 trials and 10 % at 60; a budget between or beyond takes the target of the nearest one below
+# (the stricter 10 % from 60 on), one under 30 the looser 20 %.
+VOLUME_TARGETS = {30: 0.2, 60: 0.1}
+
+
+def volume_target(budget: int) -> float:
+    """The largest median refined volume (a fraction of the original) that meets the target at ``budget``."""
+    below = [b for b in VOLUME_TARGETS if b <= budget]
+    return VOLUME_TARGETS[max(below) if below else min(VOLUME_TARGETS)]
 _TIE = 1e-12
 
 
@@ -201,8 +211,8 @@ def check_targets(summary: Mapping[str, Any], analysis: Mapping[str, Any] | None
             "no run with a known optimum" if share is None else
             f"{'-' if near is None else f'{near:.0%}'} of {narrowing['runs_with_known_optimum']} runs "
             f"(the optimum itself: {share:.0%})")
-        vol = narrowing["volume_fraction_median"]
-        add(f"refined volume <= 10% of the original at budget {b}", None if vol is None else vol <= 0.1,
+        vol, limit = narrowing["volume_fraction_median"], volume_target(int(b))
+        add(f"refined volume <= {limit:.0%} of the original at budget {b}", None if vol is None else vol <= limit,
             "no refiner run" if vol is None else
             f"median {vol:.3g}; {narrowing['volume_at_most_10pct_share']:.0%} of runs at or under 10%")
 
