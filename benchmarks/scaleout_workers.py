@@ -7,7 +7,9 @@ is coordination. For each worker count it runs ``refiner run --no-trials`` (the 
 no trials) plus that many ``refiner worker`` processes, and, as the yardstick, the same number of
 processes running stock ``study.optimize`` with TPE on one shared study, capped at the same trial
 count with ``MaxTrialsCallback``. Wall times come from the storage's trial timestamps (first
-start to last finish), so process start-up is left out of both. Without ``--storage`` a
+start to last finish), so process start-up is left out of both. Stock runs three ways: cold (a fresh
+study), warm (first holding as many finished trials as refiner's TPE round holds from round 0), and
+warm with refiner's own sampler, multivariate TPE, so that against that row only coordination differs. Without ``--storage`` a
 throw-away PostgreSQL server is started with ``scripts/throwaway-postgres``.
 
 Overhead per trial is ``(wall × workers − trials × sleep) / trials`` for both, so everything
@@ -65,6 +67,8 @@ def main() -> None:
                 rows.append(_stock_optuna(work / f"{r}-stock-{n}", storage, n, args))
                 if args.rounds > 1:
                     rows.append(_stock_optuna(work / f"{r}-stock-warm-{n}", storage, n, args, warm=args.trials))
+                    rows.append(_stock_optuna(work / f"{r}-stock-same-{n}", storage, n, args, warm=args.trials,
+                                              multivariate=True))
             if args.repeat > 1:
                 print(f"\nrun {r + 1} of {args.repeat}:")
             _print(rows, args)
@@ -135,18 +139,24 @@ def _refiner_rounds(folder: Path, storage: str, n: int, args: argparse.Namespace
 
 STOCK = "stock Optuna TPE, study.optimize"
 STOCK_WARM = "stock Optuna TPE, warm (+ round 0's count)"
+STOCK_SAME = "stock Optuna multivariate TPE, warm"
+STOCK_ROWS = {"stock": STOCK, "warm": STOCK_WARM, "same": STOCK_SAME}
 
 
-def _stock_optuna(folder: Path, storage: str, n: int, args: argparse.Namespace, warm: int = 0) -> dict:
+def _stock_optuna(folder: Path, storage: str, n: int, args: argparse.Namespace, warm: int = 0,
+                  multivariate: bool = False) -> dict:
     """Stock Optuna's TPE on one shared study; with ``warm``, the study first holds that many
-    finished random trials, as refiner's TPE round holds round 0's (TPE's cost grows with them)."""
+    finished random trials, as refiner's TPE round holds round 0's (TPE's cost grows with them).
+    ``multivariate`` gives it refiner's own sampler settings (``TPESampler(multivariate=True)``, which
+    models the parameters jointly and costs more per proposal than the default): refiner's TPE
+    round against that row differs only in coordination."""
     import numpy as np
     import optuna
 
     from refiner.engines.optuna import shared_study as shared
 
     folder.mkdir(parents=True)
-    name = f"stock{int(time.time())}w{n}{'warm' if warm else ''}"
+    name = f"stock{int(time.time())}w{n}{'warm' if warm else ''}{'mv' if multivariate else ''}"
     url = shared.normalise_url(storage)
     study = optuna.create_study(study_name=name, storage=url, direction="minimize")
     rng = np.random.default_rng(0)
@@ -163,7 +173,7 @@ def _stock_optuna(folder: Path, storage: str, n: int, args: argparse.Namespace, 
             x = trial.suggest_float("x", -5.0, 5.0); y = trial.suggest_float("y", -5.0, 5.0)
             time.sleep({args.sleep})
             return (x - 1.0) ** 2 + (y + 2.0) ** 2
-        study = optuna.load_study(study_name={name!r}, storage={url!r}, sampler=optuna.samplers.TPESampler())
+        study = optuna.load_study(study_name={name!r}, storage={url!r}, sampler=optuna.samplers.TPESampler(multivariate={multivariate}))
         study.optimize(bowl, callbacks=[MaxTrialsCallback({args.trials + warm}, states=None)])
     """)
     processes = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(n)]
@@ -172,7 +182,8 @@ def _stock_optuna(folder: Path, storage: str, n: int, args: argparse.Namespace, 
             raise SystemExit("a stock Optuna process failed")
     trials = [t for t in optuna.load_study(study_name=name, storage=url).trials
               if t.state == optuna.trial.TrialState.COMPLETE and not t.user_attrs.get("warm")]
-    return _row(STOCK_WARM if warm else STOCK, n, trials, args.sleep * len(trials))
+    label = STOCK_SAME if multivariate else STOCK_WARM if warm else STOCK
+    return _row(label, n, trials, args.sleep * len(trials))
 
 
 def _row(label: str, n: int, trials: list, inside_s: float) -> dict:
@@ -199,8 +210,8 @@ def _summary(runs: list[list[dict]], counts: list[int], args: argparse.Namespace
     each figure is the median over the runs of the figure computed within one run."""
 
     def pick(rows: list[dict], n: int, which: str) -> dict | None:
-        if which in ("stock", "warm"):
-            found = [r for r in rows if r["label"] == (STOCK if which == "stock" else STOCK_WARM) and r["workers"] == n]
+        if which in STOCK_ROWS:
+            found = [r for r in rows if r["label"] == STOCK_ROWS[which] and r["workers"] == n]
         else:
             found = [r for r in rows if r["label"].startswith("refiner") and r["workers"] == n
                      and (which == "all" or r["label"].endswith("(TPE)"))]
@@ -221,30 +232,33 @@ def _summary(runs: list[list[dict]], counts: list[int], args: argparse.Namespace
           f"{len(runs)} run(s){' (medians)' if len(runs) > 1 else ''}; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after ({os.cpu_count()} CPUs)")
     print("overhead per trial in s; ratio = refiner / stock (target <= 1.2); speed-up = trials/s over 1 worker's")
-    head = (f"{'workers':>7} {'refiner TPE':>11} {'refiner all':>11} {'stock':>7} {'stock warm':>10} {'ratio TPE':>9}"
-            f" {'ratio all':>9} {'TPE/warm':>8} {'speed-up TPE':>12} {'speed-up all':>12} {'speed-up stock':>14}")
+    head = (f"{'workers':>7} {'refiner TPE':>11} {'refiner all':>11} {'stock':>7} {'stock warm':>10} {'stock same':>10}"
+            f" {'ratio TPE':>9} {'ratio all':>9} {'TPE/warm':>8} {'TPE/same':>8}"
+            f" {'speed-up TPE':>12} {'speed-up all':>12} {'speed-up stock':>14}")
     print(head)
     base = min(counts)
     for n in counts:
         cells = {}
-        for which in ("tpe", "all", "stock", "warm"):
+        for which in ("tpe", "all", *STOCK_ROWS):
             got = [pick(rows, n, which) for rows in runs]
             one = [pick(rows, base, which) for rows in runs]
             cells[which] = median([g and g["overhead"] for g in got])
             cells["up " + which] = median([g["per_s"] / o["per_s"] if g and o else None for g, o in zip(got, one)])
-        for which, against in (("tpe", "stock"), ("all", "stock"), ("tpe", "warm")):
+        for which, against in (("tpe", "stock"), ("all", "stock"), ("tpe", "warm"), ("tpe", "same")):
             ratios = []
             for rows in runs:
                 mine, stock = pick(rows, n, which), pick(rows, n, against)
                 ratios.append(mine["overhead"] / stock["overhead"] if mine and stock and stock["overhead"] > 0 else None)
             cells[f"ratio {which} {against}"] = median(ratios)
         print(f"{n:>7} {fig(cells['tpe'], '.3f'):>11} {fig(cells['all'], '.3f'):>11} {fig(cells['stock'], '.3f'):>7}"
-              f" {fig(cells['warm'], '.3f'):>10} {fig(cells['ratio tpe stock'], '.2f'):>9}"
+              f" {fig(cells['warm'], '.3f'):>10} {fig(cells['same'], '.3f'):>10} {fig(cells['ratio tpe stock'], '.2f'):>9}"
               f" {fig(cells['ratio all stock'], '.2f'):>9} {fig(cells['ratio tpe warm'], '.2f'):>8}"
+              f" {fig(cells['ratio tpe same'], '.2f'):>8}"
               f" {fig(cells['up tpe'], '.2f'):>12} {fig(cells['up all'], '.2f'):>12} {fig(cells['up stock'], '.2f'):>14}")
     print("refiner TPE: its TPE round (round 1), the like of stock's TPE study; refiner all: every round "
           "(round 0 samples at random); stock warm: stock's study first holds as many finished trials as "
-          "refiner's TPE round holds from round 0 (TPE/warm compares those two)")
+          "refiner's TPE round holds from round 0 (TPE/warm compares those two); stock same: stock warm with "
+          "refiner's sampler, multivariate TPE (TPE/same: the same sampler and trials, so only coordination differs)")
 
 if __name__ == "__main__":
     main()
