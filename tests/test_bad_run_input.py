@@ -386,6 +386,12 @@ def _mentioned(problems: list[str], mention: str) -> bool:
         head = line.split(": ", 1)[0]
         if head == mention or head.startswith((mention + ".", mention + "[")) or mention in line:
             return True
+        # The object that holds the field, with the field quoted: "overrides[2]: 'name' is a required
+        # property" names overrides[2].name (a later mutation can leave a copied entry without it).
+        if mention.startswith((head + ".", head + "[")):
+            field = mention[len(head):].lstrip(".").split(".")[0].split("[")[0]
+            if field and f"'{field}'" in line:
+                return True
     return False
 
 
