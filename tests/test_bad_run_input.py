@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cli_processes import run_cli
 from refiner.check import check_run
 from refiner.cli import main
 from refiner.config import load_run_config
@@ -438,9 +438,8 @@ def test_cli_validate_prints_one_line_per_problem_and_exits_2(project, capsys, c
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "refiner.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    """`refiner ARGS...` as its own process (forked with TensorFlow already imported: cli_processes)."""
+    return run_cli(args, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), cwd=cwd, timeout=120)
 
 
 @pytest.mark.slow
@@ -503,9 +502,8 @@ def paused_run(tmp_path_factory) -> tuple[Path, Path]:
     config = folder / "run.toml"
     config.write_text(to_toml(document))
     run_dir = folder / "run"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT), REFINER_FAILPOINT="decisions_written")
-    killed = subprocess.run([sys.executable, "-m", "refiner.cli", "run", str(config), "--run-dir", str(run_dir),
-                             "--quiet"], env=env, capture_output=True, text=True, timeout=300, check=False)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", REFINER_FAILPOINT="decisions_written")
+    killed = run_cli(["run", config, "--run-dir", run_dir, "--quiet"], env=env, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
     store = RunStore(run_dir)
     assert store.read_decisions(0) is not None and not store.has_space(1)

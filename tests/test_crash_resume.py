@@ -1,6 +1,8 @@
 """Crash and resume for real: SIGKILL a `refiner run` subprocess at many moments, resume, compare.
 
-The kill points are the named checkpoints of ``refiner.failpoints`` (between a temporary file and
+Each `refiner run` is its own process, started by :func:`cli_processes.run_cli` from a fork server
+that imported TensorFlow once (a fresh interpreter would spend seconds on that import at each of
+the dozens of starts). The kill points are the named checkpoints of ``refiner.failpoints`` (between a temporary file and
 its rename, halfway through a JSON line, after a trial ran but before it was recorded, around the
 surrogate and the narrowing), drawn at random with a recorded seed. After every kill the same
 command resumes the run; at the end the run must equal an uninterrupted one.
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_processes import run_cli
 from refiner.check import check_run
 from refiner import schemas
 from refiner.store import RunStore
@@ -54,8 +57,7 @@ def _run(config: Path, run_dir: Path, calls: Path, failpoint: int | str = "", lo
     env = dict(os.environ, CALLS_LOG=str(calls), TF_CPP_MIN_LOG_LEVEL="2", REFINER_FAILPOINT=str(failpoint))
     if log is not None:
         env["REFINER_FAILPOINT_LOG"] = str(log)
-    return subprocess.run([sys.executable, "-m", "refiner.cli", "run", str(config), "--run-dir", str(run_dir), "--quiet"],
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    return run_cli(["run", config, "--run-dir", run_dir, "--quiet"], env=env, timeout=300)
 
 
 def _checkpoints(log: Path) -> list[str]:
@@ -208,9 +210,8 @@ def test_sigkill_a_keras_hypermodel_run_loses_and_duplicates_no_trial(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", REFINER_FAILPOINT_LOG=str(log))
 
     def run(failpoint: str = "") -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "refiner.cli", "run", str(config), "--run-dir", str(run_dir),
-                               "--quiet"], env=dict(env, REFINER_FAILPOINT=failpoint), capture_output=True,
-                              text=True, timeout=120, check=False)
+        return run_cli(["run", config, "--run-dir", run_dir, "--quiet"], env=dict(env, REFINER_FAILPOINT=failpoint),
+                       timeout=120)
 
     rng = random.Random(KERAS_KILL_SEED)
     plan = rng.sample(KERAS_KILL_POINTS, 4)

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from cli_processes import run_cli
 import refiner
 from refiner.check import check_run
 from refiner.config import load_run_config
@@ -137,9 +138,9 @@ def curve_loss(p, budget):
 
 
 def _run_cli(tmp_path, run_dir, failpoint=""):
-    return subprocess.run([sys.executable, "-m", "refiner.cli", "run", str(tmp_path / "run.toml"), "--run-dir",
-                           str(run_dir), "--quiet"], env=dict(os.environ, REFINER_FAILPOINT=failpoint),
-                          capture_output=True, text=True, timeout=300, check=False)
+    """`refiner run` as its own process (forked with TensorFlow already imported: cli_processes)."""
+    return run_cli(["run", tmp_path / "run.toml", "--run-dir", run_dir, "--quiet"],
+                   env=dict(os.environ, REFINER_FAILPOINT=failpoint), timeout=300)
 
 
 def _kill_inside_a_promoted_trial(tmp_path, config):
