@@ -15,14 +15,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from cli_processes import run_cli
+from cli_processes import run_cli, start_cli
 from refiner.check import check_run
 from refiner import schemas
 from refiner.store import RunStore
@@ -137,8 +136,7 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume(tmp_path):
     (tmp_path / "counted.py").write_text(OBJECTIVE.replace("    x1, x2", "    import time; time.sleep(0.3)\n    x1, x2"))
     run_dir = tmp_path / "run"
     env = dict(os.environ, CALLS_LOG=str(tmp_path / "calls.log"), TF_CPP_MIN_LOG_LEVEL="2")
-    process = subprocess.Popen([sys.executable, "-m", "refiner.cli", "run", str(config), "--run-dir", str(run_dir)],
-                               env=env, stderr=subprocess.PIPE, text=True)
+    process = start_cli(["run", config, "--run-dir", run_dir], env=env)
     deadline = time.time() + 120
     while time.time() < deadline and not (run_dir / "rounds" / "0" / "trials.jsonl").exists():
         time.sleep(0.2)
@@ -151,8 +149,7 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert state["status"] == "interrupted"
     recorded = len(RunStore(run_dir).all_trials())
     assert 0 < recorded < 30
-    resumed = subprocess.run([sys.executable, "-m", "refiner.cli", "run", str(config), "--run-dir", str(run_dir), "--quiet"],
-                             env=env, capture_output=True, text=True, timeout=300, check=False)
+    resumed = run_cli(["run", config, "--run-dir", run_dir, "--quiet"], env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert len(RunStore(run_dir).all_trials()) == 30
 

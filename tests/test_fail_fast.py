@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
 
+from cli_processes import run_cli
 import refiner
 from refiner.errors import ValidationError
 from refiner.space import Float, SearchSpace
@@ -69,8 +68,7 @@ def test_a_misspelled_objective_stops_after_one_model_with_exit_2_and_the_logged
         validation_split = 0.25
     """))
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "refiner.cli", "run", str(config)], capture_output=True, text=True,
-                            timeout=600, cwd=tmp_path)
+    result = run_cli(["run", config], cwd=tmp_path, timeout=600)
     elapsed = time.perf_counter() - started
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("refiner: error:")]
@@ -87,8 +85,7 @@ def test_a_misspelled_objective_stops_after_one_model_with_exit_2_and_the_logged
     config.write_text(config.read_text().replace('"val_acc"', '"val_accuracy"').replace("trials_per_round = 10",
                                                                                       "trials_per_round = 2")
                       .replace("rounds = 2", "rounds = 1"))
-    fixed = subprocess.run([sys.executable, "-m", "refiner.cli", "run", str(config), "--quiet"], capture_output=True,
-                           text=True, timeout=600, cwd=tmp_path)
+    fixed = run_cli(["run", config, "--quiet"], cwd=tmp_path, timeout=600)
     assert fixed.returncode == 0, fixed.stderr
 
 

@@ -7,10 +7,7 @@ Runs are real (a cheap function objective); the waiting run is a thread or a sep
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -18,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_processes import CliProcess, start_cli
 import refiner
 from refiner import schemas
 from refiner.check import run_problems
@@ -192,10 +190,10 @@ def test_approving_what_does_not_wait_is_refused_with_one_line(tmp_path, capsys)
     assert "--round 1: the last round has no gate" in _approve_fails([root, "--round", "1"], capsys)
 
 
-def _refiner(*args: str, cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    return subprocess.Popen([sys.executable, "-m", "refiner.cli", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+def _refiner(*args: str, cwd: Path) -> CliProcess:
+    """`refiner ARGS...` as its own process, both streams in one (forked with TensorFlow already
+    imported: cli_processes)."""
+    return start_cli(args, cwd=cwd, merge_output=True)
 
 
 @pytest.mark.slow

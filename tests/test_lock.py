@@ -11,14 +11,13 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from cli_processes import CliProcess, start_cli
 import refiner.lock as lock
 from refiner.check import check_run
 from refiner import Refiner
@@ -58,14 +57,13 @@ def _project(tmp_path: Path) -> Path:
     return tmp_path / "run.toml"
 
 
-def _start(config: Path, run_dir: Path) -> subprocess.Popen:
-    # `python -m refiner.cli` with this checkout first on the path: the code under test, not an installed copy.
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", GATE=str(config.parent / "gate"), PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    return subprocess.Popen([sys.executable, "-m", "refiner.cli", "run", str(config), "--run-dir", str(run_dir), "--quiet"],
-                            env=env, cwd=config.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start(config: Path, run_dir: Path) -> CliProcess:
+    """`refiner run` as its own process (forked with TensorFlow already imported: cli_processes)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", GATE=str(config.parent / "gate"))
+    return start_cli(["run", config, "--run-dir", run_dir, "--quiet"], env=env, cwd=config.parent)
 
 
-def _wait_for(predicate, what: str, process: subprocess.Popen | None = None, timeout: float = 120) -> None:
+def _wait_for(predicate, what: str, process: CliProcess | None = None, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if process is not None and process.poll() is not None:
