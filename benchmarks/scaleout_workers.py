@@ -9,7 +9,8 @@ processes running stock ``study.optimize`` with TPE on one shared study, capped 
 count with ``MaxTrialsCallback``. Wall times come from the storage's trial timestamps (first
 start to last finish), so process start-up is left out of both. Stock runs three ways: cold (a fresh
 study), warm (first holding as many finished trials as refiner's TPE round holds from round 0), and
-warm with refiner's own sampler, multivariate TPE, so that against that row only coordination differs. Without ``--storage`` a
+warm with stock's form of refiner's sampler, multivariate TPE (refiner's is also told the round's
+space, which saves the read of the study stock's makes before each proposal). Without ``--storage`` a
 throw-away PostgreSQL server is started with ``scripts/throwaway-postgres``.
 
 Overhead per trial is ``(wall × workers − trials × sleep) / trials`` for both, so everything
@@ -147,9 +148,9 @@ def _stock_optuna(folder: Path, storage: str, n: int, args: argparse.Namespace, 
                   multivariate: bool = False) -> dict:
     """Stock Optuna's TPE on one shared study; with ``warm``, the study first holds that many
     finished random trials, as refiner's TPE round holds round 0's (TPE's cost grows with them).
-    ``multivariate`` gives it refiner's own sampler settings (``TPESampler(multivariate=True)``, which
-    models the parameters jointly and costs more per proposal than the default): refiner's TPE
-    round against that row differs only in coordination."""
+    ``multivariate``: stock's form of refiner's sampler (``TPESampler(multivariate=True)``, which
+    models the parameters jointly; refiner's is also told the round's space and so skips the read of
+    the study that stock's makes before each proposal to infer it)."""
     import numpy as np
     import optuna
 
@@ -258,7 +259,7 @@ def _summary(runs: list[list[dict]], counts: list[int], args: argparse.Namespace
     print("refiner TPE: its TPE round (round 1), the like of stock's TPE study; refiner all: every round "
           "(round 0 samples at random); stock warm: stock's study first holds as many finished trials as "
           "refiner's TPE round holds from round 0 (TPE/warm compares those two); stock same: stock warm with "
-          "refiner's sampler, multivariate TPE (TPE/same: the same sampler and trials, so only coordination differs)")
+          "multivariate TPE, stock's form of refiner's sampler (TPE/same: the same trials and kind of sampler)")
 
 if __name__ == "__main__":
     main()

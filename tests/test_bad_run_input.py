@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -390,7 +391,7 @@ def _mentioned(problems: list[str], mention: str) -> bool:
         # property" names overrides[2].name (a later mutation can leave a copied entry without it).
         if mention.startswith((head + ".", head + "[")):
             field = mention[len(head):].lstrip(".").split(".")[0].split("[")[0]
-            if field and f"'{field}'" in line:
+            if field and f"'{field}' is a required property" in line:
                 return True
     return False
 
@@ -437,9 +438,15 @@ def test_cli_validate_prints_one_line_per_problem_and_exits_2(project, capsys, c
     assert err.strip().splitlines() == [f"{path}: {line}" for line in expected]
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`refiner ARGS...` as its own process (forked with TensorFlow already imported: cli_processes)."""
-    return run_cli(args, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), cwd=cwd, timeout=120)
+def _cli(*args: str, cwd: Path, fresh: bool = False) -> subprocess.CompletedProcess:
+    """`refiner ARGS...` as its own process, forked with TensorFlow already imported (cli_processes);
+    ``fresh``: a new interpreter, `python -m refiner.cli`, whose whole stderr is the command's own
+    (TensorFlow's start-up lines included, were it imported before the error)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if fresh:
+        return subprocess.run([sys.executable, "-m", "refiner.cli", *args], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=120, check=False)
+    return run_cli(args, env=env, cwd=cwd, timeout=120)
 
 
 @pytest.mark.slow
@@ -451,10 +458,10 @@ def test_refiner_run_and_validate_subprocesses_exit_2_without_a_traceback(projec
     path.write_text(to_toml(document) if fmt == "toml" else to_json(document))
     problems = validate_file(path)
     workdir = tmp_path_factory.mktemp("cwd")
-    validated = _cli("validate", str(path), cwd=workdir)
+    validated = _cli("validate", str(path), cwd=workdir, fresh=True)
     assert validated.returncode == 2 and "Traceback" not in validated.stderr
     assert validated.stderr.strip().splitlines() == [f"{path}: {line}" for line in problems]
-    run = _cli("run", str(path), "--run-dir", str(workdir / "run"), cwd=workdir)
+    run = _cli("run", str(path), "--run-dir", str(workdir / "run"), cwd=workdir, fresh=True)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
     # `refiner run` reports the same problems as `validate`, one line each.
     assert run.stderr.strip().splitlines() == [f"refiner: error: {path}: {line}" for line in problems]
@@ -468,7 +475,7 @@ def test_a_reference_to_a_missing_attribute_passes_validate_and_fails_run_with_e
     path = project / "attr.toml"
     path.write_text(to_toml(document))
     assert validate_file(path) == []
-    run = _cli("run", str(path), "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    run = _cli("run", str(path), "--run-dir", str(tmp_path / "run"), cwd=tmp_path, fresh=True)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines() == [
         f"refiner: error: {path}: function: module 'objective' has no attribute 'no_such_function'"]

@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -52,11 +53,18 @@ def _project(tmp_path: Path) -> Path:
     return tmp_path / "run.toml"
 
 
-def _run(config: Path, run_dir: Path, calls: Path, failpoint: int | str = "", log: Path | None = None):
+def _run(config: Path, run_dir: Path, calls: Path, failpoint: int | str = "", log: Path | None = None,
+         fresh: bool = False):
+    """`refiner run` forked with TensorFlow already imported (cli_processes); ``fresh``: in a new
+    interpreter (its own hash seed and NumPy state), as the reference run is."""
     env = dict(os.environ, CALLS_LOG=str(calls), TF_CPP_MIN_LOG_LEVEL="2", REFINER_FAILPOINT=str(failpoint))
     if log is not None:
         env["REFINER_FAILPOINT_LOG"] = str(log)
-    return run_cli(["run", config, "--run-dir", run_dir, "--quiet"], env=env, timeout=300)
+    argv = ["run", str(config), "--run-dir", str(run_dir), "--quiet"]
+    if fresh:
+        return subprocess.run([sys.executable, "-m", "refiner.cli", *argv], env=env, capture_output=True, text=True,
+                              timeout=300, check=False)
+    return run_cli(argv, env=env, timeout=300)
 
 
 def _checkpoints(log: Path) -> list[str]:
@@ -79,7 +87,7 @@ def test_sigkill_at_random_checkpoints_loses_nothing_and_reproduces_the_run(tmp_
     config = _project(tmp_path)
     # The uninterrupted reference, which also lists every checkpoint a full run passes.
     reference_dir, reference_log = tmp_path / "reference", tmp_path / "reference.log"
-    assert _run(config, reference_dir, tmp_path / "reference_calls.log", log=reference_log).returncode == 0
+    assert _run(config, reference_dir, tmp_path / "reference_calls.log", log=reference_log, fresh=True).returncode == 0
     reference = RunStore(reference_dir)
     total = len(_checkpoints(reference_log))
     assert total > 100

@@ -91,20 +91,23 @@ def test_a_second_refiner_run_on_the_same_folder_exits_2_naming_the_holder_and_l
     run_dir = tmp_path / "runs" / "branin"
     (tmp_path / "gate").touch()
     first = _start(config, run_dir)
-    _wait_for(lambda: _trial_count(run_dir) >= 2, "the first run to record trials", first)
-    started = time.monotonic()
-    second = _start(config, run_dir)
-    out, err = second.communicate(timeout=120)
-    assert first.poll() is None, "the first run should still be running when the second is refused"
-    (tmp_path / "gate").unlink()
-    assert second.returncode == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith(f"refiner: error: {run_dir}: another refiner process is writing this run folder")
-    assert f"pid {first.pid} on host {socket.gethostname()}" in lines[0]
-    assert f"kill {first.pid}" in lines[0] and "run.toml" in lines[0]
-    assert time.monotonic() - started < 60
-    out, err = first.communicate(timeout=300)
+    try:
+        _wait_for(lambda: _trial_count(run_dir) >= 2, "the first run to record trials", first)
+        started = time.monotonic()
+        second = _start(config, run_dir)
+        out, err = second.communicate(timeout=120)
+        assert first.poll() is None, "the first run should still be running when the second is refused"
+        (tmp_path / "gate").unlink()
+        assert second.returncode == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"refiner: error: {run_dir}: another refiner process is writing this run folder")
+        assert f"pid {first.pid} on host {socket.gethostname()}" in lines[0]
+        assert f"kill {first.pid}" in lines[0] and "run.toml" in lines[0]
+        assert time.monotonic() - started < 60
+        out, err = first.communicate(timeout=300)
+    finally:
+        first.kill()  # a failure above leaves it waiting on the gate file
     assert first.returncode == 0, err
     _assert_intact(run_dir)
     # Released on exit: nothing of the lock is left, and the next writer gets it at once.
@@ -119,8 +122,10 @@ def test_a_lock_left_by_a_sigkilled_run_is_taken_over_and_the_run_completes(tmp_
     run_dir = tmp_path / "runs" / "branin"
     (tmp_path / "gate").touch()
     first = _start(config, run_dir)
-    _wait_for(lambda: _trial_count(run_dir) >= 2, "the first run to record trials", first)
-    first.send_signal(signal.SIGKILL)
+    try:
+        _wait_for(lambda: _trial_count(run_dir) >= 2, "the first run to record trials", first)
+    finally:
+        first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     stale = holder(run_dir)
     assert stale is not None and stale.pid == first.pid  # the dead holder's marker is still there

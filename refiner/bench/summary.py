@@ -214,7 +214,7 @@ def check_targets(summary: Mapping[str, Any], analysis: Mapping[str, Any] | None
         vol, limit = narrowing["volume_fraction_median"], volume_target(int(b))
         add(f"refined volume <= {limit:.0%} of the original at budget {b}", None if vol is None else vol <= limit,
             "no refiner run" if vol is None else
-            f"median {vol:.3g}; {narrowing['volume_at_most_10pct_share']:.0%} of runs at or under 10%")
+            f"median {vol:.3g}; {narrowing['volume_at_most_10pct_share']:.0%} of runs at or under 10% of the original")
 
         ratio = summary["orchestration"][b]["refiner_over_kt_bayes_geomean"]
         per = summary["orchestration"][b]["refiner_over_kt_bayes"]
