@@ -174,11 +174,16 @@ def start_cli(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: st
 
 
 def run_cli(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
-            timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+            timeout: float = 300.0, fresh: bool = False) -> subprocess.CompletedProcess[str]:
     """``refiner ARGV...`` in a new process, like ``subprocess.run([sys.executable, "-m",
     "refiner.cli", *argv], capture_output=True, text=True)``: returncode ``-9`` when it died of
     SIGKILL, stdout and stderr as text; ``subprocess.TimeoutExpired`` (the process killed) after
-    ``timeout`` seconds."""
+    ``timeout`` seconds. ``fresh``: exactly that, a new interpreter (its own hash seed and NumPy
+    state, and a stderr that holds TensorFlow's start-up lines too, were it imported)."""
+    argv = [str(a) for a in argv]
+    if fresh:
+        return subprocess.run([sys.executable, "-m", "refiner.cli", *argv], env=None if env is None else dict(env),
+                              cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
     process = start_cli(argv, env, cwd)
     try:
         process.wait(timeout)
@@ -187,4 +192,4 @@ def run_cli(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str 
         exc.output, exc.stderr = process.communicate()  # as subprocess.run gives them
         raise
     out, err = process.communicate()
-    return subprocess.CompletedProcess(process.args, process.returncode or 0, out, err or "")
+    return subprocess.CompletedProcess(process.args, process.wait(), out, err or "")

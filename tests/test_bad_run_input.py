@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -442,11 +441,7 @@ def _cli(*args: str, cwd: Path, fresh: bool = False) -> subprocess.CompletedProc
     """`refiner ARGS...` as its own process, forked with TensorFlow already imported (cli_processes);
     ``fresh``: a new interpreter, `python -m refiner.cli`, whose whole stderr is the command's own
     (TensorFlow's start-up lines included, were it imported before the error)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    if fresh:
-        return subprocess.run([sys.executable, "-m", "refiner.cli", *args], cwd=cwd, env=env, capture_output=True,
-                              text=True, timeout=120, check=False)
-    return run_cli(args, env=env, cwd=cwd, timeout=120)
+    return run_cli(args, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), cwd=cwd, timeout=120, fresh=fresh)
 
 
 @pytest.mark.slow

@@ -15,7 +15,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -60,11 +59,7 @@ def _run(config: Path, run_dir: Path, calls: Path, failpoint: int | str = "", lo
     env = dict(os.environ, CALLS_LOG=str(calls), TF_CPP_MIN_LOG_LEVEL="2", REFINER_FAILPOINT=str(failpoint))
     if log is not None:
         env["REFINER_FAILPOINT_LOG"] = str(log)
-    argv = ["run", str(config), "--run-dir", str(run_dir), "--quiet"]
-    if fresh:
-        return subprocess.run([sys.executable, "-m", "refiner.cli", *argv], env=env, capture_output=True, text=True,
-                              timeout=300, check=False)
-    return run_cli(argv, env=env, timeout=300)
+    return run_cli(["run", config, "--run-dir", run_dir, "--quiet"], env=env, timeout=300, fresh=fresh)
 
 
 def _checkpoints(log: Path) -> list[str]:

@@ -255,7 +255,8 @@ def _watch(root: Path, signature: tuple) -> None:
 
 def _page(view: review.RunView, stopped: str | None, sidebar: Callable[[], None]) -> None:
     st.title(f"Run {esc(view.name)}")
-    switches = _summary(view, stopped)
+    spend = _epoch_spend(view)
+    switches = _summary(view, stopped, spend)
     if not st.session_state.get("painted"):
         # A tab's first load: let the browser draw the title and the summary (text and metrics
         # only) before anything else arrives. Every other kind of element is code the browser
@@ -282,10 +283,10 @@ def _page(view: review.RunView, stopped: str | None, sidebar: Callable[[], None]
     engine = view.run["settings"].get("engine", "keras-tuner")
     k = st.radio("Round", numbers, key="round", horizontal=True,
                  format_func=lambda n: f"{n} ({review.round_label(engine, n)})")
-    _round(view, view.round(k))
+    _round(view, view.round(k), spend)
 
 
-def _summary(view: review.RunView, stopped: str | None) -> Any:
+def _summary(view: review.RunView, stopped: str | None, spend: console.EpochSpend | None) -> Any:
     """Status, metrics, best hyperparameters and settings: text only (see _page); returns the
     column that _switches fills once the summary is drawn."""
     run, settings, state = view.run, view.run["settings"], view.run["state"]
@@ -293,7 +294,6 @@ def _summary(view: review.RunView, stopped: str | None) -> Any:
     best = view.best
     done, total = len(view.trials), console.planned_trials(settings)
     failed, _ = _ended_early(view.trials)
-    spend = _epoch_spend(view)
     # Room for "stopped (writer gone)" and "keras-tuner" untruncated; the round is one or two digits.
     c = st.columns([2.3, 1, 1.05, 0.55, 1.4])
     status = "stopped (writer gone)" if stopped else state["status"]
@@ -457,7 +457,7 @@ def _export(view: review.RunView) -> None:
 
 
 # -- one round --------------------------------------------------------------------------------
-def _round(view: review.RunView, r: review.RoundView) -> None:
+def _round(view: review.RunView, r: review.RoundView, spend: console.EpochSpend | None) -> None:
     objective = view.objective
     ok = [t for t in r.trials if t.ok]
     best = best_trial(ok, objective)
@@ -467,7 +467,6 @@ def _round(view: review.RunView, r: review.RoundView) -> None:
     st.caption(f"{len(r.trials)} trials ({_ended_early_words(r.trials) or '0 failed'}), best this round "
                f"{review.fmt(best.score if best else None)}. Its decisions turn its space into "
                + ("the refined space (this is the last round)." if last else f"round {r.k + 1}'s space."))
-    spend = _epoch_spend(view)
     by_round = {k: (spent, share) for k, spent, share in spend.rounds} if spend else {}
     if r.k in by_round:  # an epoch budget; a round folder beyond the settings' rounds has no share
         spent, share = by_round[r.k]
