@@ -4,7 +4,7 @@ The crash tests start a `refiner run` dozens of times, each to be killed with SI
 later, and every fresh interpreter spends seconds importing TensorFlow and KerasTuner (on a busy
 2-core machine over ten). Here each command is a real process all the same (its own pid, killed by
 the kernel, its files and locks left as a crash leaves them), but forked from a fork server that
-imported KerasTuner once (:mod:`multiprocessing`'s ``forkserver``): the child then imports refiner
+imported KerasTuner, Optuna and scikit-learn once (:mod:`multiprocessing`'s ``forkserver``): the child then imports refiner
 itself, after its environment is set, so module-level switches such as ``REFINER_FAILPOINT`` are
 read as in a fresh process. The server holds no refiner state (TensorFlow's import leaves a few
 idle threads in it, which a fork does not copy).
@@ -33,7 +33,10 @@ from typing import Mapping, Sequence
 
 __all__ = ["run_cli", "start_cli", "CliProcess"]
 
-_PRELOAD = ["keras_tuner"]  # imports TensorFlow and Keras: the seconds every start would pay
+# What every start would pay for: TensorFlow and Keras (through keras_tuner), Optuna with its
+# database layer, and the scikit-learn parts the analysis uses. A name that fails to import is skipped.
+_PRELOAD = ["keras_tuner", "optuna", "optuna.storages._rdb.storage", "sklearn.ensemble", "sklearn.gaussian_process",
+            "sklearn.model_selection", "sklearn.cluster"]
 _context = None
 
 
@@ -66,7 +69,8 @@ def _command(argv: list[str], env: dict[str, str], cwd: str | None, out: str, er
     os.environ.update(env)
     if cwd is not None:
         os.chdir(cwd)
-    sys.path.insert(0, os.getcwd())  # as `python -m refiner.cli` puts the working folder first
+    # As `python -m refiner.cli` starts: the working folder first, then the PYTHONPATH entries.
+    sys.path[0:0] = [os.getcwd()] + [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     early = sorted(name for name in sys.modules if name == "refiner" or name.startswith("refiner."))
     if early:  # its switches (REFINER_FAILPOINT, ...) would have been read from another environment
         raise RuntimeError(f"refiner was imported before the command's environment was set: {early[:5]}")
@@ -93,11 +97,11 @@ class CliProcess:
     """A started `refiner` command, with the parts of :class:`subprocess.Popen` the tests use."""
 
     def __init__(self, argv: list[str], env: Mapping[str, str], cwd: str | os.PathLike[str] | None,
-                 merge_output: bool) -> None:
+                 merge_output: bool, log: str | os.PathLike[str] | None = None) -> None:
         self.args = ["refiner", *argv]
         self._folder = tempfile.mkdtemp(prefix="refiner-cli-")
-        self._out = str(Path(self._folder) / "stdout")
-        self._err = self._out if merge_output else str(Path(self._folder) / "stderr")
+        self._out = str(log) if log is not None else str(Path(self._folder) / "stdout")
+        self._err = self._out if merge_output or log is not None else str(Path(self._folder) / "stderr")
         self._output: tuple[str, str | None] | None = None
         self._process = _fork_server().Process(
             target=_command, args=(argv, dict(env), None if cwd is None else str(cwd), self._out, self._err))
@@ -143,7 +147,7 @@ class CliProcess:
         return self._output
 
     def _read_output(self) -> tuple[str, str | None]:
-        """The output, once the process has ended; its folder is removed then."""
+        """The output, once the process has ended; its folder is removed then (a ``log`` is kept)."""
         read = lambda path: Path(path).read_text(errors="backslashreplace") if Path(path).exists() else ""  # noqa: E731
         output = read(self._out), None if self._err == self._out else read(self._err)
         shutil.rmtree(self._folder, ignore_errors=True)
@@ -167,10 +171,11 @@ def _kill_leftovers() -> None:
 
 
 def start_cli(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
-              merge_output: bool = False) -> CliProcess:
+              merge_output: bool = False, log: str | os.PathLike[str] | None = None) -> CliProcess:
     """``refiner ARGV...`` started in a new process, like ``subprocess.Popen`` with both streams
-    captured (``merge_output``: stderr into stdout)."""
-    return CliProcess([str(a) for a in argv], os.environ if env is None else env, cwd, merge_output)
+    captured (``merge_output``: stderr into stdout; ``log``: both streams appended to that file,
+    which stays, as ``stdout=open(log), stderr=STDOUT`` would)."""
+    return CliProcess([str(a) for a in argv], os.environ if env is None else env, cwd, merge_output, log)
 
 
 def run_cli(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from cli_processes import start_cli
 from refiner.check import check_run
 from refiner.store import RunStore
 
@@ -43,9 +42,7 @@ def test_polling_reader_never_sees_a_partial_file(tmp_path):
     (tmp_path / "run.toml").write_text(config)
     run_dir = tmp_path / "run"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    writer = subprocess.Popen([sys.executable, "-m", "refiner.cli", "run", str(tmp_path / "run.toml"),
-                               "--run-dir", str(run_dir), "--quiet"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    writer = start_cli(["run", tmp_path / "run.toml", "--run-dir", run_dir, "--quiet"], env=env)
     store = RunStore(run_dir)
     reads = polls = 0
     deadline = time.time() + 240
@@ -76,9 +73,7 @@ def test_the_review_apps_loader_never_sees_a_partial_file(tmp_path):
     runs = tmp_path / "runs"
     run_dir = runs / "live"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    writer = subprocess.Popen([sys.executable, "-m", "refiner.cli", "run", str(tmp_path / "run.toml"),
-                               "--run-dir", str(run_dir), "--quiet"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    writer = start_cli(["run", tmp_path / "run.toml", "--run-dir", run_dir, "--quiet"], env=env)
     loads = refused = 0
     seen_trials = seen_rounds = 0
     statuses = set()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_processes import CliProcess, start_cli
 from refiner.check import run_problems
 from refiner import Refiner, failpoints
 from refiner.errors import DiskWriteError
@@ -116,12 +117,10 @@ def branin(params):
     return tmp_path / "run.toml"
 
 
-def _cli(config: Path, run_dir: Path, **env: str) -> subprocess.Popen:
+def _cli(config: Path, run_dir: Path, **env: str) -> CliProcess:
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", GATE=str(config.parent / "gate"),
                        PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **env)
-    return subprocess.Popen([sys.executable, "-m", "refiner.cli", "run", str(config), "--run-dir", str(run_dir),
-                             "--quiet"], env=environment, cwd=config.parent, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return start_cli(["run", config, "--run-dir", run_dir, "--quiet"], env=environment, cwd=config.parent)
 
 
 @pytest.mark.slow

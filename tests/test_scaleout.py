@@ -20,6 +20,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from cli_processes import CliProcess, start_cli
 from refiner.check import check_run
 from refiner import failpoints
 from engine_kit import round_spec
@@ -65,12 +66,11 @@ def _project(tmp_path: Path, name: str, sleep_s: float, rounds: int = ROUNDS, bu
     return config
 
 
-def _refiner(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "refiner.cli", *args], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+def _refiner(*args: str, cwd: Path) -> CliProcess:
+    return start_cli(args, cwd=cwd, merge_output=True)
 
 
-def _finish(process: subprocess.Popen, timeout: float = 240) -> str:
+def _finish(process: CliProcess, timeout: float = 240) -> str:
     try:
         out, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -12,7 +12,9 @@ result stored in the storage recorded in the run folder, no running trial left h
 
 The kills must not depend on how busy the machine is (beside a second pytest-xdist worker a
 restarted process spends many seconds importing, and the survivor used to race through the round
-meanwhile, past the armed point): evaluations wait while a role has no process up, the time a
+meanwhile, past the armed point; each process is now forked by :func:`cli_processes.start_cli`
+from a server that imported Optuna once, which shortens but does not remove that): evaluations
+wait while a role has no process up, the time a
 process spends starting does not count against a point, and a point counts as missed only once the
 run has gone a whole round past it without reaching it; it is then tried once more at the end.
 """
@@ -22,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -30,6 +31,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from cli_processes import CliProcess, start_cli
 from refiner.check import run_problems
 from refiner.engines.optuna import shared_study as shared
 from refiner.store import RunStore
@@ -128,13 +130,13 @@ class Cluster:
         self.ready = tmp_path / "ready"  # holds a file named after each process that is up
         self.ready.mkdir()
         self.started = 0
-        self.every: dict[int, subprocess.Popen] = {}  # by pid, the dead too: a victim may be restarted before it is found
+        self.every: dict[int, CliProcess] = {}  # by pid, the dead too: a victim may be restarted before it is found
         self.passed: dict[str, Counter] = {"coordinator": Counter(), "worker": Counter()}  # checkpoints passed, per role
         self._read: dict[Path, int] = {}  # how far each checkpoint list has been read
         self.coordinator = self._start("coordinator")
-        self.workers: list[subprocess.Popen | None] = [None]
+        self.workers: list[CliProcess | None] = [None]
 
-    def _start(self, role: str) -> subprocess.Popen:
+    def _start(self, role: str) -> CliProcess:
         self.started += 1
         points = self.tmp / f"{role}-{self.started}.points"
         env = dict(os.environ, REFINER_FAILPOINT_FILE=str(self.arm[role]), REFINER_FAILPOINT_LOG=str(points),
@@ -142,15 +144,14 @@ class Cluster:
                    PYTHONPATH=os.pathsep.join([str(self.tmp), os.environ.get("PYTHONPATH", "")]))
         args = (["run", str(self.config), "--storage", self.storage, "--heartbeat", "1"] if role == "coordinator"
                 else ["worker", str(self.run_dir), "--storage", self.storage, "--wait", "60"])
-        out = open(self.tmp / f"{role}-{self.started}.log", "w")
-        process = subprocess.Popen([sys.executable, "-m", "refiner.cli", *args], cwd=self.tmp, env=env,
-                                   stdout=out, stderr=subprocess.STDOUT, text=True)
-        process.log, process.points, process.role = out.name, points, role  # type: ignore[attr-defined]
+        log = self.tmp / f"{role}-{self.started}.log"
+        process = start_cli(args, env=env, cwd=self.tmp, log=log)
+        process.log, process.points, process.role = log, points, role  # type: ignore[attr-defined]
         self.every[process.pid] = process
         self._read[points] = 0
         return process
 
-    def processes(self) -> list[subprocess.Popen]:
+    def processes(self) -> list[CliProcess]:
         return [p for p in [self.coordinator, *self.workers] if p is not None]
 
     def _catch_up(self) -> None:
@@ -199,7 +200,7 @@ class Cluster:
             self.hold.touch()
         return False
 
-    def victim(self, role: str) -> subprocess.Popen | None:
+    def victim(self, role: str) -> CliProcess | None:
         """The process that took the arm file (renamed it to ``<file>.<pid>``), once it is dead."""
         for path in self.tmp.glob(self.arm[role].name + ".*"):
             pid = int(path.suffix[1:])
@@ -211,7 +212,7 @@ class Cluster:
         return None
 
 
-def _tail(process: subprocess.Popen | None) -> str:
+def _tail(process: CliProcess | None) -> str:
     return "" if process is None else Path(process.log).read_text()[-3000:]  # type: ignore[attr-defined]
 
 
