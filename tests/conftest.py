@@ -79,6 +79,7 @@ EXPECTED_S = {
     "test_disk_faults.py::test_a_real_full_tmpfs_mid_run_exits_2_naming_the_file_and_a_read_only_one_refuses_writers_not_readers": 10,
     "test_gate.py::test_an_approval_given_while_no_run_is_going_is_recorded_and_the_resume_goes_on": 12,
     "test_bench.py::test_smoke_writes_the_documented_json": 40,
+    "test_bench.py::test_the_keras_suite_runs_real_models_at_hyperbands_epochs_and_resumes": 70,
     "test_gate.py::test_killed_while_waiting_the_run_is_seen_stopped_and_resumes_waiting": 12,
     "test_loop.py::test_two_round_keras_run_on_a_tiny_model": 38,
     "test_scaleout.py::test_coordinator_and_three_workers_on_postgres_survive_a_killed_worker": 45,

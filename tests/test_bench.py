@@ -253,14 +253,16 @@ def test_the_fidelity_suite_gives_every_optimizer_the_same_epochs(tmp_path, caps
 
 
 @pytest.mark.slow
-def test_the_keras_suite_runs_real_models_at_hyperbands_epochs(tmp_path, capsys):
-    """Smoke test of `refiner bench --suite keras`: one problem, one seed, max_epochs 3, two tools."""
+def test_the_keras_suite_runs_real_models_at_hyperbands_epochs_and_resumes(tmp_path, capsys):
+    """Smoke test of `refiner bench --suite keras`: one problem, one seed, max_epochs 3, two tools;
+    then `--resume` with a second seed, which keeps the first unit and runs the second in a worker."""
     from refiner.cli import main
 
     assert main(["bench", "--suite", "keras", "--seeds", "1", "--problems", "cancer_mlp", "--keras-max-epochs", "3",
                  "--optimizers", "kt_hyperband,refiner+fidelity", "--refiner-rounds", "2", "--no-plots",
-                 "--out", str(tmp_path)]) == 0
+                 "--jobs", "1", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "keras.json").read_text())
+    assert result["complete"] is True
     runs = {r["optimizer"]: r for r in result["runs"]}
     assert set(runs) == {"kt_hyperband", "refiner+fidelity"}
     budget = runs["kt_hyperband"]["epochs"]
@@ -276,5 +278,20 @@ def test_the_keras_suite_runs_real_models_at_hyperbands_epochs(tmp_path, capsys)
         assert 0 < run["train_s"] < run["wall_s"] and run["orchestration_s"] >= 0
     out = capsys.readouterr().out
     assert "refiner+fidelity" in out and "Targets:" in out and "orchestration" in out
+
+    # --resume: seed 0 is kept as it was (Hyperband's run of it is in the file), seed 1 runs in a spawned worker.
+    assert main(["bench", "--suite", "keras", "--seeds", "2", "--problems", "cancer_mlp", "--keras-max-epochs", "3",
+                 "--optimizers", "kt_hyperband", "--no-plots", "--jobs", "2", "--resume", "--out", str(tmp_path)]) == 0
+    resumed = json.loads((tmp_path / "keras.json").read_text())
+    assert [(r["optimizer"], r["seed"]) for r in resumed["runs"]] == [("kt_hyperband", 0), ("kt_hyperband", 1)]
+    assert resumed["runs"][0] == runs["kt_hyperband"] and resumed["complete"] and resumed["jobs"] == 2
+    assert resumed["runs"][1]["finished"] and resumed["runs"][1]["epochs"] > 3
+    assert "resuming: 1 of 2 problem-seed units already in" in capsys.readouterr().err
+
     assert main(["bench", "--suite", "keras", "--problems", "nope", "--out", str(tmp_path)]) == 2
     assert main(["bench", "--suite", "keras", "--optimizers", "kt_bayes,nope", "--out", str(tmp_path)]) == 2
+    assert main(["bench", "--suite", "keras", "--keras-max-epochs", "9", "--resume", "--out", str(tmp_path)]) == 2
+    assert "was made with max_epochs 3, not 9" in capsys.readouterr().err
+    assert main(["bench", "--suite", "quick", "--resume", "--out", str(tmp_path)]) == 2
+    assert "--resume: only --suite keras resumes" in capsys.readouterr().err
+    assert json.loads((tmp_path / "keras.json").read_text()) == resumed  # refused: the file is untouched

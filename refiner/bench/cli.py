@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "budget, fidelity.total (default: 400)")
     parser.add_argument("--keras-max-epochs", type=int, default=27, metavar="N",
                         help="--suite keras: Hyperband's max_epochs and every model's full training (default: 27)")
+    parser.add_argument("--resume", action="store_true",
+                        help="--suite keras: keep the problem-seed units that --out's keras.json already finished "
+                             "(it is rewritten after each one) and run the rest (default: run everything)")
     experiments = parser.add_argument_group("method experiments (leave unset to benchmark the product's defaults)")
     experiments.add_argument("--refiner-rounds", type=int, default=3, help="refiner's rounds per run (default: 3)")
     experiments.add_argument("--refiner-narrowing", default=None, metavar="JSON",
@@ -102,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     from refiner.bench.benchmark import run_benchmark
     from refiner.bench.report import format_report
 
+    if args.resume and args.suite != "keras":
+        print("refiner: error: --resume: only --suite keras resumes (the others: --reuse BENCH_JSON)", file=sys.stderr)
+        return 2
     if args.suite == "fidelity":
         return _run_fidelity(args)
     if args.suite == "keras":
@@ -163,14 +169,20 @@ def _run_keras(args: argparse.Namespace) -> int:
             if unknown_optimizer else
             f"--seeds: must be at least 1, got {args.seeds}" if args.seeds < 1 else
             f"--keras-max-epochs: must be at least 3, got {args.keras_max_epochs}" if args.keras_max_epochs < 3 else
-            f"--refiner-rounds: must be at least 1, got {args.refiner_rounds}" if args.refiner_rounds < 1
+            f"--refiner-rounds: must be at least 1, got {args.refiner_rounds}" if args.refiner_rounds < 1 else
+            f"--jobs: must be at least 1, got {args.jobs}" if args.jobs < 1
             else None)
     if what:
         print(f"refiner: error: {what}", file=sys.stderr)
         return 2
-    with _progress_on_stderr():
-        result = run_keras_benchmark(args.seeds, problems, optimizers, args.keras_max_epochs, out=Path(args.out),
-                                     rounds=args.refiner_rounds, plots=not args.no_plots)
+    try:
+        with _progress_on_stderr():
+            result = run_keras_benchmark(args.seeds, problems, optimizers, args.keras_max_epochs, out=Path(args.out),
+                                         rounds=args.refiner_rounds, plots=not args.no_plots, jobs=args.jobs,
+                                         resume=args.resume)
+    except ValueError as exc:  # --resume with a file of another kind or max_epochs
+        print(f"refiner: error: {exc}", file=sys.stderr)
+        return 2
     print(format_keras_report(result))
     print(f"\nJSON: {Path(args.out) / 'keras.json'}")
     return 0

@@ -41,7 +41,7 @@ import numpy as np
 from refiner.bench.optimizers import OPTIMIZERS, get_optimizer
 from refiner.bench.problems import get_problem
 
-__all__ = ["Task", "plan", "execute", "run_tasks", "assemble", "incumbent"]
+__all__ = ["Task", "plan", "execute", "run_tasks", "worker_pool", "assemble", "incumbent"]
 
 log = logging.getLogger(__name__)
 
@@ -167,14 +167,22 @@ def run_tasks(tasks: Sequence[Task], jobs: int,
             for task in tasks:
                 done(execute(task))
         return records
-    with _environment(_ONE_THREAD):
-        # Spawned, not forked: a fork of a process that has loaded TensorFlow or OpenMP can hang.
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_quiet_worker)
-        futures = [pool.submit(execute, task) for task in tasks]  # workers start (and copy the env) here
-    with pool:
+    with worker_pool(jobs, execute, tasks) as futures:
         for future in as_completed(futures):
             done(future.result())
     return records
+
+
+@contextlib.contextmanager
+def worker_pool(jobs: int, function: Callable[..., Any], calls: Sequence[Any]) -> Iterator[list[Any]]:
+    """``function(call)`` for every call in ``jobs`` spawned workers, one thread each, library logs
+    quiet, heavy imports done before any call: the futures, in the order of ``calls``."""
+    with _environment(_ONE_THREAD):
+        # Spawned, not forked: a fork of a process that has loaded TensorFlow or OpenMP can hang.
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_quiet_worker)
+        futures = [pool.submit(function, call) for call in calls]  # workers start (and copy the env) here
+    with pool:
+        yield futures
 
 
 def incumbent(values: Sequence[float], true_values: Sequence[float] | None = None) -> list[float]:

@@ -44,6 +44,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from refiner.jsonio import atomic_write_text
+
 __all__ = ["KERAS_PROBLEMS", "KERAS_OPTIMIZERS", "epoch_ledger_callback", "run_keras_benchmark", "format_keras_report",
            "keras_targets"]
 
@@ -374,43 +376,119 @@ def _run_one(problem: KerasProblem, optimizer: str, seed: int, data: Mapping[str
             "orchestration_s": max(0.0, wall - ledger.train_s)}
 
 
+@dataclass(frozen=True)
+class _Unit:
+    """One problem and seed: KerasTuner Hyperband first (its epochs are the budget), then every other tool."""
+
+    problem: str
+    seed: int
+    optimizers: tuple[str, ...]
+    max_epochs: int
+    rounds: int
+
+
+@functools.lru_cache(maxsize=None)
+def _data(problem: str) -> dict[str, Any]:
+    return KERAS_PROBLEMS[problem].data()
+
+
+def _run_unit(unit: _Unit) -> list[dict[str, Any]]:
+    problem, data = KERAS_PROBLEMS[unit.problem], _data(unit.problem)
+    anchor = _run_one(problem, "kt_hyperband", unit.seed, data, unit.max_epochs, 0)
+    budget = anchor["epochs"]
+    anchor["best_at_budget"], anchor["budget"] = anchor["best"], budget
+    records = [anchor] if "kt_hyperband" in unit.optimizers else []
+    log.info("%s seed %d kt_hyperband: %d epochs, best %s, %.0f s", unit.problem, unit.seed, budget, anchor["best"],
+             anchor["wall_s"])
+    for optimizer in unit.optimizers:
+        if optimizer == "kt_hyperband":
+            continue
+        record = _run_one(problem, optimizer, unit.seed, data, unit.max_epochs, budget, unit.rounds)
+        record["budget"] = budget
+        records.append(record)
+        log.info("%s seed %d %s: %d epochs, best %s at the budget, %.0f s", unit.problem, unit.seed, optimizer,
+                 record["epochs"], record["best_at_budget"], record["wall_s"])
+    return records
+
+
+def _finished_units(path: Path, max_epochs: int, chosen: Sequence[str]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """``--resume``: the (problem, seed) units of an earlier ``keras.json`` that hold a run of every
+    chosen tool, with those runs. A file made at another ``max_epochs`` is refused: its budgets differ."""
+    if not path.exists():
+        return {}
+    try:
+        earlier = json.loads(path.read_text())
+        epochs, runs = earlier["max_epochs"], earlier["runs"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"--resume: {path} is not a Keras-suite result ({type(exc).__name__}: {exc})") from None
+    if epochs != max_epochs or earlier.get("eta", ETA) != ETA:
+        raise ValueError(f"--resume: {path} was made with max_epochs {epochs}, not {max_epochs}; "
+                         f"choose another --out or the same --keras-max-epochs")
+    units: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for run in runs:
+        units.setdefault((run["problem"], run["seed"]), []).append(run)
+    return {key: [r for r in rows if r["optimizer"] in chosen] for key, rows in units.items()
+            if set(chosen) <= {r["optimizer"] for r in rows}}
+
+
 def run_keras_benchmark(seeds: int, problems: Sequence[str] | None = None, optimizers: Sequence[str] | None = None,
                         max_epochs: int = MAX_EPOCHS, out: Path | None = None, rounds: int = 3,
-                        plots: bool = True) -> dict[str, Any]:
+                        plots: bool = True, jobs: int = 1, resume: bool = False) -> dict[str, Any]:
     """Every tool on every problem and seed, at the epochs KerasTuner Hyperband spent on that seed
-    (``rounds``: refiner's rounds, ``--refiner-rounds``)."""
+    (``rounds``: refiner's rounds, ``--refiner-rounds``).
+
+    The units (problem, seed) run in ``jobs`` spawned processes, one thread each (``jobs=1``: here,
+    with every core). ``keras.json`` in ``out`` is rewritten after each unit (``"complete": false``
+    until the last), so a stopped run loses only the units in flight; ``resume`` keeps the units
+    that file already finished and runs the rest."""
     chosen = [o for o in KERAS_OPTIMIZERS if optimizers is None or o in optimizers]
-    runs: list[dict[str, Any]] = []
-    for name in problems or list(KERAS_PROBLEMS):
-        problem = KERAS_PROBLEMS[name]
-        data = problem.data()
-        for seed in range(seeds):
-            anchor = _run_one(problem, "kt_hyperband", seed, data, max_epochs, 0)
-            budget = anchor["epochs"]
-            anchor["best_at_budget"] = anchor["best"]
-            if "kt_hyperband" in chosen:
-                runs.append(anchor)
-            log.info("%s seed %d kt_hyperband: %d epochs, best %s, %.0f s", name, seed, budget, anchor["best"],
-                     anchor["wall_s"])
-            for optimizer in chosen:
-                if optimizer == "kt_hyperband":
-                    continue
-                record = _run_one(problem, optimizer, seed, data, max_epochs, budget, rounds)
-                record["budget"] = budget
-                runs.append(record)
-                log.info("%s seed %d %s: %d epochs, best %s at the budget, %.0f s", name, seed, optimizer,
-                         record["epochs"], record["best_at_budget"], record["wall_s"])
-            anchor["budget"] = budget
-    result = {"max_epochs": max_epochs, "eta": ETA, "seeds": seeds, "runs": runs,
-              "rule": "budget = KerasTuner Hyperband's epochs for one iteration; score = best validation value of "
-                      "a model trained to max_epochs, at that epoch (stopped or pruned models never count)"}
+    names = list(problems or KERAS_PROBLEMS)
+    kept = _finished_units(out / "keras.json", max_epochs, chosen) if resume and out is not None else {}
+    todo = [_Unit(name, seed, tuple(chosen), max_epochs, rounds)
+            for name in names for seed in range(seeds) if (name, seed) not in kept]
+    done: dict[tuple[str, int], list[dict[str, Any]]] = {key: kept[key] for key in kept
+                                                         if key[0] in names and key[1] < seeds}
+    if done:
+        log.info("resuming: %d of %d problem-seed units already in %s", len(done), len(done) + len(todo),
+                 out / "keras.json")  # type: ignore[operator]
+
+    def result(complete: bool) -> dict[str, Any]:
+        order = {name: i for i, name in enumerate(names)}
+        runs = [r for key in sorted(done, key=lambda k: (order[k[0]], k[1])) for r in done[key]]
+        return {"max_epochs": max_epochs, "eta": ETA, "seeds": seeds, "jobs": jobs, "complete": complete,
+                "runs": runs,
+                "rule": "budget = KerasTuner Hyperband's epochs for one iteration; score = best validation value of "
+                        "a model trained to max_epochs, at that epoch (stopped or pruned models never count)"}
+
+    def record(unit: _Unit, records: list[dict[str, Any]]) -> None:
+        done[(unit.problem, unit.seed)] = records
+        if out is not None:
+            atomic_write_text(out / "keras.json", json.dumps(result(complete=False), indent=2) + "\n")
+
+    if jobs <= 1:
+        for unit in todo:
+            record(unit, _run_unit(unit))
+    else:
+        from concurrent.futures import as_completed
+
+        from refiner.bench.harness import worker_pool
+
+        with worker_pool(jobs, _run_unit, todo) as futures:
+            units = dict(zip(futures, todo))
+            for future in as_completed(futures):
+                unit = units[future]
+                records = future.result()
+                for r in records:  # the workers' own log lines stay quiet
+                    log.info("%s seed %d %s: %d epochs, best %s at the budget %d, %.0f s", unit.problem, unit.seed,
+                             r["optimizer"], r["epochs"], r["best_at_budget"], r["budget"], r["wall_s"])
+                record(unit, records)
+    final = result(complete=True)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "keras.json").write_text(json.dumps(result, indent=2) + "\n")
-        plot = _plot(result, out / "keras_curves.png") if plots else None
+        atomic_write_text(out / "keras.json", json.dumps(final, indent=2) + "\n")  # whole or not at all
+        plot = _plot(final, out / "keras_curves.png") if plots else None
         if plot:
-            result["plot"] = str(plot)
-    return result
+            final["plot"] = str(plot)
+    return final
 
 
 # -- the report ----------------------------------------------------------------------------------------
