@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -214,6 +215,43 @@ def test_reuse_runs_only_refiner_again_and_keeps_the_competitors_runs(smoke, tmp
     assert refiner_runs(second) == refiner_runs(first)
 
 
+def test_a_stopped_bench_resumes_keeping_every_run_it_finished(smoke, tmp_path):
+    """A bench stopped after three runs records them in runs.partial.jsonl (the stop may tear a
+    last line); `--resume` keeps them, runs the rest, and ends with the runs of a bench never stopped."""
+    from refiner.bench.benchmark import PARTIAL_RUNS, BenchSettings, run_benchmark
+
+    out, first = smoke
+    settings = BenchSettings(suite="quick", budgets=(6, 12), seeds=2, out=tmp_path, jobs=1, problems=("branin",),
+                             optimizers=("refiner", "optuna_random"), analysis_repeats=0, plots=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_three(done: int, total: int, record: dict) -> None:
+        if done == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_benchmark(settings, stop_after_three)
+    assert not (tmp_path / "bench.json").exists()
+    lines = (tmp_path / PARTIAL_RUNS).read_text().splitlines()
+    assert len(lines) == 3
+    with open(tmp_path / PARTIAL_RUNS, "a") as fh:
+        fh.write('{"problem": "branin", "optimi')  # a line torn by a kill
+
+    resumed = run_benchmark(dataclasses.replace(settings, resume=True))
+    assert resumed["resumed"] == {"from": str(tmp_path), "n_runs": 3}
+    assert not (tmp_path / PARTIAL_RUNS).exists()  # bench.json holds them all now
+    key = lambda r: (r["problem"], r["optimizer"], r["seed"], r["budget"], tuple(r["values"]))  # noqa: E731
+    assert sorted(map(key, resumed["runs"])) == sorted(key(r) for r in first["runs"] if r["problem"] == "branin")
+    kept = [json.loads(line) for line in lines]
+    assert all(any(json.dumps(k, sort_keys=True) == json.dumps(r, sort_keys=True) for r in resumed["runs"])
+               for k in kept)  # the three finished runs are the ones kept, as they were recorded
+    # A method experiment's runs are not the product's: with other refiner settings they run again.
+    again = run_benchmark(dataclasses.replace(settings, resume=True, refiner_narrowing={"top_fraction": 0.3}))
+    assert again["resumed"]["n_runs"] == 2  # optuna_random's two runs only
+
+
 def test_reuse_of_a_file_that_is_not_a_bench_json_is_refused(tmp_path):
     from refiner.bench.benchmark import BenchSettings
 
@@ -292,6 +330,6 @@ def test_the_keras_suite_runs_real_models_at_hyperbands_epochs_and_resumes(tmp_p
     assert main(["bench", "--suite", "keras", "--optimizers", "kt_bayes,nope", "--out", str(tmp_path)]) == 2
     assert main(["bench", "--suite", "keras", "--keras-max-epochs", "9", "--resume", "--out", str(tmp_path)]) == 2
     assert "was made with max_epochs 3, not 9" in capsys.readouterr().err
-    assert main(["bench", "--suite", "quick", "--resume", "--out", str(tmp_path)]) == 2
-    assert "--resume: only --suite keras resumes" in capsys.readouterr().err
+    assert main(["bench", "--suite", "fidelity", "--resume", "--out", str(tmp_path)]) == 2
+    assert "--resume: --suite fidelity does not resume" in capsys.readouterr().err
     assert json.loads((tmp_path / "keras.json").read_text()) == resumed  # refused: the file is untouched

@@ -10,6 +10,7 @@ The JSON document (``bench.json``, ``format_version`` 1) holds:
   ``noise_sd`` (0 for a deterministic problem);
 * ``optimizers``: name, label, ``knows_budget`` (false: read smaller budgets off the largest run);
 * ``reused``: ``{"from", "n_runs"}`` when ``--reuse`` took competitor runs from an earlier file, else null;
+* ``resumed``: ``{"from", "n_runs"}`` when ``--resume`` kept runs the output folder already held, else null;
 * ``runs``: every raw run: ``problem``, ``optimizer``, ``seed``, ``budget``, ``values`` (objective per
   trial, in order), ``objective_s`` (seconds inside the objective per trial), ``elapsed_s`` (wall
   seconds since the run started, at each trial's end), ``wall_s``, ``extra`` (refiner: rounds,
@@ -73,6 +74,9 @@ class BenchSettings:
     # An earlier bench.json whose competitor runs (every optimizer but refiner) are taken instead of
     # run again: they do not depend on refiner's method, so a method change only re-runs refiner.
     reuse: Path | None = None
+    # Keep the runs ``out`` already holds (its bench.json, or the runs a stopped bench recorded in
+    # runs.partial.jsonl) and run only the rest.
+    resume: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> list[str]:
@@ -107,7 +111,40 @@ class BenchSettings:
                 _reusable_runs(self.reuse)
             except ValueError as exc:
                 problems.append(f"--reuse: {exc}")
+        if self.resume:
+            try:
+                _finished_runs(Path(self.out))
+            except ValueError as exc:
+                problems.append(f"--resume: {exc}")
         return problems
+
+
+PARTIAL_RUNS = "runs.partial.jsonl"  # one line per finished run, appended as it finishes; removed with bench.json written
+
+
+def _finished_runs(out: Path) -> dict[str, dict[str, Any]]:
+    """``--resume``: the runs ``out`` holds, by task key: those of its bench.json, then those a stopped
+    bench appended to :data:`PARTIAL_RUNS` (a line torn by the stop is skipped). Failed runs are left
+    out, so they run again."""
+    found: list[Any] = []
+    bench = out / "bench.json"
+    if bench.exists():
+        try:
+            document = json.loads(bench.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read {bench} as a bench.json ({exc})") from None
+        if not isinstance(document, dict) or not isinstance(document.get("runs"), list):
+            raise ValueError(f"{bench}: not a bench.json (it has no list of runs)")
+        found += document["runs"]
+    partial = out / PARTIAL_RUNS
+    if partial.exists():
+        for line in partial.read_text(encoding="utf-8").splitlines():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+    return {f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}": r for r in found
+            if isinstance(r, dict) and "error" not in r and "values" in r}
 
 
 def _reusable_runs(path: Path) -> dict[str, dict[str, Any]]:
@@ -174,11 +211,27 @@ def run_benchmark(settings: BenchSettings,
     tasks = plan(problems, optimizers, budgets, seeds, refiner_options)
     reusable = _reusable_runs(settings.reuse) if settings.reuse is not None else {}
     reused = [reusable[t.key] for t in tasks if t.key in reusable]
-    to_run = [t for t in tasks if t.key not in reusable]
-    log.info("%d runs: %d problems x %d optimizers x %d seeds, budgets %s, %d worker(s)%s",
+    finished = _finished_runs(out) if settings.resume else {}
+    # A run made with other refiner settings (a method experiment) is not this task's: run it again.
+    kept = [finished[t.key] for t in tasks if t.key not in reusable and t.key in finished
+            and finished[t.key].get("options", "") == t.options]
+    kept_keys = {f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}" for r in kept}
+    to_run = [t for t in tasks if t.key not in reusable and t.key not in kept_keys]
+    log.info("%d runs: %d problems x %d optimizers x %d seeds, budgets %s, %d worker(s)%s%s",
              len(tasks), len(problems), len(optimizers), len(seeds), budgets, settings.jobs,
-             f"; {len(reused)} taken from {settings.reuse}" if settings.reuse is not None else "")
-    records = run_tasks(to_run, settings.jobs, on_progress) + reused
+             f"; {len(reused)} taken from {settings.reuse}" if settings.reuse is not None else "",
+             f"; {len(kept)} already in {out}" if settings.resume else "")
+    partial = out / PARTIAL_RUNS
+    with open(partial, "a" if settings.resume else "w", encoding="utf-8") as record_file:
+        if record_file.tell() and not partial.read_bytes().endswith(b"\n"):
+            record_file.write("\n")  # after a line torn by the stop, not onto it
+        def recorded(done: int, total: int, record: dict[str, Any]) -> None:
+            record_file.write(json.dumps(record, allow_nan=False, default=_jsonable) + "\n")
+            record_file.flush()  # a stopped bench keeps every run that finished
+            if on_progress is not None:
+                on_progress(done, total, record)
+
+        records = run_tasks(to_run, settings.jobs, recorded) + reused + kept
     order = {t.key: i for i, t in enumerate(sorted(tasks, key=lambda t: (t.problem, t.optimizer, t.seed, t.budget)))}
     records.sort(key=lambda r: order[f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}"])
     runs_wall = time.perf_counter() - t0
@@ -220,6 +273,7 @@ def run_benchmark(settings: BenchSettings,
         "skipped_optimizers": skipped,
         "n_runs": len(records),
         "reused": {"from": str(settings.reuse), "n_runs": len(reused)} if settings.reuse is not None else None,
+        "resumed": {"from": str(out), "n_runs": len(kept)} if settings.resume else None,
         "errors": [{"run": f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}", "error": r["error"]}
                    for r in records if "error" in r],
         "summary": summary,
@@ -237,6 +291,7 @@ def run_benchmark(settings: BenchSettings,
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(document, indent=1, allow_nan=False, default=_jsonable) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+    partial.unlink(missing_ok=True)  # bench.json holds every run now
     log.info("wrote %s", path)
     return document
 

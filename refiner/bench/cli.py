@@ -49,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keras-max-epochs", type=int, default=27, metavar="N",
                         help="--suite keras: Hyperband's max_epochs and every model's full training (default: 27)")
     parser.add_argument("--resume", action="store_true",
-                        help="--suite keras: keep the problem-seed units that --out's keras.json already finished "
-                             "(it is rewritten after each one) and run the rest (default: run everything)")
+                        help="keep the runs --out already holds and run the rest: a stopped bench records each run "
+                             "as it finishes (--suite keras: each problem-seed unit); not --suite fidelity "
+                             "(default: run everything)")
     experiments = parser.add_argument_group("method experiments (leave unset to benchmark the product's defaults)")
     experiments.add_argument("--refiner-rounds", type=int, default=3, help="refiner's rounds per run (default: 3)")
     experiments.add_argument("--refiner-narrowing", default=None, metavar="JSON",
@@ -82,7 +83,7 @@ def _settings(args: argparse.Namespace) -> Any:
         optimizers=_csv(args.optimizers) if args.optimizers is not None else None,
         analysis_repeats=max(0, args.analysis_repeats), plots=not args.no_plots,
         refiner_rounds=args.refiner_rounds, refiner_narrowing=narrowing,
-        refiner_initial_share=args.refiner_initial_share, reuse=args.reuse,
+        refiner_initial_share=args.refiner_initial_share, reuse=args.reuse, resume=args.resume,
     )
 
 
@@ -105,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
     from refiner.bench.benchmark import run_benchmark
     from refiner.bench.report import format_report
 
-    if args.resume and args.suite != "keras":
-        print("refiner: error: --resume: only --suite keras resumes (the others: --reuse BENCH_JSON)", file=sys.stderr)
+    if args.resume and args.suite == "fidelity":
+        print("refiner: error: --resume: --suite fidelity does not resume; run it again", file=sys.stderr)
         return 2
     if args.suite == "fidelity":
         return _run_fidelity(args)
