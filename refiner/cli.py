@@ -134,7 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _error("interrupted; everything finished so far is kept - run the same command again to resume")
+        if args.command == "bench":  # the same command without --resume would start afresh
+            _error("interrupted; the runs finished so far are kept in --out - add --resume to the same command "
+                   "to run only the rest")
+        else:
+            _error("interrupted; everything finished so far is kept - run the same command again to resume")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `refiner show RUN | head`: the reader has what it wanted. Point stdout at devnull so the

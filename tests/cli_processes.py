@@ -100,6 +100,8 @@ class CliProcess:
                  merge_output: bool, log: str | os.PathLike[str] | None = None) -> None:
         self.args = ["refiner", *argv]
         self._folder = tempfile.mkdtemp(prefix="refiner-cli-")
+        if log is not None:
+            open(log, "w").close()  # there (and empty) from the start, as Popen's caller opens it
         self._out = str(log) if log is not None else str(Path(self._folder) / "stdout")
         self._err = self._out if merge_output or log is not None else str(Path(self._folder) / "stderr")
         self._output: tuple[str, str | None] | None = None
@@ -173,8 +175,8 @@ def _kill_leftovers() -> None:
 def start_cli(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
               merge_output: bool = False, log: str | os.PathLike[str] | None = None) -> CliProcess:
     """``refiner ARGV...`` started in a new process, like ``subprocess.Popen`` with both streams
-    captured (``merge_output``: stderr into stdout; ``log``: both streams appended to that file,
-    which stays, as ``stdout=open(log), stderr=STDOUT`` would)."""
+    captured (``merge_output``: stderr into stdout; ``log``: both streams written to that file,
+    which stays, as ``stdout=open(log, "w"), stderr=STDOUT`` would)."""
     return CliProcess([str(a) for a in argv], os.environ if env is None else env, cwd, merge_output, log)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from refiner.bench.problems import PROBLEMS, SUITES, get_problem
+from refiner.errors import RefinerError
 from refiner.bench.regions import contains_any, volume_fraction
 from refiner.space import Boolean, Choice, Fixed, Float, Int, SearchSpace
 
@@ -247,6 +248,10 @@ def test_a_stopped_bench_resumes_keeping_every_run_it_finished(smoke, tmp_path):
     kept = [json.loads(line) for line in lines]
     assert all(any(json.dumps(k, sort_keys=True) == json.dumps(r, sort_keys=True) for r in resumed["runs"])
                for k in kept)  # the three finished runs are the ones kept, as they were recorded
+    assert {r["jobs"] for r in resumed["runs"]} == {1}
+    # A selection that leaves runs out is refused before anything runs: rewriting bench.json would lose them.
+    with pytest.raises(RefinerError, match=r"leaves out \(branin/optuna_random/seed1/budget12 and 2 more\)"):
+        run_benchmark(dataclasses.replace(settings, resume=True, seeds=1))
     # A method experiment's runs are not the product's: with other refiner settings they run again.
     again = run_benchmark(dataclasses.replace(settings, resume=True, refiner_narrowing={"top_fraction": 0.3}))
     assert again["resumed"]["n_runs"] == 2  # optuna_random's two runs only
@@ -292,13 +297,13 @@ def test_the_fidelity_suite_gives_every_optimizer_the_same_epochs(tmp_path, caps
 
 @pytest.mark.slow
 def test_the_keras_suite_runs_real_models_at_hyperbands_epochs_and_resumes(tmp_path, capsys):
-    """Smoke test of `refiner bench --suite keras`: one problem, one seed, max_epochs 3, two tools;
-    then `--resume` with a second seed, which keeps the first unit and runs the second in a worker."""
+    """Smoke test of `refiner bench --suite keras`: one problem, one seed, max_epochs 3, two tools, in
+    a spawned worker (`--jobs 2`); then `--resume`, which keeps the finished unit, and its refusals."""
     from refiner.cli import main
 
     assert main(["bench", "--suite", "keras", "--seeds", "1", "--problems", "cancer_mlp", "--keras-max-epochs", "3",
                  "--optimizers", "kt_hyperband,refiner+fidelity", "--refiner-rounds", "2", "--no-plots",
-                 "--jobs", "1", "--out", str(tmp_path)]) == 0
+                 "--jobs", "2", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "keras.json").read_text())
     assert result["complete"] is True
     runs = {r["optimizer"]: r for r in result["runs"]}
@@ -317,19 +322,26 @@ def test_the_keras_suite_runs_real_models_at_hyperbands_epochs_and_resumes(tmp_p
     out = capsys.readouterr().out
     assert "refiner+fidelity" in out and "Targets:" in out and "orchestration" in out
 
-    # --resume: seed 0 is kept as it was (Hyperband's run of it is in the file), seed 1 runs in a spawned worker.
-    assert main(["bench", "--suite", "keras", "--seeds", "2", "--problems", "cancer_mlp", "--keras-max-epochs", "3",
-                 "--optimizers", "kt_hyperband", "--no-plots", "--jobs", "2", "--resume", "--out", str(tmp_path)]) == 0
-    resumed = json.loads((tmp_path / "keras.json").read_text())
-    assert [(r["optimizer"], r["seed"]) for r in resumed["runs"]] == [("kt_hyperband", 0), ("kt_hyperband", 1)]
-    assert resumed["runs"][0] == runs["kt_hyperband"] and resumed["complete"] and resumed["jobs"] == 2
-    assert resumed["runs"][1]["finished"] and resumed["runs"][1]["epochs"] > 3
-    assert "resuming: 1 of 2 problem-seed units already in" in capsys.readouterr().err
+    assert [r["jobs"] for r in result["runs"]] == [2, 2]  # seconds measured beside another worker
+
+    # --resume keeps the finished unit: nothing runs again, the file is the same.
+    resume = ["bench", "--suite", "keras", "--problems", "cancer_mlp", "--keras-max-epochs", "3", "--refiner-rounds",
+              "2", "--no-plots", "--resume", "--out", str(tmp_path)]
+    assert main([*resume, "--seeds", "1", "--optimizers", "kt_hyperband,refiner+fidelity"]) == 0
+    assert json.loads((tmp_path / "keras.json").read_text()) == result
+    assert "resuming: 1 of 1 problem-seed units already in" in capsys.readouterr().err
+    # Refused, one line, nothing run or written: runs the selection leaves out, or runs that would not compare.
+    for refused, says in ((["--seeds", "2", "--optimizers", "kt_hyperband"], "leaves out (cancer_mlp seed 0 "
+                                                                             "refiner+fidelity)"),
+                          (["--seeds", "2", "--refiner-rounds", "3"], "refiner rounds 2, not 3, 3 and 3")):
+        assert main([*resume, *refused]) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
 
     assert main(["bench", "--suite", "keras", "--problems", "nope", "--out", str(tmp_path)]) == 2
     assert main(["bench", "--suite", "keras", "--optimizers", "kt_bayes,nope", "--out", str(tmp_path)]) == 2
     assert main(["bench", "--suite", "keras", "--keras-max-epochs", "9", "--resume", "--out", str(tmp_path)]) == 2
-    assert "was made with max_epochs 3, not 9" in capsys.readouterr().err
+    assert "was made with max_epochs 3, factor 3 and refiner rounds 2, not 9, 3 and 3" in capsys.readouterr().err
     assert main(["bench", "--suite", "fidelity", "--resume", "--out", str(tmp_path)]) == 2
     assert "--resume: --suite fidelity does not resume" in capsys.readouterr().err
-    assert json.loads((tmp_path / "keras.json").read_text()) == resumed  # refused: the file is untouched
+    assert json.loads((tmp_path / "keras.json").read_text()) == result  # refused: the file is untouched

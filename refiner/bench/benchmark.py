@@ -45,7 +45,7 @@ from refiner.bench.harness import assemble, plan, run_tasks
 from refiner.bench.optimizers import OPTIMIZERS, REFINER_ROUNDS, refiner_schedule
 from refiner.bench.problems import PROBLEMS, SUITES
 from refiner.bench.summary import check_targets, summarise
-from refiner.errors import ValidationError
+from refiner.errors import RefinerError, ValidationError
 from refiner.narrowing import NarrowingConfig
 
 __all__ = ["BenchSettings", "run_benchmark", "FORMAT_VERSION", "DEFAULT_BUDGETS"]
@@ -144,7 +144,8 @@ def _finished_runs(out: Path) -> dict[str, dict[str, Any]]:
             except ValueError:
                 continue
     return {f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}": r for r in found
-            if isinstance(r, dict) and "error" not in r and "values" in r}
+            if isinstance(r, dict) and "error" not in r and "values" in r
+            and all(k in r for k in ("problem", "optimizer", "seed", "budget"))}
 
 
 def _reusable_runs(path: Path) -> dict[str, dict[str, Any]]:
@@ -212,6 +213,11 @@ def run_benchmark(settings: BenchSettings,
     reusable = _reusable_runs(settings.reuse) if settings.reuse is not None else {}
     reused = [reusable[t.key] for t in tasks if t.key in reusable]
     finished = _finished_runs(out) if settings.resume else {}
+    outside = sorted(set(finished) - {t.key for t in tasks})
+    if outside:  # bench.json is rewritten with this selection's runs: those would be lost
+        raise RefinerError(f"--resume: {out} holds runs this selection leaves out ({outside[0]}"
+                           f"{f' and {len(outside) - 1} more' if len(outside) > 1 else ''}); resume with the "
+                           f"--problems, --optimizers, --seeds and --budgets (or more) it was made with")
     # A run made with other refiner settings (a method experiment) is not this task's: run it again.
     kept = [finished[t.key] for t in tasks if t.key not in reusable and t.key in finished
             and finished[t.key].get("options", "") == t.options]
@@ -226,6 +232,7 @@ def run_benchmark(settings: BenchSettings,
         if record_file.tell() and not partial.read_bytes().endswith(b"\n"):
             record_file.write("\n")  # after a line torn by the stop, not onto it
         def recorded(done: int, total: int, record: dict[str, Any]) -> None:
+            record["jobs"] = settings.jobs  # its seconds were measured beside jobs - 1 other runs
             record_file.write(json.dumps(record, allow_nan=False, default=_jsonable) + "\n")
             record_file.flush()  # a stopped bench keeps every run that finished
             if on_progress is not None:

@@ -158,7 +158,8 @@ def _run_fidelity(args: argparse.Namespace) -> int:
 
 
 def _run_keras(args: argparse.Namespace) -> int:
-    from refiner.bench.keras_suite import KERAS_OPTIMIZERS, KERAS_PROBLEMS, format_keras_report, run_keras_benchmark
+    from refiner.bench.keras_suite import (KERAS_OPTIMIZERS, KERAS_PROBLEMS, check_resume, format_keras_report,
+                                           run_keras_benchmark)
 
     problems = _csv(args.problems) if args.problems else None
     optimizers = _csv(args.optimizers) if args.optimizers else None
@@ -176,14 +177,12 @@ def _run_keras(args: argparse.Namespace) -> int:
     if what:
         print(f"refiner: error: {what}", file=sys.stderr)
         return 2
-    try:
-        with _progress_on_stderr():
-            result = run_keras_benchmark(args.seeds, problems, optimizers, args.keras_max_epochs, out=Path(args.out),
-                                         rounds=args.refiner_rounds, plots=not args.no_plots, jobs=args.jobs,
-                                         resume=args.resume)
-    except ValueError as exc:  # --resume with a file of another kind or max_epochs
-        print(f"refiner: error: {exc}", file=sys.stderr)
-        return 2
+    if args.resume:  # refused before anything runs (a RefinerError: one line, exit 2)
+        check_resume(Path(args.out), args.seeds, problems, optimizers, args.keras_max_epochs, args.refiner_rounds)
+    with _progress_on_stderr():
+        result = run_keras_benchmark(args.seeds, problems, optimizers, args.keras_max_epochs, out=Path(args.out),
+                                     rounds=args.refiner_rounds, plots=not args.no_plots, jobs=args.jobs,
+                                     resume=args.resume)
     print(format_keras_report(result))
     print(f"\nJSON: {Path(args.out) / 'keras.json'}")
     return 0

@@ -181,8 +181,17 @@ def worker_pool(jobs: int, function: Callable[..., Any], calls: Sequence[Any]) -
         # Spawned, not forked: a fork of a process that has loaded TensorFlow or OpenMP can hang.
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_quiet_worker)
         futures = [pool.submit(function, call) for call in calls]  # workers start (and copy the env) here
-    with pool:
+    try:
         yield futures
+    except BaseException:
+        # A failed call or Ctrl-C stops the bench now: the queued calls are dropped and the running
+        # ones stopped (a worker outlives a KeyboardInterrupt in its call and would take the next).
+        workers = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+        raise
+    pool.shutdown(wait=True)
 
 
 def incumbent(values: Sequence[float], true_values: Sequence[float] | None = None) -> list[float]:

@@ -44,10 +44,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from refiner.errors import RefinerError
 from refiner.jsonio import atomic_write_text
 
-__all__ = ["KERAS_PROBLEMS", "KERAS_OPTIMIZERS", "epoch_ledger_callback", "run_keras_benchmark", "format_keras_report",
-           "keras_targets"]
+__all__ = ["KERAS_PROBLEMS", "KERAS_OPTIMIZERS", "epoch_ledger_callback", "run_keras_benchmark", "check_resume",
+           "format_keras_report", "keras_targets"]
 
 log = logging.getLogger(__name__)
 
@@ -411,24 +412,42 @@ def _run_unit(unit: _Unit) -> list[dict[str, Any]]:
     return records
 
 
-def _finished_units(path: Path, max_epochs: int, chosen: Sequence[str]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+def _finished_units(path: Path, max_epochs: int, rounds: int, names: Sequence[str], seeds: int,
+                    chosen: Sequence[str]) -> dict[tuple[str, int], list[dict[str, Any]]]:
     """``--resume``: the (problem, seed) units of an earlier ``keras.json`` that hold a run of every
-    chosen tool, with those runs. A file made at another ``max_epochs`` is refused: its budgets differ."""
+    chosen tool, with their runs. Refused (a one-line :class:`RefinerError`, nothing run or written):
+    a file made at another ``max_epochs`` or with other refiner rounds, whose runs would not compare,
+    and a file with runs this selection leaves out, which rewriting it would lose."""
     if not path.exists():
         return {}
     try:
         earlier = json.loads(path.read_text())
-        epochs, runs = earlier["max_epochs"], earlier["runs"]
+        runs = earlier["runs"]
+        units: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for run in runs:
+            units.setdefault((str(run["problem"]), int(run["seed"])), []).append(run)
+            str(run["optimizer"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"--resume: {path} is not a Keras-suite result ({type(exc).__name__}: {exc})") from None
-    if epochs != max_epochs or earlier.get("eta", ETA) != ETA:
-        raise ValueError(f"--resume: {path} was made with max_epochs {epochs}, not {max_epochs}; "
-                         f"choose another --out or the same --keras-max-epochs")
-    units: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for run in runs:
-        units.setdefault((run["problem"], run["seed"]), []).append(run)
-    return {key: [r for r in rows if r["optimizer"] in chosen] for key, rows in units.items()
-            if set(chosen) <= {r["optimizer"] for r in rows}}
+        raise RefinerError(f"--resume: {path} is not a Keras-suite result ({type(exc).__name__}: {exc})") from None
+    made = (earlier.get("max_epochs"), earlier.get("eta", ETA), earlier.get("rounds", 3))
+    if made != (max_epochs, ETA, rounds):
+        raise RefinerError(f"--resume: {path} was made with max_epochs {made[0]}, factor {made[1]} and refiner rounds "
+                           f"{made[2]}, not {max_epochs}, {ETA} and {rounds}; give the same --keras-max-epochs and "
+                           f"--refiner-rounds, or another --out")
+    outside = sorted({f"{r['problem']} seed {r['seed']} {r['optimizer']}" for r in runs
+                      if r["problem"] not in names or r["seed"] >= seeds or r["optimizer"] not in chosen})
+    if outside:
+        raise RefinerError(f"--resume: {path} holds runs this selection leaves out ({outside[0]}"
+                           f"{f' and {len(outside) - 1} more' if len(outside) > 1 else ''}), which rewriting it would "
+                           f"lose; resume with the --problems, --optimizers and --seeds (or more) it was made with")
+    return {key: rows for key, rows in units.items() if set(chosen) <= {r["optimizer"] for r in rows}}
+
+
+def check_resume(out: Path, seeds: int, problems: Sequence[str] | None = None,
+                 optimizers: Sequence[str] | None = None, max_epochs: int = MAX_EPOCHS, rounds: int = 3) -> None:
+    """Raise the :class:`RefinerError` that ``resume=True`` would, before anything runs."""
+    chosen = [o for o in KERAS_OPTIMIZERS if optimizers is None or o in optimizers]
+    _finished_units(out / "keras.json", max_epochs, rounds, list(problems or KERAS_PROBLEMS), seeds, chosen)
 
 
 def run_keras_benchmark(seeds: int, problems: Sequence[str] | None = None, optimizers: Sequence[str] | None = None,
@@ -440,14 +459,13 @@ def run_keras_benchmark(seeds: int, problems: Sequence[str] | None = None, optim
     The units (problem, seed) run in ``jobs`` spawned processes, one thread each (``jobs=1``: here,
     with every core). ``keras.json`` in ``out`` is rewritten after each unit (``"complete": false``
     until the last), so a stopped run loses only the units in flight; ``resume`` keeps the units
-    that file already finished and runs the rest."""
+    that file already finished and runs the rest (:func:`check_resume` says what it refuses)."""
     chosen = [o for o in KERAS_OPTIMIZERS if optimizers is None or o in optimizers]
     names = list(problems or KERAS_PROBLEMS)
-    kept = _finished_units(out / "keras.json", max_epochs, chosen) if resume and out is not None else {}
+    done = (_finished_units(out / "keras.json", max_epochs, rounds, names, seeds, chosen)
+            if resume and out is not None else {})
     todo = [_Unit(name, seed, tuple(chosen), max_epochs, rounds)
-            for name in names for seed in range(seeds) if (name, seed) not in kept]
-    done: dict[tuple[str, int], list[dict[str, Any]]] = {key: kept[key] for key in kept
-                                                         if key[0] in names and key[1] < seeds}
+            for name in names for seed in range(seeds) if (name, seed) not in done]
     if done:
         log.info("resuming: %d of %d problem-seed units already in %s", len(done), len(done) + len(todo),
                  out / "keras.json")  # type: ignore[operator]
@@ -455,12 +473,14 @@ def run_keras_benchmark(seeds: int, problems: Sequence[str] | None = None, optim
     def result(complete: bool) -> dict[str, Any]:
         order = {name: i for i, name in enumerate(names)}
         runs = [r for key in sorted(done, key=lambda k: (order[k[0]], k[1])) for r in done[key]]
-        return {"max_epochs": max_epochs, "eta": ETA, "seeds": seeds, "jobs": jobs, "complete": complete,
-                "runs": runs,
+        return {"max_epochs": max_epochs, "eta": ETA, "rounds": rounds, "seeds": seeds, "complete": complete,
+                "runs": runs,  # each with the --jobs it ran under: a resumed file may mix them
                 "rule": "budget = KerasTuner Hyperband's epochs for one iteration; score = best validation value of "
                         "a model trained to max_epochs, at that epoch (stopped or pruned models never count)"}
 
     def record(unit: _Unit, records: list[dict[str, Any]]) -> None:
+        for r in records:
+            r["jobs"] = jobs  # its seconds were measured beside jobs - 1 other units
         done[(unit.problem, unit.seed)] = records
         if out is not None:
             atomic_write_text(out / "keras.json", json.dumps(result(complete=False), indent=2) + "\n")
