@@ -26,8 +26,21 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the umask (read once: reading it means setting it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_NEW_FILE_MODE = _new_file_mode()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` so that readers see either the old file or the whole new one.
+
+    The file gets the mode it had, or a new file's (as the run's ``.jsonl`` files, opened for
+    appending, get theirs): ``mkstemp`` alone would leave it readable by its owner only.
 
     Raises:
         DiskWriteError: the file could not be written (a full disk, a read-only folder); the old
@@ -35,8 +48,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = _NEW_FILE_MODE
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            os.fchmod(fd, mode)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 disk_fault(path)
                 fh.write(text)

@@ -107,3 +107,28 @@ def test_stale_temporaries_from_a_crash_are_removed_but_kerastuner_files_kept(tm
     (store.kt_dir(0) / ".theirs.tmp").write_text("")
     assert store.remove_stale_temporaries() == 2
     assert [p.name for p in tmp_path.rglob("*.tmp")] == [".theirs.tmp"]
+
+
+def test_atomic_writes_get_a_new_files_mode_and_keep_a_changed_one(tmp_path):
+    """A run folder shared with a colleague (or a worker under another account) is readable as far
+    as the umask allows: the JSON files get the mode the appended .jsonl files get, not mkstemp's 0600."""
+    import os
+    import stat
+
+    appended = tmp_path / "events.jsonl"
+    with open(appended, "a") as fh:  # how the run's .jsonl files are created
+        fh.write("{}\n")
+    atomic_write_text(tmp_path / "run.json", "{}")
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    assert mode(tmp_path / "run.json") == mode(appended) == 0o666 & ~_umask()
+    os.chmod(tmp_path / "run.json", 0o640)  # a person narrowed it: the next write keeps that
+    atomic_write_text(tmp_path / "run.json", '{"a": 1}')
+    assert mode(tmp_path / "run.json") == 0o640 and (tmp_path / "run.json").read_text() == '{"a": 1}'
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
