@@ -122,34 +122,19 @@ class BenchSettings:
 PARTIAL_RUNS = "runs.partial.jsonl"  # one line per finished run, appended as it finishes; removed with bench.json written
 
 
-def _finished_runs(out: Path) -> dict[str, dict[str, Any]]:
-    """``--resume``: the runs ``out`` holds, by task key: those of its bench.json, then those a stopped
-    bench appended to :data:`PARTIAL_RUNS` (a line torn by the stop is skipped). Failed runs are left
-    out, so they run again."""
-    found: list[Any] = []
-    bench = out / "bench.json"
-    if bench.exists():
-        try:
-            document = json.loads(bench.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read {bench} as a bench.json ({exc})") from None
-        if not isinstance(document, dict) or not isinstance(document.get("runs"), list):
-            raise ValueError(f"{bench}: not a bench.json (it has no list of runs)")
-        found += document["runs"]
-    partial = out / PARTIAL_RUNS
-    if partial.exists():
-        for line in partial.read_text(encoding="utf-8").splitlines():
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                continue
-    return {f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}": r for r in found
-            if isinstance(r, dict) and "error" not in r and "values" in r
+def _run_key(run: dict[str, Any]) -> str:
+    """A recorded run's :attr:`Task.key`."""
+    return f"{run['problem']}/{run['optimizer']}/seed{run['seed']}/budget{run['budget']}"
+
+
+def _usable(runs: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """The finished runs among ``runs``, by task key (a failed run is left out, so it runs again)."""
+    return {_run_key(r): r for r in runs if isinstance(r, dict) and "error" not in r and "values" in r
             and all(k in r for k in ("problem", "optimizer", "seed", "budget"))}
 
 
-def _reusable_runs(path: Path) -> dict[str, dict[str, Any]]:
-    """The competitor runs of an earlier ``bench.json``, by task key; refiner's and failed runs are left out."""
+def _bench_runs(path: Path) -> list[Any]:
+    """The ``runs`` of a ``bench.json``; ValueError, saying why, for a file that is not one."""
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -157,11 +142,26 @@ def _reusable_runs(path: Path) -> dict[str, dict[str, Any]]:
     runs = document.get("runs") if isinstance(document, dict) else None
     if not isinstance(runs, list):
         raise ValueError(f"{path}: not a bench.json (it has no list of runs)")
-    out = {}
-    for r in runs:
-        if isinstance(r, dict) and r.get("optimizer") != "refiner" and "error" not in r and "values" in r:
-            out[f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}"] = r
-    return out
+    return runs
+
+
+def _finished_runs(out: Path) -> dict[str, dict[str, Any]]:
+    """``--resume``: the runs ``out`` holds, by task key: those of its bench.json, then those a stopped
+    bench appended to :data:`PARTIAL_RUNS` (a line torn by the stop is skipped)."""
+    found = _bench_runs(out / "bench.json") if (out / "bench.json").exists() else []
+    partial = out / PARTIAL_RUNS
+    if partial.exists():
+        for line in partial.read_text(encoding="utf-8").splitlines():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+    return _usable(found)
+
+
+def _reusable_runs(path: Path) -> dict[str, dict[str, Any]]:
+    """The competitor runs of an earlier ``bench.json``, by task key; refiner's and failed runs are left out."""
+    return {key: r for key, r in _usable(_bench_runs(path)).items() if r["optimizer"] != "refiner"}
 
 
 def _versions() -> dict[str, str]:
@@ -219,10 +219,10 @@ def run_benchmark(settings: BenchSettings,
                            f"{f' and {len(outside) - 1} more' if len(outside) > 1 else ''}); resume with the "
                            f"--problems, --optimizers, --seeds and --budgets (or more) it was made with")
     # A run made with other refiner settings (a method experiment) is not this task's: run it again.
-    kept = [finished[t.key] for t in tasks if t.key not in reusable and t.key in finished
-            and finished[t.key].get("options", "") == t.options]
-    kept_keys = {f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}" for r in kept}
-    to_run = [t for t in tasks if t.key not in reusable and t.key not in kept_keys]
+    keep = {t.key for t in tasks if t.key not in reusable and t.key in finished
+            and finished[t.key].get("options", "") == t.options}
+    kept = [finished[key] for key in sorted(keep)]
+    to_run = [t for t in tasks if t.key not in reusable and t.key not in keep]
     log.info("%d runs: %d problems x %d optimizers x %d seeds, budgets %s, %d worker(s)%s%s",
              len(tasks), len(problems), len(optimizers), len(seeds), budgets, settings.jobs,
              f"; {len(reused)} taken from {settings.reuse}" if settings.reuse is not None else "",
@@ -240,7 +240,7 @@ def run_benchmark(settings: BenchSettings,
 
         records = run_tasks(to_run, settings.jobs, recorded) + reused + kept
     order = {t.key: i for i, t in enumerate(sorted(tasks, key=lambda t: (t.problem, t.optimizer, t.seed, t.budget)))}
-    records.sort(key=lambda r: order[f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}"])
+    records.sort(key=lambda r: order[_run_key(r)])
     runs_wall = time.perf_counter() - t0
 
     reference = {name: PROBLEMS[name].reference() for name in problems}
@@ -281,8 +281,7 @@ def run_benchmark(settings: BenchSettings,
         "n_runs": len(records),
         "reused": {"from": str(settings.reuse), "n_runs": len(reused)} if settings.reuse is not None else None,
         "resumed": {"from": str(out), "n_runs": len(kept)} if settings.resume else None,
-        "errors": [{"run": f"{r['problem']}/{r['optimizer']}/seed{r['seed']}/budget{r['budget']}", "error": r["error"]}
-                   for r in records if "error" in r],
+        "errors": [{"run": _run_key(r), "error": r["error"]} for r in records if "error" in r],
         "summary": summary,
         "analysis_time": analysis,
         "targets": targets,

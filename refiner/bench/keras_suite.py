@@ -423,10 +423,7 @@ def _finished_units(path: Path, max_epochs: int, rounds: int, names: Sequence[st
     try:
         earlier = json.loads(path.read_text())
         runs = earlier["runs"]
-        units: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        for run in runs:
-            units.setdefault((str(run["problem"]), int(run["seed"])), []).append(run)
-            str(run["optimizer"])
+        named = [(str(run["problem"]), int(run["seed"]), str(run["optimizer"])) for run in runs]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RefinerError(f"--resume: {path} is not a Keras-suite result ({type(exc).__name__}: {exc})") from None
     made = (earlier.get("max_epochs"), earlier.get("eta", ETA), earlier.get("rounds", 3))
@@ -434,12 +431,15 @@ def _finished_units(path: Path, max_epochs: int, rounds: int, names: Sequence[st
         raise RefinerError(f"--resume: {path} was made with max_epochs {made[0]}, factor {made[1]} and refiner rounds "
                            f"{made[2]}, not {max_epochs}, {ETA} and {rounds}; give the same --keras-max-epochs and "
                            f"--refiner-rounds, or another --out")
-    outside = sorted({f"{r['problem']} seed {r['seed']} {r['optimizer']}" for r in runs
-                      if r["problem"] not in names or r["seed"] >= seeds or r["optimizer"] not in chosen})
+    outside = sorted({f"{problem} seed {seed} {tool}" for problem, seed, tool in named
+                      if problem not in names or seed >= seeds or tool not in chosen})
     if outside:
         raise RefinerError(f"--resume: {path} holds runs this selection leaves out ({outside[0]}"
                            f"{f' and {len(outside) - 1} more' if len(outside) > 1 else ''}), which rewriting it would "
                            f"lose; resume with the --problems, --optimizers and --seeds (or more) it was made with")
+    units: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for (problem, seed, _), run in zip(named, runs):
+        units.setdefault((problem, seed), []).append(run)
     return {key: rows for key, rows in units.items() if set(chosen) <= {r["optimizer"] for r in rows}}
 
 
