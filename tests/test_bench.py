@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 
 import numpy as np
@@ -216,10 +217,11 @@ def test_reuse_runs_only_refiner_again_and_keeps_the_competitors_runs(smoke, tmp
     assert refiner_runs(second) == refiner_runs(first)
 
 
-def test_a_stopped_bench_resumes_keeping_every_run_it_finished(smoke, tmp_path):
+def test_a_stopped_bench_resumes_keeping_every_run_it_finished(smoke, tmp_path, caplog):
     """A bench stopped after three runs records them in runs.partial.jsonl (the stop may tear a
     last line); `--resume` keeps them, runs the rest, and ends with the runs of a bench never stopped."""
     from refiner.bench.benchmark import PARTIAL_RUNS, BenchSettings, run_benchmark
+    from refiner.bench.harness import code_version
 
     out, first = smoke
     settings = BenchSettings(suite="quick", budgets=(6, 12), seeds=2, out=tmp_path, jobs=1, problems=("branin",),
@@ -237,11 +239,17 @@ def test_a_stopped_bench_resumes_keeping_every_run_it_finished(smoke, tmp_path):
     assert not (tmp_path / "bench.json").exists()
     lines = (tmp_path / PARTIAL_RUNS).read_text().splitlines()
     assert len(lines) == 3
+    assert {json.loads(line)["code"] for line in lines} == {code_version()}  # the commit that made each run
+    lines[0] = json.dumps({**json.loads(lines[0]), "code": "0123456789ab"})  # as if made in an earlier session
+    (tmp_path / PARTIAL_RUNS).write_text("\n".join(lines) + "\n")
     with open(tmp_path / PARTIAL_RUNS, "a") as fh:
         fh.write('{"problem": "branin", "optimi')  # a line torn by a kill
 
-    resumed = run_benchmark(dataclasses.replace(settings, resume=True))
+    with caplog.at_level(logging.WARNING, logger="refiner.bench.benchmark"):
+        resumed = run_benchmark(dataclasses.replace(settings, resume=True))
     assert resumed["resumed"] == {"from": str(tmp_path), "n_runs": 3}
+    assert f"1 of the 3 kept runs were made by other code (0123456789ab; now {code_version()})" in caplog.text
+    assert resumed["code"] == code_version()
     assert not (tmp_path / PARTIAL_RUNS).exists()  # bench.json holds them all now
     key = lambda r: (r["problem"], r["optimizer"], r["seed"], r["budget"], tuple(r["values"]))  # noqa: E731
     assert sorted(map(key, resumed["runs"])) == sorted(key(r) for r in first["runs"] if r["problem"] == "branin")
@@ -323,6 +331,9 @@ def test_the_keras_suite_runs_real_models_at_hyperbands_epochs_and_resumes(tmp_p
     assert "refiner+fidelity" in out and "Targets:" in out and "orchestration" in out
 
     assert [r["jobs"] for r in result["runs"]] == [2, 2]  # seconds measured beside another worker
+    from refiner.bench.harness import code_version
+
+    assert {r["code"] for r in result["runs"]} == {code_version()}  # a later resume may mix code: each run says
 
     # --resume keeps the finished unit: nothing runs again, the file is the same.
     resume = ["bench", "--suite", "keras", "--problems", "cancer_mlp", "--keras-max-epochs", "3", "--refiner-rounds",

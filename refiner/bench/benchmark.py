@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from refiner.bench.analysis_time import measure_analysis_time
-from refiner.bench.harness import assemble, plan, run_tasks
+from refiner.bench.harness import assemble, code_version, other_code, plan, run_tasks
 from refiner.bench.optimizers import OPTIMIZERS, REFINER_ROUNDS, refiner_schedule
 from refiner.bench.problems import PROBLEMS, SUITES
 from refiner.bench.summary import check_targets, summarise
@@ -223,6 +223,8 @@ def run_benchmark(settings: BenchSettings,
             and finished[t.key].get("options", "") == t.options}
     kept = [finished[key] for key in sorted(keep)]
     to_run = [t for t in tasks if t.key not in reusable and t.key not in keep]
+    if other_code(kept):
+        log.warning("--resume: %s", other_code(kept))
     log.info("%d runs: %d problems x %d optimizers x %d seeds, budgets %s, %d worker(s)%s%s",
              len(tasks), len(problems), len(optimizers), len(seeds), budgets, settings.jobs,
              f"; {len(reused)} taken from {settings.reuse}" if settings.reuse is not None else "",
@@ -233,6 +235,7 @@ def run_benchmark(settings: BenchSettings,
             record_file.write("\n")  # after a line torn by the stop, not onto it
         def recorded(done: int, total: int, record: dict[str, Any]) -> None:
             record["jobs"] = settings.jobs  # its seconds were measured beside jobs - 1 other runs
+            record["code"] = code_version()  # a later --resume may keep it beside runs of newer code
             record_file.write(json.dumps(record, allow_nan=False, default=_jsonable) + "\n")
             record_file.flush()  # a stopped bench keeps every run that finished
             if on_progress is not None:
@@ -259,6 +262,7 @@ def run_benchmark(settings: BenchSettings,
         "runs_wall_time_s": runs_wall,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "versions": _versions(),
+        "code": code_version(),  # this bench's; each run has its own "code" (a resume keeps older runs)
         "refiner_schedule": {
             "rounds": settings.refiner_rounds,
             "split": {str(b): dict(zip(("rounds", "initial_trials", "trials_per_round"),

@@ -23,10 +23,12 @@ before the clock starts on any run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
 import os
+import subprocess
 import tempfile
 import time
 import traceback
@@ -41,7 +43,8 @@ import numpy as np
 from refiner.bench.optimizers import OPTIMIZERS, get_optimizer
 from refiner.bench.problems import get_problem
 
-__all__ = ["Task", "plan", "execute", "run_tasks", "worker_pool", "assemble", "incumbent"]
+__all__ = ["Task", "plan", "execute", "run_tasks", "worker_pool", "assemble", "incumbent", "code_version",
+           "other_code"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,35 @@ def plan(problems: Sequence[str], optimizers: Sequence[str], budgets: Sequence[i
         return get_problem(t.problem).cost * get_optimizer(t.optimizer).cost * t.budget
 
     return sorted(tasks, key=lambda t: (-cost(t), t.key))
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The code a run is made with: the checkout's commit, ``+dirty`` when ``refiner/`` has uncommitted
+    changes, or ``refiner <version>`` outside a git checkout. A bench resumed in a later session keeps
+    runs made by earlier code, so each run says which (its method may have changed since)."""
+    package = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(package), "rev-parse", "--short=12", "HEAD"],
+                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        from refiner import __version__
+
+        return f"refiner {__version__}"
+    return commit + ("+dirty" if dirty else "")
+
+
+def other_code(runs: Sequence[dict[str, Any]]) -> str | None:
+    """A line saying how many of ``runs`` (kept by a resume) were made by code other than this one's, or None."""
+    now = code_version()
+    others = sorted({r.get("code", "unrecorded") for r in runs} - {now})
+    if not others:
+        return None
+    n = sum(r.get("code", "unrecorded") != now for r in runs)
+    return (f"{n} of the {len(runs)} kept runs were made by other code ({', '.join(others)}; now {now}): "
+            f"their results stand as they were measured")
 
 
 def _quiet_worker() -> None:

@@ -44,6 +44,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from refiner.bench.harness import code_version, other_code, worker_pool
 from refiner.errors import RefinerError
 from refiner.jsonio import atomic_write_text
 
@@ -469,6 +470,8 @@ def run_keras_benchmark(seeds: int, problems: Sequence[str] | None = None, optim
     if done:
         log.info("resuming: %d of %d problem-seed units already in %s", len(done), len(done) + len(todo),
                  out / "keras.json")  # type: ignore[operator]
+        if other_code([r for rows in done.values() for r in rows]):
+            log.warning("--resume: %s", other_code([r for rows in done.values() for r in rows]))
 
     def result(complete: bool) -> dict[str, Any]:
         order = {name: i for i, name in enumerate(names)}
@@ -481,6 +484,7 @@ def run_keras_benchmark(seeds: int, problems: Sequence[str] | None = None, optim
     def record(unit: _Unit, records: list[dict[str, Any]]) -> None:
         for r in records:
             r["jobs"] = jobs  # its seconds were measured beside jobs - 1 other units
+            r["code"] = code_version()  # a later --resume may keep it beside units of newer code
         done[(unit.problem, unit.seed)] = records
         if out is not None:
             atomic_write_text(out / "keras.json", json.dumps(result(complete=False), indent=2) + "\n")
@@ -490,8 +494,6 @@ def run_keras_benchmark(seeds: int, problems: Sequence[str] | None = None, optim
             record(unit, _run_unit(unit))
     else:
         from concurrent.futures import as_completed
-
-        from refiner.bench.harness import worker_pool
 
         with worker_pool(jobs, _run_unit, todo) as futures:
             units = dict(zip(futures, todo))
