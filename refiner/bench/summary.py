@@ -192,8 +192,12 @@ def check_targets(summary: Mapping[str, Any], analysis: Mapping[str, Any] | None
             share = len(ok) / len(halves)
             add(f"median regret <= half of kt_bayes on >= 80% of problems at budget {b}", share >= 0.8,
                 f"{len(ok)}/{len(halves)} problems ({', '.join(p for p, _, _ in halves if p not in ok) or 'none'} missed)")
+            above = [p for p, m, bo in halves if m > bo and not _tied(m, bo)]
+            add(f"median regret never above kt_bayes's at budget {b}", not above,
+                f"above on {', '.join(above)}" if above else f"never above on {len(halves)} problems")
         else:
             add(f"median regret <= half of kt_bayes on >= 80% of problems at budget {b}", None, "kt_bayes not run")
+            add(f"median regret never above kt_bayes's at budget {b}", None, "kt_bayes not run")
         worse = [(p, c["refiner"]["median"], c[STUCK_BASELINE]["median"]) for p, c in table.items()
                  if "refiner" in c and STUCK_BASELINE in c]
         if worse:
