@@ -52,6 +52,36 @@ def test_literature_values_of_the_known_optima():
     assert get_problem("wells4").f_star == pytest.approx(-1.46021, abs=1e-5)
 
 
+def test_second_minimum_is_the_next_deepest_local_minimum_so_a_value_below_it_is_in_the_global_basin():
+    from refiner.bench import problems as P
+
+    starts = {"wells4": list(P._WELLS_CENTRE),
+              "styblinski5": [np.array([2.7 if i == k else -2.9 for i in range(5)]) for k in range(5)],
+              "hartmann6": [np.array([0.40, 0.88, 0.85, 0.57, 0.14, 0.04])]}
+    for name, points in starts.items():
+        p = get_problem(name)
+        local = [minimize(lambda x: p.evaluate(_as_params(x)), x0, method="L-BFGS-B", bounds=_bounds(name)).fun
+                 for x0 in points]
+        above = [v for v in local if v > p.f_star + 1e-6]
+        assert p.second_minimum == pytest.approx(min(above), abs=1e-5), name
+        # ... and points below it descend to the global minimiser: clouds around it of growing width
+        # (uniform samples almost never score that low), each point below the second minimum.
+        rng = np.random.default_rng(3)
+        x_star = np.array([p.optima[0][f"x{i}"] for i in range(len(p.space))])
+        low, high = np.array(_bounds(name)).T
+        below = 0
+        for width in (0.05, 0.15, 0.3):
+            for x0 in np.clip(x_star + width * (high - low) * rng.standard_normal((150, len(x_star))), low, high):
+                if p.evaluate(_as_params(x0)) < p.second_minimum:
+                    below += 1
+                    end = minimize(lambda v: p.evaluate(_as_params(v)), x0, method="L-BFGS-B", bounds=_bounds(name)).x
+                    assert np.max(np.abs(end - x_star)) < 1e-2, (name, x0)
+        assert below >= 15, (name, below)  # not vacuous (19 on Hartmann-6, the fewest)
+    assert get_problem("hartmann6_noisy").second_minimum == get_problem("hartmann6").second_minimum
+    assert [n for n, q in PROBLEMS.items() if q.second_minimum is not None] == [
+        "hartmann6", "wells4", "styblinski5", "hartmann6_noisy"]
+
+
 def test_noisy_problems_keep_the_known_optimum_of_their_noiseless_function():
     for name, plain in (("hartmann6_noisy", "hartmann6"), ("branin_noisy", "branin")):
         p = get_problem(name)
@@ -165,3 +195,36 @@ def test_a_noisy_run_end_to_end_is_reproducible_and_scored_on_the_noiseless_func
     assert result["best_value"] == first["true_values"][pick]
     assert result["regret"] == pytest.approx(first["true_values"][pick] - problem.f_star)
     assert result["regret"] >= 0
+
+
+def test_the_summary_counts_runs_that_reached_the_global_basin_and_splits_containment_by_it():
+    """Containment misses on multimodal problems are mostly runs that never saw the global basin: the
+    bench says, per optimizer, how many runs reached it, and refiner's containment in each group."""
+    from refiner.bench.report import format_report
+    from refiner.bench.summary import summarise
+
+    wells = get_problem("wells4")
+    second = wells.second_minimum
+
+    def record(optimizer: str, seed: int, best: float, contains: bool | None = None) -> dict:
+        extra = {} if contains is None else {"contains_optimum": contains, "volume_fraction": 0.1}
+        return {"problem": "wells4", "optimizer": optimizer, "seed": seed, "budget": 2, "values": [0.0, best],
+                "objective_s": [0.0, 0.0], "elapsed_s": [1.0, 2.0], "wall_s": 2.0, "extra": extra}
+
+    records = [record("refiner", 0, second - 0.01, True), record("refiner", 1, second + 0.01, False),
+               record("refiner", 2, wells.f_star + 0.5, False), record("kt_bayes", 0, second - 0.2),
+               record("kt_bayes", 1, second + 0.3), record("kt_bayes", 2, second + 0.3)]
+    _, results = assemble(records, ["wells4"], [2], {"wells4": wells.reference()})
+    assert [r["global_basin"] for r in results] == [True, False, False, True, False, False]
+    summary = summarise(results, ["wells4"], ["refiner", "kt_bayes"], [2])
+    assert summary["global_basin"]["2"] == {"wells4": {"refiner": [1, 3], "kt_bayes": [1, 3]}}
+    assert summary["refiner_narrowing"]["2"]["contains_by_basin"] == {"found": [1, 1], "not_found": [0, 2]}
+    # A problem without a known second minimum gets no basin line.
+    _, plain = assemble([{**records[0], "problem": "branin"}], ["branin"], [2], {"branin": (0.397887, "known")})
+    assert "global_basin" not in plain[0]
+    text = format_report({"budgets": [2], "problems": [{"name": "wells4"}], "seeds": [0, 1, 2], "optimizers": [{"name": "refiner"},
+                          {"name": "kt_bayes"}], "summary": summary, "targets": [], "wall_time_s": 1.0, "jobs": 1,
+                          "n_runs": 6, "errors": []})
+    assert "global basin reached at budget 2 (best below the second-deepest minimum), runs: wells4 refiner 1/3, " \
+           "kt_bayes 1/3" in text
+    assert "refined space holds the optimum in 1/1 runs that reached the global basin and 0/2 that did not" in text

@@ -266,6 +266,7 @@ def assemble(records: Sequence[dict[str, Any]], problems: Sequence[str], budgets
         optimizer = OPTIMIZERS[r["optimizer"]]
         answers = [r["budget"]] if optimizer.knows_budget else [b for b in budgets if b <= r["budget"]]
         f_star = stars[r["problem"]]["f_star"]
+        second_minimum = get_problem(r["problem"]).second_minimum
         curve = incumbent(r["values"], r.get("true_values"))
         observed = incumbent(r["values"]) if "true_values" in r else None  # the best noisy observation
         for b in answers:
@@ -282,6 +283,8 @@ def assemble(records: Sequence[dict[str, Any]], problems: Sequence[str], budgets
                 "regret": best - f_star if math.isfinite(best) else None,
                 "wall_s": wall, "objective_s": objective, "orchestration_s": wall - objective,
                 **({"best_observed": observed[n - 1]} if observed is not None else {}),
+                # below every other basin's floor: this run found the global basin
+                **({"global_basin": bool(best < second_minimum)} if second_minimum is not None else {}),
                 **({"contains_optimum": r["extra"].get("contains_optimum"),
                     "near_optimum": r["extra"].get("near_optimum"),
                     "volume_fraction": r["extra"].get("volume_fraction")} if r["optimizer"] == "refiner" else {}),

@@ -66,6 +66,9 @@ class Problem:
     suites: tuple[str, ...] = ("quick", "full")
     cost: float = 1.0  # relative cost of one run, to start the slow tasks first
     noise_sd: float = 0.0  # above 0: each observation is function(params) + N(0, noise_sd^2)
+    # The next-deepest local minimum (multimodal problems): a best value below it can only lie in the
+    # global basin, so a run that ends above it never found that basin (what containment depends on).
+    second_minimum: float | None = None
 
     def evaluate(self, params: Mapping[str, Any]) -> float:
         """The noiseless value of ``params``: what f*, regret and the known optima are measured with."""
@@ -124,6 +127,9 @@ _H6_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307,
                          [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]], dtype=float)
 _H6_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
 _H6_XSTAR = (0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573)
+# The next-deepest minimum, near (0.405, 0.882, 0.846, 0.574, 0.139, 0.039) (L-BFGS-B from 200 random
+# starts), 0.119 above the global one.
+_H6_SECOND = -3.203162
 
 
 def hartmann6(params: Mapping[str, Any]) -> float:
@@ -175,6 +181,7 @@ _WELLS_SLOPE = 0.2  # a gentle bowl (at most 0.2 * 0.49 across the box) centred 
 # The minimiser, found by BFGS from the global centre (gradient below 1e-7; the neighbouring wells'
 # tails and the slope move it by under 0.001 from the centre); tests check that nothing beats it.
 _WELLS_XSTAR = (0.79919724, 0.15079665, 0.69943441, 0.25071759)
+_WELLS_SECOND = -1.196954  # well 2's minimum (L-BFGS-B from its centre), 0.263 above the global one
 
 
 def wells(params: Mapping[str, Any]) -> float:
@@ -201,6 +208,11 @@ def styblinski_tang(params: Mapping[str, Any]) -> float:
     one, -39.16617 * 5 = -195.83, has every coordinate at -2.903534 (unit position 0.21)."""
     x = _vector(params, 5)
     return float(0.5 * np.sum(x**4 - 16 * x**2 + 5 * x))
+
+
+# The next-deepest minimum: one coordinate in its other basin (the positive root), 14.14 above f*.
+_ST_SECOND = styblinski_tang({f"x{i}": max(r.real for r in np.roots([2.0, 0.0, -16.0, 2.5])) if i == 4 else _ST_XSTAR
+                              for i in range(5)})
 
 
 # A made-up "validation loss" over a typical network's hyperparameters, with an optimiser-dependent
@@ -347,7 +359,7 @@ def _build() -> dict[str, Problem]:
                 cost=0.5),
         Problem("hartmann6", "Hartmann-6, 6 floats in [0, 1]", "synthetic",
                 SearchSpace([Float(f"x{i}", 0.0, 1.0) for i in range(6)]), hartmann6,
-                optima=({f"x{i}": v for i, v in enumerate(_H6_XSTAR)},), cost=1.5),
+                optima=({f"x{i}": v for i, v in enumerate(_H6_XSTAR)},), cost=1.5, second_minimum=_H6_SECOND),
         Problem("ackley5_shifted", "Ackley, 5 floats in [-32.768, 32.768], minimum moved off-centre", "synthetic",
                 SearchSpace([Float(f"x{i}", -32.768, 32.768) for i in range(5)]), ackley_shifted,
                 optima=({f"x{i}": v for i, v in enumerate(_ACKLEY_SHIFT)},), cost=1.3),
@@ -371,10 +383,11 @@ def _build() -> dict[str, Problem]:
         # basin found excludes the global one.
         Problem("wells4", "six Gaussian wells in [0, 1]^4: the deepest narrow, a wide shallower decoy", "synthetic",
                 SearchSpace([Float(f"x{i}", 0.0, 1.0) for i in range(4)]), wells,
-                optima=({f"x{i}": v for i, v in enumerate(_WELLS_XSTAR)},), cost=1.2),
+                optima=({f"x{i}": v for i, v in enumerate(_WELLS_XSTAR)},), cost=1.2,
+                second_minimum=_WELLS_SECOND),
         Problem("styblinski5", "Styblinski-Tang, 5 floats in [-5, 5]: two basins per coordinate, 32 minima",
                 "synthetic", SearchSpace([Float(f"x{i}", -5.0, 5.0) for i in range(5)]), styblinski_tang,
-                optima=({f"x{i}": _ST_XSTAR for i in range(5)},), cost=1.3),
+                optima=({f"x{i}": _ST_XSTAR for i in range(5)},), cost=1.3, second_minimum=_ST_SECOND),
         # Noisy: the same configuration scores differently on each call; regret is on the noiseless
         # function. The sd is about 9% of the sd of the function over a random sample's best 10%
         # (Branin 1.6, Hartmann-6 0.44): small against the whole range, but above the final regrets
@@ -386,7 +399,8 @@ def _build() -> dict[str, Problem]:
                 cost=0.5, noise_sd=0.15),
         Problem("hartmann6_noisy", "Hartmann-6 plus Gaussian noise, sd 0.04", "synthetic",
                 SearchSpace([Float(f"x{i}", 0.0, 1.0) for i in range(6)]), hartmann6,
-                optima=({f"x{i}": v for i, v in enumerate(_H6_XSTAR)},), cost=1.5, noise_sd=0.04),
+                optima=({f"x{i}": v for i, v in enumerate(_H6_XSTAR)},), cost=1.5, noise_sd=0.04,
+                second_minimum=_H6_SECOND),
         Problem("svc_digits", "RBF SVC on 900 digits: 3-fold CV error over log C, log gamma", "training",
                 SearchSpace([Float("C", 1e-3, 1e3, log=True), Float("gamma", 1e-5, 10.0, log=True)]), svc_digits,
                 cost=1.0),

@@ -63,6 +63,15 @@ def format_report(document: Mapping[str, Any]) -> str:
             f"{' (missed: ' + ', '.join(n['missed']) + ')' if n['missed'] else ''}; refined volume median "
             f"{fmt_regret(n['volume_fraction_median'])} of the original ({'-' if n['volume_at_most_10pct_share'] is None else format(n['volume_at_most_10pct_share'], '.0%')} of runs at most 10%); "
             f"orchestration time vs kt_bayes: {'-' if ratio is None else f'{ratio:.2f}x'} (geometric mean over problems)")
+        basin = summary.get("global_basin", {}).get(b)  # older bench.json files have none
+        if basin:
+            out.append(f"global basin reached at budget {b} (best below the second-deepest minimum), runs: " + "; ".join(
+                f"{p} " + ", ".join(f"{o} {k}/{m}" for o, (k, m) in cells.items()) for p, cells in basin.items()))
+            split = n.get("contains_by_basin", {})
+            if split:
+                (kf, nf), (kn, nn) = split["found"], split["not_found"]
+                out.append(f"refiner's refined space holds the optimum in {kf}/{nf} runs that reached the global "
+                           f"basin and {kn}/{nn} that did not")
         out.append("")
     analysis = document.get("analysis_time")
     if analysis:

@@ -11,7 +11,10 @@
   only: training problems have no known minimiser) and the refined volume as a fraction of the
   original (:mod:`refiner.bench.regions`);
 * orchestration time (wall minus objective) per run, refiner's median over KerasTuner Bayesian
-  optimization's median per problem, and their geometric mean across problems.
+  optimization's median per problem, and their geometric mean across problems;
+* on the multimodal problems with a known second minimum: per optimizer, the share of runs whose
+  best lies below it (in the global basin), and refiner's containment among the runs that found
+  that basin and among those that did not (a box cannot keep a basin no trial has seen).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def summarise(results: Sequence[Mapping[str, Any]], problems: Sequence[str], opt
             by[(r["problem"], r["optimizer"], r["budget"])].append(r)
 
     out: dict[str, Any] = {"per_problem": {}, "mean_rank": {}, "win_rate": {}, "stuck_rate": {},
-                           "refiner_narrowing": {}, "orchestration": {}}
+                           "refiner_narrowing": {}, "orchestration": {}, "global_basin": {}}
     for b in budgets:
         key = str(b)
         table: dict[str, dict[str, Any]] = {}
@@ -150,6 +153,17 @@ def summarise(results: Sequence[Mapping[str, Any]], problems: Sequence[str], opt
                 p: float(np.median([r["volume_fraction"] for r in refined if r["problem"] == p]))
                 for p in problems if any(r["problem"] == p for r in refined)
             },
+            # [contained, runs] among the runs that found the global basin and those that did not
+            "contains_by_basin": {
+                label: [sum(bool(r["contains_optimum"]) for r in group), len(group)]
+                for label, found in (("found", True), ("not_found", False))
+                for group in [[r for r in with_optimum if r.get("global_basin") is found]]
+            },
+        }
+        out["global_basin"][key] = {
+            p: {o: [sum(r["global_basin"] for r in by[(p, o, b)]), len(by[(p, o, b)])]
+                for o in optimizers if by.get((p, o, b))}
+            for p in problems if any("global_basin" in r for o in optimizers for r in by.get((p, o, b), []))
         }
 
         ratios = {}
