@@ -223,8 +223,9 @@ def run_benchmark(settings: BenchSettings,
             and finished[t.key].get("options", "") == t.options}
     kept = [finished[key] for key in sorted(keep)]
     to_run = [t for t in tasks if t.key not in reusable and t.key not in keep]
-    if other_code(kept):
-        log.warning("--resume: %s", other_code(kept))
+    older = other_code(kept)
+    if older:
+        log.warning("--resume: %s", older)
     log.info("%d runs: %d problems x %d optimizers x %d seeds, budgets %s, %d worker(s)%s%s",
              len(tasks), len(problems), len(optimizers), len(seeds), budgets, settings.jobs,
              f"; {len(reused)} taken from {settings.reuse}" if settings.reuse is not None else "",

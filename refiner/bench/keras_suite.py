@@ -470,8 +470,9 @@ def run_keras_benchmark(seeds: int, problems: Sequence[str] | None = None, optim
     if done:
         log.info("resuming: %d of %d problem-seed units already in %s", len(done), len(done) + len(todo),
                  out / "keras.json")  # type: ignore[operator]
-        if other_code([r for rows in done.values() for r in rows]):
-            log.warning("--resume: %s", other_code([r for rows in done.values() for r in rows]))
+        older = other_code([r for rows in done.values() for r in rows])
+        if older:
+            log.warning("--resume: %s", older)
 
     def result(complete: bool) -> dict[str, Any]:
         order = {name: i for i, name in enumerate(names)}
