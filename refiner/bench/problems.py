@@ -198,7 +198,8 @@ def wells(params: Mapping[str, Any]) -> float:
 
 
 # Styblinski-Tang's minimiser per coordinate: the negative root of f'(x) = 2x^3 - 16x + 2.5 below -2.
-_ST_XSTAR = float(min(r.real for r in np.roots([2.0, 0.0, -16.0, 2.5]) if abs(r.imag) < 1e-12))
+_ST_ROOTS = sorted(r.real for r in np.roots([2.0, 0.0, -16.0, 2.5]) if abs(r.imag) < 1e-12)  # critical points: min, max, min
+_ST_XSTAR = float(_ST_ROOTS[0])
 
 
 def styblinski_tang(params: Mapping[str, Any]) -> float:
@@ -211,8 +212,7 @@ def styblinski_tang(params: Mapping[str, Any]) -> float:
 
 
 # The next-deepest minimum: one coordinate in its other basin (the positive root), 14.14 above f*.
-_ST_SECOND = styblinski_tang({f"x{i}": max(r.real for r in np.roots([2.0, 0.0, -16.0, 2.5])) if i == 4 else _ST_XSTAR
-                              for i in range(5)})
+_ST_SECOND = styblinski_tang({f"x{i}": float(_ST_ROOTS[-1]) if i == 4 else _ST_XSTAR for i in range(5)})
 
 
 # A made-up "validation loss" over a typical network's hyperparameters, with an optimiser-dependent
