@@ -251,7 +251,7 @@ def run_benchmark(settings: BenchSettings,
     stars, results = assemble(records, problems, budgets, reference)
     summary = summarise(results, problems, optimizers, budgets)
     analysis = measure_analysis_time(settings.analysis_repeats) if settings.analysis_repeats > 0 else None
-    targets = check_targets(summary, analysis, budgets)
+    targets = check_targets(summary, analysis, budgets, {name: PROBLEMS[name].regret_floor for name in problems})
 
     document: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -278,6 +278,7 @@ def run_benchmark(settings: BenchSettings,
             "name": name, "kind": PROBLEMS[name].kind, "description": PROBLEMS[name].description,
             "space": PROBLEMS[name].space.to_dict(), "optima": [dict(o) for o in PROBLEMS[name].optima],
             "noise_sd": PROBLEMS[name].noise_sd,
+            "regret_floor": PROBLEMS[name].regret_floor,
             **stars[name],
         } for name in problems],
         "optimizers": [{"name": o, "label": OPTIMIZERS[o].label, "knows_budget": OPTIMIZERS[o].knows_budget}
