@@ -386,3 +386,14 @@ def test_the_keras_suite_runs_real_models_at_hyperbands_epochs_and_resumes(tmp_p
     assert main(["bench", "--suite", "fidelity", "--resume", "--out", str(tmp_path)]) == 2
     assert "--resume: --suite fidelity does not resume" in capsys.readouterr().err
     assert json.loads((tmp_path / "keras.json").read_text()) == result  # refused: the file is untouched
+
+
+def test_the_analysis_time_covers_a_whole_round_fit_refine_and_the_audit_of_earlier_cuts():
+    from refiner.bench.analysis_time import measure_analysis_time
+
+    timing = measure_analysis_time(repeats=2, n_trials=60)
+    assert timing["cuts_audited"] > 0  # the earlier round narrowed something for the audit to judge
+    for part in ("fit_surrogate_s", "refine_s", "audit_s"):
+        assert len(timing[part]) == 2 and all(s > 0 for s in timing[part])
+    totals = [sum(parts) for parts in zip(timing["fit_surrogate_s"], timing["refine_s"], timing["audit_s"])]
+    assert timing["total_s_max"] == pytest.approx(max(totals))

@@ -238,3 +238,14 @@ def test_predicted_std_is_recalibrated(model, loss_trials):
     np.testing.assert_allclose(std, raw * s.std_scale_)
     if model == "gradient_boosting":  # no per-point spread: the calibrated std is the out-of-fold RMSE
         np.testing.assert_allclose(std, s.residual_std_)
+
+
+def test_a_surrogate_without_analysis_predicts_the_same_and_skips_partial_dependence(fitted, loss_trials):
+    """The audit fits with ``analyse=False``: it must judge with the very same model, only faster."""
+    bare = fit_surrogate(SPACE, loss_trials, {"name": "val_loss", "direction": "min"}, seed=0, analyse=False)
+    assert bare.model_name == fitted.model_name and bare.cv_score == fitted.cv_score and bare.trusted
+    X = bare.encoder.encode([SPACE.sample(np.random.default_rng(i)) for i in range(50)])
+    for got, want in zip(bare.predict(X), fitted.predict(X)):
+        np.testing.assert_array_equal(got, want)
+    assert bare.partial_dependence == {} and bare.importances == {}
+    assert fitted.partial_dependence and fitted.importances

@@ -1,9 +1,12 @@
 """Refiner's per-round analysis time at 200 trials x 8 parameters.
 
-One round's analysis is ``fit_surrogate`` (model selection by cross-validation, refit, partial
-dependence) plus ``refine`` (the narrowing decisions). Both are timed on 200 synthetic completed
-trials over 8 parameters of every kind (floats, a log float, ints, a stepped int, a choice), with a
-smooth objective plus noise, after one untimed warm-up (imports, caches).
+One round's analysis, as the loop runs it after a round whose space an earlier round narrowed, is
+``fit_surrogate`` (model selection by cross-validation, refit, partial dependence) in the round's
+space, ``refine`` (the narrowing decisions) and ``audit_cuts`` (a second surrogate, in the declared
+space, judging the earlier round's cuts). All three are timed on 200 synthetic completed trials over
+8 parameters of every kind (floats, a log float, ints, a stepped int, a choice), with a smooth
+objective plus noise; the earlier round is the same analysis on the first half of the trials
+(untimed), and one untimed warm-up pays for imports and caches.
 """
 
 from __future__ import annotations
@@ -49,30 +52,42 @@ def synthetic_trials(n: int = 200, seed: int = 0) -> list[Trial]:
 
 
 def measure_analysis_time(repeats: int = 3, n_trials: int = 200, seed: int = 0) -> dict[str, Any]:
-    """Seconds for ``fit_surrogate`` and ``refine``, per repeat, after one warm-up."""
-    from refiner.narrowing import refine
+    """Seconds for ``fit_surrogate``, ``refine`` and ``audit_cuts``, per repeat, after one warm-up."""
+    from refiner.audit import audit_cuts, cuts_of
+    from refiner.narrowing import decisions_document, refine
     from refiner.surrogate import fit_surrogate
 
-    space = analysis_space()
+    declared = analysis_space()
     trials = synthetic_trials(n_trials, seed)
     objective = Objective("loss", "min")
-    fit_s, refine_s = [], []
+    # The earlier round: its cuts are what this round's audit judges.
+    earlier = trials[: n_trials // 2]
+    first = fit_surrogate(declared, earlier, objective, seed=seed)
+    space, decisions = refine(declared, earlier, first, objective=objective, seed=seed)
+    cuts = cuts_of(0, declared, decisions_document(decisions, round_index=0, n_trials=len(earlier),
+                                                   surrogate_trusted=bool(first.trusted)))
+    fit_s, refine_s, audit_s = [], [], []
     for i in range(repeats + 1):
         t0 = time.perf_counter()
         surrogate = fit_surrogate(space, trials, objective, seed=seed + i)
         t1 = time.perf_counter()
-        refine(space, trials, surrogate, objective=objective, seed=seed + i)
+        refine(space, trials, surrogate, objective=objective, original_space=declared, seed=seed + i)
         t2 = time.perf_counter()
+        audit_cuts(cuts, trials, declared, objective, seed=seed + i)
+        t3 = time.perf_counter()
         if i > 0:  # the first pass pays for imports and caches
             fit_s.append(t1 - t0)
             refine_s.append(t2 - t1)
-    totals = [a + b for a, b in zip(fit_s, refine_s)]
+            audit_s.append(t3 - t2)
+    totals = [a + b + c for a, b, c in zip(fit_s, refine_s, audit_s)]
     return {
         "n_trials": n_trials,
-        "n_parameters": len(space),
+        "n_parameters": len(declared),
         "repeats": repeats,
+        "cuts_audited": len(cuts),
         "fit_surrogate_s": fit_s,
         "refine_s": refine_s,
+        "audit_s": audit_s,
         "total_s_median": float(np.median(totals)),
         "total_s_max": float(max(totals)),
         "surrogate_model": surrogate.model_name,

@@ -75,9 +75,11 @@ def format_report(document: Mapping[str, Any]) -> str:
         out.append("")
     analysis = document.get("analysis_time")
     if analysis:
+        # Bench files before the audit was timed hold no audit_s.
+        audited = f" + audit of {analysis['cuts_audited']} earlier cuts" if "audit_s" in analysis else ""
         out.append(f"refiner analysis per round at {analysis['n_trials']} trials x {analysis['n_parameters']} parameters: "
                    f"median {analysis['total_s_median']:.2f} s, worst {analysis['total_s_max']:.2f} s "
-                   f"(fit_surrogate + refine, {analysis['repeats']} repeats)")
+                   f"(fit_surrogate + refine{audited}, {analysis['repeats']} repeats)")
     out.append("wins column: rate (wins/ties/losses) over paired (problem, seed) runs; stuck: final regret worse "
                "than kt_random's median")
     noisy = [f"{p['name']} (sd {p['noise_sd']:g})" for p in document["problems"] if p.get("noise_sd")]
